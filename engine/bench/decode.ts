@@ -1,0 +1,113 @@
+/**
+ * `mgd bench decode`: prefill and decode speed of a backend on a model, read against the machine's copy bandwidth
+ * measured in the same run. Decoding one token streams every weight once, so decode is bandwidth-bound and
+ * weightBytesPerToken x tok/s says how close to the memory system's limit the backend runs.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { BackendName, WeightFormat } from '../backends/backend.js';
+import { cacheRoot } from '../backends/onnx/build-cache.js';
+import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
+import { BadInputError } from '../errors.js';
+import { openModelDir } from '../model/directory.js';
+import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
+import { embeddedModelDir } from '../paths.js';
+import { measureCopyGBps } from './bandwidth.js';
+
+export interface BenchDecodeOptions {
+  model?: string;
+  like?: RandomModelPreset;
+  backend?: BackendName | 'auto';
+  weights?: WeightFormat;
+  threads?: number;
+  promptTokens: number;
+  decodeTokens: number;
+  log?: (line: string) => void;
+}
+
+export async function benchDecode(o: BenchDecodeOptions) {
+  if (o.backend === 'webgpu') throw new BadInputError('the webgpu backend is not available in this build yet');
+  const log = o.log ?? (() => {});
+  let dir = o.model ?? embeddedModelDir();
+  if (o.like) {
+    dir = path.join(cacheRoot(), 'models', `${o.like}-seed0`);
+    if (!fs.existsSync(path.join(dir, 'config.json'))) {
+      log(`making a random ${o.like} model in ${dir} ...`);
+      makeRandomModel({ like: o.like, out: dir, seed: 0 });
+    }
+  }
+  const model = openModelDir(dir);
+  const weights = o.weights ?? 'f32';
+  log(`loading ${dir} (${weights}) ...`);
+  const t0 = performance.now();
+  const backend = await loadOnnxBackend(model, { weights, threads: o.threads });
+  const loadMs = performance.now() - t0;
+  try {
+    const V = model.config.vocabSize;
+    const maxPrompt = Math.min(o.promptTokens, backend.maxPositions - o.decodeTokens - 1);
+    // Deterministic pseudo-random prompt: ids spread over the vocabulary, as real text is.
+    const prompt = Array.from({ length: maxPrompt }, (_, i) => (i * 7919 + 13) % Math.min(V, 50000));
+
+    // Prefill: best of three fresh caches (the first run also warms up kernels and the allocator).
+    let prefillMs = Infinity;
+    for (let r = 0; r < 3; r++) {
+      const c = backend.createCache();
+      const t = performance.now();
+      await backend.forward(c, prompt);
+      prefillMs = Math.min(prefillMs, performance.now() - t);
+      c.free();
+    }
+
+    // Decode: greedy steps after the prompt; the median step time is the figure (robust to a noisy neighbour).
+    const cache = backend.createCache();
+    let logits = await backend.forward(cache, prompt);
+    const steps: number[] = [];
+    for (let s = 0; s < o.decodeTokens; s++) {
+      const next = argmax(logits);
+      const t = performance.now();
+      logits = await backend.forward(cache, [next]);
+      steps.push(performance.now() - t);
+    }
+    cache.free();
+    steps.sort((a, b) => a - b);
+    const stepMs = steps[Math.floor(steps.length / 2)]!;
+    const decodeTokPerS = 1000 / stepMs;
+    log('measuring copy bandwidth ...');
+    const copyGBps = measureCopyGBps();
+    const bytes = backend.info.weightBytesPerToken;
+    const achievedGBps = bytes > 0 ? (bytes * decodeTokPerS) / 1e9 : null;
+    return {
+      bench: 'decode',
+      model: model.dir,
+      like: o.like ?? null,
+      architecture: model.config.architecture,
+      backend: backend.info.name,
+      device: backend.info.device,
+      weights: backend.info.weights,
+      promptTokens: prompt.length,
+      decodeTokens: o.decodeTokens,
+      loadMs: round(loadMs),
+      prefillMs: round(prefillMs),
+      prefillTokPerS: round((prompt.length * 1000) / prefillMs),
+      decodeMsP50: round(stepMs),
+      decodeMsP90: round(steps[Math.floor(steps.length * 0.9)]!),
+      decodeTokPerS: round(decodeTokPerS),
+      weightBytesPerToken: bytes,
+      achievedGBps: achievedGBps === null ? null : round(achievedGBps),
+      copyGBps: round(copyGBps),
+      fractionOfCopy: achievedGBps === null ? null : round(achievedGBps / copyGBps),
+    };
+  } finally {
+    await backend.dispose();
+  }
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}

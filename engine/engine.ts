@@ -1,0 +1,156 @@
+/**
+ * The engine API: one object that loads a model and answers completion requests. The CLI, the HTTP API and the
+ * language server are three doors into this class; none of them knows about backends, tokenizers or caches.
+ *
+ * Requests run one at a time (one model, and the CPU backend already uses every core); a request waiting behind
+ * another can be cancelled before it starts. The KV cache of the last prompt and its completion stays resident, so
+ * the next request (typically the same file one keystroke later) prefills only what changed after the longest common
+ * token prefix.
+ */
+import { BadInputError, CancelledError } from './errors.js';
+import type { Backend, BackendName, KvCache, WeightFormat } from './backends/backend.js';
+import { loadOnnxBackend } from './backends/onnx/onnx-backend.js';
+import { openModelDir, type ModelDir } from './model/directory.js';
+import { loadTokenizer } from './tokenizer/tokenizer.js';
+import type { TextTokenizer } from './tokenizer/types.js';
+import { buildPrompt } from './decode/fim.js';
+import { generate } from './decode/generate.js';
+import type { LogitsProcessor } from './decode/logits-processor.js';
+import type { StopMode } from './decode/stop.js';
+import { embeddedModelDir } from './paths.js';
+
+export interface EngineOptions {
+  /** Model directory (Hugging Face layout); default: the embedded model. */
+  model?: string;
+  backend?: BackendName | 'auto';
+  weights?: WeightFormat;
+  threads?: number;
+}
+
+export interface CompletionRequest {
+  prefix: string;
+  suffix?: string;
+  filePath?: string;
+  language?: string;
+  maxTokens?: number;
+  /** How far a completion may run: to the end of the line, of the block, or only maxTokens. Default 'block'. */
+  stop?: StopMode;
+  stopStrings?: string[];
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** Logits processors (the monitors) for this request. */
+  processors?: LogitsProcessor[];
+  /** Repository context blocks placed before the file (most stable first). */
+  context?: Array<{ path: string; text: string }>;
+  signal?: AbortSignal;
+  onText?: (delta: string) => void;
+}
+
+export interface CompletionResult {
+  text: string;
+  tokens: number;
+  promptTokens: number;
+  stopReason: string;
+  timings: { loadMs: number; analysisMs: number; prefillMs: number; decodeMs: number; totalMs: number };
+  monitor: { triggers: number; maskedSteps: number; interventions: number };
+  cache: { promptTokens: number; reusedTokens: number };
+  promptMode: 'fim' | 'prefix';
+}
+
+const DEFAULT_MAX_TOKENS = 64;
+
+export class Engine {
+  private resident: KvCache | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly model: ModelDir,
+    readonly backend: Backend,
+    readonly tokenizer: TextTokenizer,
+    readonly loadMs: number,
+  ) {}
+
+  static async load(opts: EngineOptions = {}): Promise<Engine> {
+    const t0 = performance.now();
+    const model = openModelDir(opts.model ?? embeddedModelDir());
+    const backendName = opts.backend ?? 'auto';
+    if (backendName === 'webgpu') throw new BadInputError('the webgpu backend is not available in this build yet; use --backend onnx');
+    const tokenizer = await loadTokenizer(model.tokenizerFile, {
+      tokenizerConfig: model.tokenizerConfig,
+      eosTokenIds: model.generation.eosTokenIds,
+      bosTokenId: model.generation.bosTokenId,
+    });
+    const backend = await loadOnnxBackend(model, { weights: opts.weights, threads: opts.threads });
+    // Checkpoints often pad the embedding past the tokenizer (Qwen2: 151,936 rows for 151,665 ids); the reverse
+    // would let the tokenizer emit ids the model has no row for.
+    if (tokenizer.vocabSize > model.config.vocabSize) {
+      await backend.dispose();
+      throw new BadInputError(`tokenizer.json has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize} embeddings`);
+    }
+    return new Engine(model, backend, tokenizer, performance.now() - t0);
+  }
+
+  /** Completes at the cursor between `prefix` and `suffix`. Queued behind requests already running. */
+  complete(req: CompletionRequest): Promise<CompletionResult> {
+    const run = this.queue.then(() => this.run(req));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(req: CompletionRequest): Promise<CompletionResult> {
+    if (req.signal?.aborted) throw new CancelledError();
+    const t0 = performance.now();
+    const maxTokens = req.maxTokens ?? DEFAULT_MAX_TOKENS;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 4096) throw new BadInputError(`max tokens must be an integer in 1..4096, got ${maxTokens}`);
+    const prompt = buildPrompt(this.tokenizer, {
+      prefix: req.prefix,
+      suffix: req.suffix ?? '',
+      filePath: req.filePath,
+      context: req.context,
+      budget: this.promptBudget(maxTokens),
+    });
+    this.resident ??= this.backend.createCache();
+    const out = await generate(this.backend, this.resident, this.tokenizer, prompt.tokens, {
+      maxTokens,
+      sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
+      stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true },
+      processors: req.processors,
+      signal: req.signal,
+      onText: req.onText,
+    });
+    return {
+      text: out.text,
+      tokens: out.tokens.length,
+      promptTokens: prompt.tokens.length,
+      stopReason: out.stopReason,
+      timings: {
+        loadMs: round(this.loadMs),
+        analysisMs: 0,
+        prefillMs: round(out.prefillMs),
+        decodeMs: round(out.decodeMs),
+        totalMs: round(performance.now() - t0),
+      },
+      monitor: { triggers: 0, maskedSteps: out.maskedSteps, interventions: out.interventions },
+      cache: { promptTokens: prompt.tokens.length, reusedTokens: out.reusedTokens },
+      promptMode: prompt.mode,
+    };
+  }
+
+  /** Splits the context window: generation first, then 3/4 of the rest to the prefix, 1/4 to the suffix. */
+  private promptBudget(maxTokens: number): { prefixTokens: number; suffixTokens: number; contextTokens: number } {
+    const window = Math.min(this.backend.config.maxPositionEmbeddings, 4096);
+    const room = Math.max(16, window - maxTokens - 8);
+    return { prefixTokens: Math.floor(room * 0.75), suffixTokens: Math.floor(room * 0.25), contextTokens: 0 };
+  }
+
+  async dispose(): Promise<void> {
+    this.resident?.free();
+    this.resident = null;
+    await this.backend.dispose();
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

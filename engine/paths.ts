@@ -1,0 +1,25 @@
+/**
+ * Locations inside the installed package. The code runs from source (vitest) and compiled (dist/), so the package
+ * root is found by walking up from this module to the directory holding package.json, not by a fixed relative path.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+let root: string | null = null;
+
+export function packageRoot(): string {
+  if (root) return root;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return (root = dir);
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('mgd: cannot find the package root (no package.json above the engine)');
+    dir = up;
+  }
+}
+
+/** The model used when none is given: shipped in the repository under fixtures/models/. */
+export function embeddedModelDir(): string {
+  return path.join(packageRoot(), 'fixtures', 'models', 'tiny');
+}

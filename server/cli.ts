@@ -1,0 +1,213 @@
+/**
+ * `mgd`: the command line. A thin door into the engine: parse arguments, call engine/, print text or JSON.
+ * Errors: one line on stderr; exit 2 for bad input (the user's mistake), 1 for internal failures; the stack only with
+ * --verbose.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Engine } from '../engine/engine.js';
+import { BadInputError, oneLine } from '../engine/errors.js';
+import { openModelDir } from '../engine/model/directory.js';
+import { makeRandomModel, type RandomModelPreset, RANDOM_MODEL_PRESETS } from '../engine/model/make-random.js';
+import type { WeightFormat } from '../engine/backends/backend.js';
+import { benchDecode } from '../engine/bench/decode.js';
+import { offsetAt } from '../engine/text/position.js';
+import type { StopMode } from '../engine/decode/stop.js';
+
+const USAGE = `usage:
+  mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
+               [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
+               [--temperature T] [--seed S] [--no-monitors] [--no-context] [--json] [--verbose]
+  mgd model info DIR [--json]
+  mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
+  mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
+               [--prompt-tokens N] [--decode-tokens N] [--json]`;
+
+type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+const defaultOut: Out = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
+
+export async function main(argv: string[], out: Out = defaultOut): Promise<number> {
+  const verbose = argv.includes('--verbose');
+  try {
+    const [cmd, ...rest] = argv;
+    switch (cmd) {
+      case 'complete':
+        return await complete(rest, out);
+      case 'model':
+        return await model(rest, out);
+      case 'bench':
+        return await bench(rest, out);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out.stdout(USAGE + '\n');
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new BadInputError(`unknown command "${cmd}" (try: mgd --help)`);
+    }
+  } catch (e) {
+    const bad = e instanceof BadInputError || isArgError(e);
+    out.stderr(`mgd: ${bad ? '' : 'internal error: '}${oneLine(e)}\n`);
+    if (verbose && e instanceof Error && e.stack) out.stderr(e.stack + '\n');
+    return bad ? 2 : 1;
+  }
+}
+
+function isArgError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS');
+}
+
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T) {
+  return parseArgs({ args, options: { ...options, verbose: { type: 'boolean' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+}
+
+function int(v: string | undefined, name: string, min: number, fallback?: number): number {
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw new BadInputError(`--${name} is required`);
+  }
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new BadInputError(`--${name} must be an integer >= ${min}, got "${v}"`);
+  return n;
+}
+
+function oneOf<T extends string>(v: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
+  if (v === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(v)) throw new BadInputError(`--${name} must be one of ${allowed.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
+const WEIGHTS = ['f32', 'q8', 'q4'] as const satisfies readonly WeightFormat[];
+
+async function complete(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, {
+    line: { type: 'string' },
+    character: { type: 'string' },
+    workspace: { type: 'string' },
+    model: { type: 'string' },
+    backend: { type: 'string' },
+    weights: { type: 'string' },
+    threads: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    stop: { type: 'string' },
+    temperature: { type: 'string' },
+    seed: { type: 'string' },
+    'no-monitors': { type: 'boolean' },
+    'no-context': { type: 'boolean' },
+  });
+  if (positionals.length !== 1) throw new BadInputError('complete takes exactly one file');
+  const file = path.resolve(positionals[0]!);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new BadInputError(`cannot read ${positionals[0]}: ${(e as NodeJS.ErrnoException).code ?? oneLine(e)}`);
+  }
+  const line = int(values.line, 'line', 0);
+  const character = int(values.character, 'character', 0);
+  const offset = offsetAt(text, line, character, positionals[0]!);
+  const lineEnd = text.indexOf('\n', offset);
+  const temperature = values.temperature === undefined ? 0 : Number(values.temperature);
+  if (!(temperature >= 0)) throw new BadInputError(`--temperature must be >= 0, got "${values.temperature}"`);
+
+  const engine = await Engine.load({
+    model: values.model,
+    backend: oneOf(values.backend, 'backend', ['onnx', 'webgpu', 'auto'] as const, 'auto'),
+    weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
+    threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+  });
+  try {
+    const result = await engine.complete({
+      prefix: text.slice(0, offset),
+      // Completions fill the rest of the cursor's line: the suffix starts at the next line (design.md's task format).
+      suffix: lineEnd < 0 ? '' : text.slice(lineEnd),
+      filePath: values.workspace ? path.relative(path.resolve(values.workspace), file) : path.basename(file),
+      maxTokens: int(values['max-tokens'], 'max-tokens', 1, 64),
+      stop: oneOf<StopMode>(values.stop, 'stop', ['line', 'block', 'none'], 'block'),
+      temperature,
+      seed: int(values.seed, 'seed', 0, 0),
+    });
+    if (values.json) out.stdout(JSON.stringify({ ...result, model: engine.model.dir, backend: engine.backend.info }) + '\n');
+    else out.stdout(result.text + '\n');
+    return 0;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+async function model(args: string[], out: Out): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'info') {
+    const { values, positionals } = parse(rest, {});
+    if (positionals.length !== 1) throw new BadInputError('model info takes one model directory');
+    const m = openModelDir(positionals[0]!);
+    const info = { dir: m.dir, layout: m.layout, onnxFile: m.onnxFile, config: m.config, generation: m.generation };
+    if (m.layout === 'safetensors') {
+      const w = m.weights();
+      try {
+        const params = w.names().reduce((a, n) => a + w.info(n).shape.reduce((x, y) => x * y, 1), 0);
+        const dtypes = [...new Set(w.names().map((n) => w.info(n).dtype))];
+        Object.assign(info, { parameters: params, tensors: w.names().length, dtypes });
+      } finally {
+        w.close();
+      }
+    }
+    out.stdout(values.json ? JSON.stringify(info) + '\n' : formatInfo(info) + '\n');
+    return 0;
+  }
+  if (sub === 'make-random') {
+    const { values, positionals } = parse(rest, { like: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, dtype: { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    if (!values.out) throw new BadInputError('--out DIR is required');
+    const like = oneOf<RandomModelPreset>(values.like, 'like', RANDOM_MODEL_PRESETS, 'tiny');
+    if (!values.like) throw new BadInputError(`--like is required (${RANDOM_MODEL_PRESETS.join(', ')})`);
+    const dtype = values.dtype === undefined ? undefined : (oneOf(values.dtype.toLowerCase(), 'dtype', ['f32', 'f16', 'bf16'] as const, 'f16').toUpperCase() as 'F32' | 'F16' | 'BF16');
+    const made = makeRandomModel({ like, out: values.out, seed: int(values.seed, 'seed', 0, 0), dtype });
+    out.stdout(values.json ? JSON.stringify({ dir: made.dir, parameters: made.parameters }) + '\n' : `wrote ${made.dir} (${made.parameters} parameters)\n`);
+    return 0;
+  }
+  throw new BadInputError(`unknown model subcommand "${sub ?? ''}" (info, make-random)`);
+}
+
+async function bench(args: string[], out: Out): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode)`);
+  const { values, positionals } = parse(rest, {
+    model: { type: 'string' },
+    like: { type: 'string' },
+    backend: { type: 'string' },
+    weights: { type: 'string' },
+    threads: { type: 'string' },
+    'prompt-tokens': { type: 'string' },
+    'decode-tokens': { type: 'string' },
+  });
+  if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+  if (values.model && values.like) throw new BadInputError('give --model or --like, not both');
+  const result = await benchDecode({
+    model: values.model,
+    like: values.like === undefined ? undefined : oneOf<RandomModelPreset>(values.like, 'like', RANDOM_MODEL_PRESETS, 'tiny'),
+    backend: oneOf(values.backend, 'backend', ['onnx', 'webgpu', 'auto'] as const, 'auto'),
+    weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
+    threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+    promptTokens: int(values['prompt-tokens'], 'prompt-tokens', 1, 128),
+    decodeTokens: int(values['decode-tokens'], 'decode-tokens', 1, 32),
+    log: (s) => out.stderr(s + '\n'),
+  });
+  out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+  return 0;
+}
+
+function formatInfo(info: Record<string, unknown>): string {
+  const c = info.config as Record<string, unknown>;
+  const lines = [
+    `${info.dir}`,
+    `  layout        ${info.layout}${info.onnxFile ? ` (${info.onnxFile})` : ''}`,
+    `  architecture  ${c.architecture}`,
+    `  shape         ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads / ${c.numKvHeads} kv, head ${c.headDim}, mlp ${c.intermediateSize}`,
+    `  vocabulary    ${c.vocabSize}${c.tieWordEmbeddings ? ' (tied embeddings)' : ''}`,
+  ];
+  if (info.parameters !== undefined) lines.push(`  parameters    ${info.parameters} in ${info.tensors} tensors (${(info.dtypes as string[]).join(', ')})`);
+  return lines.join('\n');
+}
