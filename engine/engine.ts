@@ -15,7 +15,7 @@ import { loadTokenizer } from './tokenizer/tokenizer.js';
 import type { TextTokenizer } from './tokenizer/types.js';
 import { buildPrompt } from './decode/fim.js';
 import { generate } from './decode/generate.js';
-import type { LogitsProcessor } from './decode/logits-processor.js';
+import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
 import { embeddedModelDir } from './paths.js';
 
@@ -62,6 +62,7 @@ const DEFAULT_MAX_TOKENS = 64;
 
 export class Engine {
   private resident: KvCache | null = null;
+  private readonly vocabLimit: LogitsProcessor;
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -69,7 +70,9 @@ export class Engine {
     readonly backend: Backend,
     readonly tokenizer: TextTokenizer,
     readonly loadMs: number,
-  ) {}
+  ) {
+    this.vocabLimit = vocabularyLimit(tokenizer.vocabSize);
+  }
 
   static async load(opts: EngineOptions = {}): Promise<Engine> {
     const t0 = performance.now();
@@ -103,7 +106,7 @@ export class Engine {
     const t0 = performance.now();
     const maxTokens = req.maxTokens ?? DEFAULT_MAX_TOKENS;
     if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 4096) throw new BadInputError(`max tokens must be an integer in 1..4096, got ${maxTokens}`);
-    const prompt = buildPrompt(this.tokenizer, {
+    const prompt = await buildPrompt(this.tokenizer, {
       prefix: req.prefix,
       suffix: req.suffix ?? '',
       filePath: req.filePath,
@@ -114,8 +117,8 @@ export class Engine {
     const out = await generate(this.backend, this.resident, this.tokenizer, prompt.tokens, {
       maxTokens,
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
-      stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true },
-      processors: req.processors,
+      stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: req.prefix.slice(req.prefix.lastIndexOf('\n') + 1) },
+      processors: [this.vocabLimit, ...(req.processors ?? [])],
       signal: req.signal,
       onText: req.onText,
     });

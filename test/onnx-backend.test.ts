@@ -32,6 +32,12 @@ function expectClose(actual: Float32Array, expected: ArrayLike<number>, rel = 1e
   expect(worst).toBeLessThanOrEqual(rel * (1 + maxAbs(expected)));
 }
 
+function argmaxOf(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let ab = 0;
   let aa = 0;
@@ -125,9 +131,12 @@ describe('onnx backend: cache handles', () => {
   });
 });
 
-/** The same weights with every linear matrix replaced by dequantize(quantize(w)): the exact function MatMulNBits computes. */
+/**
+ * The same weights with every linear matrix replaced by dequantize(quantize(w)): the exact function MatMulNBits
+ * computes. (The fixture is untied, so the embedding lookup stays a plain table, f16 in the graph.)
+ */
 function quantizedView(w: WeightSource, bits: 4 | 8): WeightSource {
-  const isLinear = (n: string) => /(_proj|lm_head)\.weight$/.test(n) || n === 'model.embed_tokens.weight';
+  const isLinear = (n: string) => /(_proj|lm_head)\.weight$/.test(n);
   return {
     ...w,
     has: (n) => w.has(n),
@@ -148,8 +157,9 @@ function quantizedView(w: WeightSource, bits: 4 | 8): WeightSource {
 
 describe.each([8, 4] as const)('onnx backend, q%i weights (MatMulNBits)', (bits) => {
   it('logits follow the reference computed on the dequantized weights', async () => {
-    // MatMulNBits at accuracy level 4 also rounds activations to int8 per block, so the match is close, not exact:
-    // we require cosine >= 0.999 and the same top token at every position.
+    // MatMulNBits at accuracy level 4 also rounds activations to int8 per block, so the match is close, not exact.
+    // Measured here: worst cosine 0.99956 (q8) and 0.99932 (q4). We require 0.998 (CPUs with other int8 kernels may
+    // round differently) and the same top token at every position; the exact layout is checked in quantize.test.ts.
     const dir = ensureFixtureModel('tiny');
     const backend = await loadOnnxBackend(openModelDir(dir), { weights: bits === 8 ? 'q8' : 'q4', threads: 2 });
     try {
@@ -159,10 +169,15 @@ describe.each([8, 4] as const)('onnx backend, q%i weights (MatMulNBits)', (bits)
       w.close();
       const logits = await backend.forward(backend.createCache(), PROMPT, { logitsFor: PROMPT.length });
       const V = model.config.vocabSize;
+      let worst = 1;
+      let topMismatch = 0;
       for (let p = 0; p < PROMPT.length; p++) {
         const row = logits.subarray(p * V, (p + 1) * V);
-        expect(cosine(row, ref[p]!)).toBeGreaterThanOrEqual(0.999);
+        worst = Math.min(worst, cosine(row, ref[p]!));
+        if (argmaxOf(row) !== argmaxOf(ref[p]!)) topMismatch++;
       }
+      expect(worst, `q${bits} worst cosine`).toBeGreaterThanOrEqual(0.998);
+      expect(topMismatch).toBe(0);
       expect(backend.info.weights).toBe(bits === 8 ? 'q8' : 'q4');
     } finally {
       await backend.dispose();

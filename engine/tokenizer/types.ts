@@ -21,8 +21,9 @@ export interface TextTokenizer {
   /**
    * Encodes ordinary text. Special-token spellings inside `text` (e.g. a file that contains "<|endoftext|>") are
    * encoded as plain text, never as the special token: user content cannot inject control tokens.
+   * Async because the Hugging Face binding encodes off the main thread.
    */
-  encode(text: string): number[];
+  encode(text: string): Promise<number[]>;
   /** Decodes ids to text (special tokens omitted when skipSpecial). */
   decode(ids: readonly number[], skipSpecial?: boolean): string;
   /** The exact bytes a token contributes to the output (empty for special tokens). The monitors' trie is built from these. */
@@ -33,6 +34,8 @@ export interface TextTokenizer {
   /** End-of-sequence ids: eos from the configs plus <|endoftext|>-like specials. */
   readonly eosIds: readonly number[];
   readonly bosId: number | null;
+  /** Whether prompts start with bosId (tokenizer_config.json's add_bos_token, as Llama 2/CodeLlama want). */
+  readonly addBos: boolean;
   /** Fill-in-the-middle tokens, or null when the vocabulary has none (plain prefix prompts then). */
   readonly fim: FimTokens | null;
 }

@@ -1,0 +1,97 @@
+/**
+ * Prompt assembly: the text around the cursor (and repository context) as token ids, in the format the model was
+ * trained on.
+ *
+ *  qwen (Qwen2.5-Coder):  [<|repo_name|>repo\n] [<|file_sep|>path\ntext]... [<|file_sep|>file\n]
+ *                         <|fim_prefix|>prefix<|fim_suffix|>suffix<|fim_middle|>
+ *  starcoder:             the same with <reponame>, <file_sep>, <fim_prefix>, <fim_suffix>, <fim_middle>
+ *  codellama:             <PRE> prefix <SUF>suffix <MID>   (the ▁-prefixed control tokens carry the spaces)
+ *  no FIM tokens:         context as commented blocks, then the prefix; the suffix is dropped
+ *
+ * Budgets keep what matters near the cursor: the END of the prefix and the START of the suffix, cut at line
+ * boundaries; context blocks in the order given until their budget is spent. User text goes through encode(), which
+ * never yields control tokens.
+ */
+import type { TextTokenizer } from '../tokenizer/types.js';
+
+export interface PromptInput {
+  prefix: string;
+  suffix: string;
+  filePath?: string;
+  repoName?: string;
+  context?: Array<{ path: string; text: string }>;
+  budget?: { prefixTokens: number; suffixTokens: number; contextTokens: number };
+}
+
+export interface Prompt {
+  tokens: number[];
+  mode: 'fim' | 'prefix';
+  prefixTokens: number;
+  suffixTokens: number;
+  contextTokens: number;
+}
+
+export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promise<Prompt> {
+  const budget = input.budget ?? { prefixTokens: 2048, suffixTokens: 512, contextTokens: 1024 };
+  const prefix = await keepEnd(tok, input.prefix, budget.prefixTokens);
+  const fim = tok.fim;
+  const out: number[] = tok.addBos && tok.bosId !== null ? [tok.bosId] : [];
+  let contextTokens = 0;
+
+  if (!fim) {
+    for (const block of input.context ?? []) {
+      const t = await tok.encode(`// ${block.path}\n${block.text.replace(/^/gm, '// ')}\n\n`);
+      if (contextTokens + t.length > budget.contextTokens) break;
+      out.push(...t);
+      contextTokens += t.length;
+    }
+    out.push(...prefix);
+    return { tokens: out, mode: 'prefix', prefixTokens: prefix.length, suffixTokens: 0, contextTokens };
+  }
+
+  const suffix = await keepStart(tok, input.suffix, budget.suffixTokens);
+  if (fim.style !== 'codellama' && fim.fileSep !== null && (input.context?.length || input.filePath)) {
+    if (input.repoName && fim.repoName !== null) out.push(fim.repoName, ...(await tok.encode(`${input.repoName}\n`)));
+    for (const block of input.context ?? []) {
+      const t = [fim.fileSep, ...(await tok.encode(`${block.path}\n${block.text}\n`))];
+      if (contextTokens + t.length > budget.contextTokens) break;
+      out.push(...t);
+      contextTokens += t.length;
+    }
+    if (input.filePath) out.push(fim.fileSep, ...(await tok.encode(`${input.filePath}\n`)));
+  }
+  // (CodeLlama's format has a space after <PRE> and before <MID>: its ▁-prefixed control tokens carry it.)
+  out.push(fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle);
+  return { tokens: out, mode: 'fim', prefixTokens: prefix.length, suffixTokens: suffix.length, contextTokens };
+}
+
+/** Tokens of the last part of `text` that fits `budget`, starting at a line boundary when one is in reach. */
+async function keepEnd(tok: TextTokenizer, text: string, budget: number): Promise<number[]> {
+  let t = await tok.encode(text);
+  if (t.length <= budget) return t;
+  // Cut by characters first (about 3 per token), then tighten to a line start, then re-check.
+  let from = Math.max(0, text.length - budget * 3);
+  for (;;) {
+    const nl = text.indexOf('\n', from);
+    const start = nl >= 0 && nl < text.length - 1 ? nl + 1 : from;
+    t = await tok.encode(text.slice(start));
+    if (t.length <= budget) return t;
+    from = start + Math.ceil((text.length - start) / 4);
+    if (from >= text.length) return t.slice(t.length - budget);
+  }
+}
+
+/** Tokens of the first part of `text` that fits `budget`, ending at a line end when one is in reach. */
+async function keepStart(tok: TextTokenizer, text: string, budget: number): Promise<number[]> {
+  let t = await tok.encode(text);
+  if (t.length <= budget) return t;
+  let to = Math.min(text.length, budget * 3);
+  for (;;) {
+    const nl = text.lastIndexOf('\n', to);
+    const end = nl > 0 ? nl + 1 : to;
+    t = await tok.encode(text.slice(0, end));
+    if (t.length <= budget) return t;
+    to = Math.floor(end * 0.75);
+    if (to <= 0) return t.slice(0, budget);
+  }
+}
