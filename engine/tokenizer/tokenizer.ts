@@ -103,6 +103,14 @@ class HfTokenizer implements TextTokenizer {
     this.bosId = opts.bosTokenId ?? named(cfg.bos_token);
     this.addBos = cfg.add_bos_token === true && this.bosId !== null;
     this.fim = this.detectFim();
+    // Qwen2.5's tokenizer.json flags its FIM and file tokens "special": false. For completion they are control
+    // tokens whatever the flag says: they carry no text and generating one ends the completion.
+    const control = [...this.eosIds, this.bosId, this.fim?.prefix, this.fim?.suffix, this.fim?.middle, this.fim?.pad, this.fim?.fileSep, this.fim?.repoName];
+    for (const id of control)
+      if (typeof id === 'number' && id >= 0 && id < size) {
+        this.special[id] = 1;
+        this.bytes[id] = EMPTY;
+      }
   }
 
   private detectFim(): FimTokens | null {

@@ -1,0 +1,263 @@
+/**
+ * The decode loop and its parts (sampler, stop rules, FIM prompts) against a fake backend whose logits are a pure
+ * function of the token history, so every expectation is exact.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Backend, ForwardOptions, KvCache } from '../engine/backends/backend.js';
+import type { ModelConfig } from '../engine/model/config.js';
+import { buildPrompt } from '../engine/decode/fim.js';
+import { generate } from '../engine/decode/generate.js';
+import type { LogitsProcessor } from '../engine/decode/logits-processor.js';
+import { argmax, createSampler } from '../engine/decode/sampler.js';
+import { StopRules } from '../engine/decode/stop.js';
+import { CancelledError, throwIfAborted } from '../engine/errors.js';
+import { ensureFixtureModel } from '../engine/model/fixtures.js';
+import { openModelDir } from '../engine/model/directory.js';
+import { loadTokenizer } from '../engine/tokenizer/tokenizer.js';
+import type { TextTokenizer } from '../engine/tokenizer/types.js';
+
+class FakeCache implements KvCache {
+  toks: number[] = [];
+  truncations: number[] = [];
+  get length() {
+    return this.toks.length;
+  }
+  get tokens() {
+    return this.toks;
+  }
+  truncate(n: number) {
+    this.truncations.push(n);
+    this.toks = this.toks.slice(0, n);
+  }
+  fork() {
+    const c = new FakeCache();
+    c.toks = this.toks.slice();
+    return c;
+  }
+  byteSize() {
+    return this.toks.length;
+  }
+  free() {}
+}
+
+/** Logits favour `next(history)`; runner-up is `next + 1`. */
+class FakeBackend implements Backend {
+  readonly config = { vocabSize: 0 } as ModelConfig;
+  readonly info = { name: 'onnx' as const, device: 'fake', weights: 'f32' as const, weightBytesPerToken: 0 };
+  forwarded: number[][] = [];
+  constructor(
+    private readonly vocab: number,
+    private readonly next: (history: readonly number[]) => number,
+  ) {}
+  createCache() {
+    return new FakeCache();
+  }
+  async forward(cache: KvCache, tokens: readonly number[], opts: ForwardOptions = {}) {
+    throwIfAborted(opts.signal);
+    this.forwarded.push([...tokens]);
+    (cache as FakeCache).toks.push(...tokens);
+    const logits = new Float32Array(this.vocab).fill(-5);
+    const n = this.next(cache.tokens);
+    logits[n] = 5;
+    logits[(n + 1) % this.vocab] = 4;
+    return logits;
+  }
+  async dispose() {}
+}
+
+let tok: TextTokenizer;
+beforeAll(async () => {
+  const m = openModelDir(ensureFixtureModel('tiny'));
+  tok = await loadTokenizer(m.tokenizerFile, { tokenizerConfig: m.tokenizerConfig, eosTokenIds: m.generation.eosTokenIds });
+});
+
+/** Ids of single-character tokens, for readable scripts. */
+async function ids(text: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const ch of text) out.push(...(await tok.encode(ch)));
+  return out;
+}
+
+/** A backend that "writes" `script` token by token after the prompt, then EOS. */
+function scripted(prompt: number[], script: number[]): FakeBackend {
+  const eos = tok.eosIds[0]!;
+  return new FakeBackend(tok.vocabSize, (h) => (h.length - prompt.length < script.length ? script[h.length - prompt.length]! : eos));
+}
+
+describe('sampler', () => {
+  it('greedy takes the first maximum and skips masked tokens', () => {
+    expect(argmax(Float32Array.of(1, 3, 3, -Infinity))).toBe(1);
+    expect(createSampler().sample(Float32Array.of(-Infinity, -Infinity))).toBe(-1);
+  });
+  it('seeded sampling is reproducible, respects top-k/top-p and masks', () => {
+    const logits = Float32Array.of(2, 1.9, 0.5, -Infinity, 1.8);
+    const draw = (seed: number, o = {}) => {
+      const s = createSampler({ temperature: 1, seed, ...o });
+      return Array.from({ length: 200 }, () => s.sample(logits));
+    };
+    expect(draw(7)).toEqual(draw(7));
+    expect(draw(7)).not.toEqual(draw(8));
+    const many = draw(1);
+    expect(new Set(many).has(3)).toBe(false);
+    expect(new Set(many).size).toBeGreaterThan(2);
+    expect(new Set(draw(2, { topK: 2 }))).toEqual(new Set([0, 1]));
+    expect(new Set(draw(3, { topP: 0.01 }))).toEqual(new Set([0]));
+  });
+});
+
+describe('stop rules', () => {
+  it('line mode ends the rest of the line, keeping a leading newline', () => {
+    const r = new StopRules({ mode: 'line' });
+    expect(r.check('foo()')).toBeNull();
+    expect(r.check('foo();\nbar')).toEqual({ reason: 'line', cut: 6 });
+    expect(r.check('\n  x\ny')).toEqual({ reason: 'line', cut: 4 });
+  });
+  it('block mode stays inside the cursor block', () => {
+    const r = new StopRules({ mode: 'block', linePrefix: '    ' });
+    expect(r.check('sum += c.area();\n    return')).toEqual({ reason: 'block', cut: 16 });
+    expect(r.check('sum += 1;\n  }')).toEqual({ reason: 'block', cut: 9 });
+    expect(r.check('if (x) {\n      y();\n')).toBeNull();
+    expect(r.check('if (x) {\n      y();\n    }')).toBeNull(); // the closing line is still being written
+    expect(r.check('if (x) {\n      y();\n    }\n    z')).toEqual({ reason: 'block', cut: 25 });
+    expect(r.check('f(a,\n')).toBeNull();
+  });
+  it('stop strings cut before the first occurrence, across tokens', () => {
+    const r = new StopRules({ mode: 'none', stopStrings: ['END', '//'] });
+    expect(r.check('abc EN')).toBeNull();
+    expect(r.check('abc END x // y')).toEqual({ reason: 'stop-string', cut: 4 });
+  });
+});
+
+describe('FIM prompts', () => {
+  it('Qwen2.5-Coder format with repository context and file header', async () => {
+    const p = await buildPrompt(tok, { prefix: 'let a = ', suffix: ';\n', filePath: 'src/a.ts', context: [{ path: 'src/b.ts', text: 'export const b = 1;' }] });
+    const f = tok.fim!;
+    expect(p.mode).toBe('fim');
+    const t = p.tokens;
+    expect(t[0]).toBe(f.fileSep);
+    expect(tok.decode(t.slice(1, t.indexOf(f.fileSep, 1)))).toBe('src/b.ts\nexport const b = 1;\n');
+    const pre = t.indexOf(f.prefix);
+    expect(tok.decode(t.slice(t.indexOf(f.fileSep, 1) + 1, pre))).toBe('src/a.ts\n');
+    expect(tok.decode(t.slice(pre + 1, t.indexOf(f.suffix)))).toBe('let a = ');
+    expect(tok.decode(t.slice(t.indexOf(f.suffix) + 1, -1))).toBe(';\n');
+    expect(t.at(-1)).toBe(f.middle);
+  });
+  it('budgets keep the end of the prefix and the start of the suffix at line boundaries', async () => {
+    const prefix = Array.from({ length: 200 }, (_, i) => `line${i}`).join('\n') + '\nlast = ';
+    const suffix = 'tail;\n' + Array.from({ length: 200 }, (_, i) => `after${i}`).join('\n');
+    const p = await buildPrompt(tok, { prefix, suffix, budget: { prefixTokens: 40, suffixTokens: 20, contextTokens: 0 } });
+    expect(p.prefixTokens).toBeLessThanOrEqual(40);
+    expect(p.suffixTokens).toBeLessThanOrEqual(20);
+    const f = tok.fim!;
+    const text = tok.decode(p.tokens.slice(p.tokens.indexOf(f.prefix) + 1, p.tokens.indexOf(f.suffix)));
+    expect(text.endsWith('\nlast = ')).toBe(true);
+    expect(text).toMatch(/^line\d+\n/);
+    const suf = tok.decode(p.tokens.slice(p.tokens.indexOf(f.suffix) + 1, -1));
+    expect(suf.startsWith('tail;\n')).toBe(true);
+    expect(suf.endsWith('\n')).toBe(true);
+  });
+});
+
+describe('generate', () => {
+  it('greedy: follows the model, stops at EOS, decodes text', async () => {
+    const prompt = await tok.encode('x = ');
+    const script = await ids('foo(1)');
+    const r = await generate(scripted(prompt, script), new FakeCache(), tok, prompt, { maxTokens: 20 });
+    expect(r.text).toBe('foo(1)');
+    expect(r.stopReason).toBe('eos');
+    expect(r.tokens).toEqual(script);
+    expect(r.reusedTokens).toBe(0);
+  });
+
+  it('max tokens, and the final token is not forwarded', async () => {
+    const prompt = await tok.encode('x = ');
+    const b = scripted(prompt, await ids('abcdef'));
+    const r = await generate(b, new FakeCache(), tok, prompt, { maxTokens: 3 });
+    expect(r.text).toBe('abc');
+    expect(r.stopReason).toBe('max-tokens');
+    expect(b.forwarded.length).toBe(3); // prompt + 2 decode steps: the 3rd token ends the loop unforwarded
+  });
+
+  it('reuses the cached prefix and re-runs the last token when the whole prompt is cached', async () => {
+    const prompt = await tok.encode('const a = 1;\nconst b = ');
+    const b = scripted(prompt, await ids('2'));
+    const cache = new FakeCache();
+    cache.toks = [...prompt.slice(0, 5), 9999];
+    const r = await generate(b, cache, tok, prompt, { maxTokens: 1 });
+    expect(r.reusedTokens).toBe(5);
+    expect(cache.truncations).toEqual([5]);
+    expect(b.forwarded[0]).toEqual(prompt.slice(5));
+
+    const again = new FakeCache();
+    again.toks = prompt.slice();
+    const r2 = await generate(scripted(prompt, await ids('2')), again, tok, prompt, { maxTokens: 1 });
+    expect(r2.reusedTokens).toBe(prompt.length - 1);
+  });
+
+  it('a processor masks the model top choice: counted as an intervention', async () => {
+    const prompt = await tok.encode('x = ');
+    const script = await ids('aaa');
+    const banned = script[0]!;
+    const seen: number[] = [];
+    const noA: LogitsProcessor = {
+      process(logits) {
+        logits[banned] = -Infinity;
+        return true;
+      },
+      accept(token) {
+        seen.push(token);
+      },
+    };
+    const r = await generate(scripted(prompt, script), new FakeCache(), tok, prompt, { maxTokens: 3, processors: [noA] });
+    expect(r.tokens).not.toContain(banned);
+    expect(r.tokens[0]).toBe((banned + 1) % tok.vocabSize); // the runner-up
+    expect(seen).toEqual(r.tokens);
+    expect(r.maskedSteps).toBe(3);
+    expect(r.interventions).toBe(3);
+  });
+
+  it('everything masked ends the completion cleanly', async () => {
+    const prompt = await tok.encode('x');
+    const all: LogitsProcessor = { process: (l) => (l.fill(-Infinity), true) };
+    const r = await generate(scripted(prompt, await ids('a')), new FakeCache(), tok, prompt, { maxTokens: 3, processors: [all] });
+    expect(r.stopReason).toBe('masked-out');
+    expect(r.text).toBe('');
+  });
+
+  it('cancellation is a value: partial result, stopReason cancelled', async () => {
+    const prompt = await tok.encode('x = ');
+    const ac = new AbortController();
+    const chunks: string[] = [];
+    const r = await generate(scripted(prompt, await ids('abcdefgh')), new FakeCache(), tok, prompt, {
+      maxTokens: 20,
+      signal: ac.signal,
+      onText: (d) => {
+        chunks.push(d);
+        if (chunks.length === 2) ac.abort();
+      },
+    });
+    expect(r.stopReason).toBe('cancelled');
+    expect(r.text).toBe('ab');
+    ac.abort();
+    const before = await generate(scripted(prompt, await ids('a')), new FakeCache(), tok, prompt, { maxTokens: 5, signal: ac.signal });
+    expect(before.stopReason).toBe('cancelled');
+    expect(new CancelledError()).toBeInstanceOf(Error);
+  });
+
+  it('streams whole characters even when a token is a partial UTF-8 sequence', async () => {
+    const prompt = await tok.encode('s = ');
+    const script = await ids('é🚀'); // byte-level: é is 2 byte tokens, 🚀 is 4
+    expect(script.length).toBeGreaterThan(2);
+    const chunks: string[] = [];
+    const r = await generate(scripted(prompt, script), new FakeCache(), tok, prompt, { maxTokens: 20, onText: (d) => chunks.push(d) });
+    expect(r.text).toBe('é🚀');
+    expect(chunks).toEqual(['é', '🚀']);
+  });
+
+  it('block stop trims the completion at the end of the block', async () => {
+    const prompt = await tok.encode('  x = ');
+    const r = await generate(scripted(prompt, await ids('1;\n  y = 2;')), new FakeCache(), tok, prompt, { maxTokens: 30, stop: { mode: 'block', linePrefix: '  x = ' } });
+    expect(r.text).toBe('1;');
+    expect(r.stopReason).toBe('block');
+  });
+});
