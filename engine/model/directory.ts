@@ -2,7 +2,7 @@
  * A model directory in Hugging Face layout: config.json, tokenizer.json (+ tokenizer_config.json,
  * generation_config.json when present) and weights, either safetensors (single or sharded) or a transformers.js /
  * Optimum ONNX export under onnx/. Opening one validates what every later step relies on and says in one line what
- * is missing.
+ * is missing, so a bad directory fails at open rather than minutes into a graph build.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -10,17 +10,20 @@ import path from 'node:path';
 import { BadInputError } from '../errors.js';
 import { parseConfig, type ModelConfig } from './config.js';
 import type { WeightSource } from './tensor-types.js';
-import { INDEX_FILE, openWeights, shardFiles, SINGLE_FILE } from './weights.js';
+import { INDEX_FILE, openWeights, SINGLE_FILE, weightFiles } from './weights.js';
 
 export interface ModelDir {
   /** Absolute path. */
   dir: string;
   config: ModelConfig;
+  /** 'safetensors' whenever safetensors weights exist, even beside an ONNX export: we build our own graph from them. */
   layout: 'safetensors' | 'onnx';
-  /** The ONNX file for the 'onnx' layout. */
+  /** The ONNX file (absolute) for the 'onnx' layout; null for 'safetensors'. */
   onnxFile: string | null;
+  /** Absolute path of tokenizer.json. */
   tokenizerFile: string;
   tokenizerConfig: Record<string, unknown> | null;
+  /** From generation_config.json where it says, else from config.json. */
   generation: { eosTokenIds: number[]; bosTokenId: number | null };
   /** Opens the safetensors weights (BadInputError for the onnx layout). The caller closes them. */
   weights(): WeightSource;
@@ -28,6 +31,7 @@ export interface ModelDir {
   fingerprint(): string;
 }
 
+/** Where transformers.js / Optimum exports put the decoder, in order of preference. */
 const ONNX_CANDIDATES = ['onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
 export function openModelDir(dirArg: string): ModelDir {
@@ -39,21 +43,27 @@ export function openModelDir(dirArg: string): ModelDir {
     throw new BadInputError(`model directory ${dirArg} does not exist`);
   }
   if (!stat.isDirectory()) throw new BadInputError(`model directory ${dirArg} is not a directory`);
+  try {
+    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
+  } catch {
+    throw new BadInputError(`model directory ${dirArg} is not readable`);
+  }
 
-  const configText = readText(dir, 'config.json', true)!;
+  const configText = readText(dir, dirArg, 'config.json', true)!;
   const config = parseConfig(parseJson(configText, 'config.json'));
   const tokenizerFile = path.join(dir, 'tokenizer.json');
-  if (!fs.existsSync(tokenizerFile)) throw new BadInputError(`${dirArg}: tokenizer.json is missing`);
-  const tokCfgText = readText(dir, 'tokenizer_config.json', false);
-  const tokenizerConfig = tokCfgText === null ? null : (parseJson(tokCfgText, 'tokenizer_config.json') as Record<string, unknown>);
-  const genText = readText(dir, 'generation_config.json', false);
-  const gen = genText === null ? {} : (parseJson(genText, 'generation_config.json') as Record<string, unknown>);
+  if (!isFile(tokenizerFile)) throw new BadInputError(`${dirArg}: tokenizer.json is missing`);
+  const tokCfgText = readText(dir, dirArg, 'tokenizer_config.json', false);
+  const tokenizerConfig = tokCfgText === null ? null : parseObject(tokCfgText, 'tokenizer_config.json');
+  const genText = readText(dir, dirArg, 'generation_config.json', false);
+  const gen = genText === null ? {} : parseObject(genText, 'generation_config.json');
 
-  const hasSafetensors = fs.existsSync(path.join(dir, SINGLE_FILE)) || fs.existsSync(path.join(dir, INDEX_FILE));
-  const onnxRel = ONNX_CANDIDATES.find((f) => fs.existsSync(path.join(dir, f))) ?? null;
-  if (!hasSafetensors && !onnxRel) throw new BadInputError(`${dirArg}: no weights (${SINGLE_FILE}, ${INDEX_FILE} or ${ONNX_CANDIDATES.join(' / ')})`);
-  const layout = hasSafetensors ? 'safetensors' : 'onnx';
-  const weightFiles = layout === 'onnx' ? [onnxRel!] : fs.existsSync(path.join(dir, SINGLE_FILE)) ? [SINGLE_FILE] : shardFiles(dir);
+  // Validates the index and checks every shard exists, so a broken checkpoint fails here, not in a later build.
+  const safetensors = weightFiles(dir);
+  const onnxRel = ONNX_CANDIDATES.find((f) => isFile(path.join(dir, f))) ?? null;
+  if (!safetensors.length && !onnxRel) throw new BadInputError(`${dirArg}: no weights (${SINGLE_FILE}, ${INDEX_FILE}, ${ONNX_CANDIDATES.join(' or ')})`);
+  const layout = safetensors.length ? 'safetensors' : 'onnx';
+  const fingerprinted = layout === 'safetensors' ? safetensors : [onnxRel!, ...externalData(dir, onnxRel!)];
 
   const eos = ids(gen.eos_token_id);
   return {
@@ -72,9 +82,16 @@ export function openModelDir(dirArg: string): ModelDir {
       return openWeights(dir);
     },
     fingerprint() {
+      // The config text as read at open (what `config` was parsed from); weight files as they are now, so a
+      // checkpoint replaced in place gets a new key.
       const h = crypto.createHash('sha256').update(configText);
-      for (const f of weightFiles) {
-        const s = fs.statSync(path.join(dir, f));
+      for (const f of fingerprinted) {
+        let s: fs.Stats;
+        try {
+          s = fs.statSync(path.join(dir, f));
+        } catch (e) {
+          throw new BadInputError(`${dirArg}: weight file ${f} disappeared (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+        }
         h.update(`\0${f}\0${s.size}\0${s.mtimeMs}`);
       }
       return h.digest('hex');
@@ -82,14 +99,32 @@ export function openModelDir(dirArg: string): ModelDir {
   };
 }
 
-function readText(dir: string, name: string, required: boolean): string | null {
-  const file = path.join(dir, name);
+function isFile(file: string): boolean {
   try {
-    return fs.readFileSync(file, 'utf8');
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** An ONNX file's external-data siblings (model.onnx_data, model.onnx.data, model.onnx_data_1, ...): weights too. */
+function externalData(dir: string, onnxRel: string): string[] {
+  const sub = path.dirname(onnxRel);
+  const base = path.basename(onnxRel);
+  return fs
+    .readdirSync(path.join(dir, sub))
+    .filter((f) => f.startsWith(base) && /^[._]data/.test(f.slice(base.length)))
+    .sort()
+    .map((f) => path.join(sub, f));
+}
+
+function readText(dir: string, dirArg: string, name: string, required: boolean): string | null {
+  try {
+    return fs.readFileSync(path.join(dir, name), 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !required) return null;
-    throw new BadInputError(`${path.basename(dir)}/${name}: ${code === 'ENOENT' ? 'missing' : `unreadable (${code ?? String(e)})`}`);
+    throw new BadInputError(`${dirArg}: ${name} ${code === 'ENOENT' ? 'is missing' : `is unreadable (${code ?? String(e)})`}`);
   }
 }
 
@@ -99,6 +134,12 @@ function parseJson(text: string, name: string): unknown {
   } catch (e) {
     throw new BadInputError(`${name}: invalid JSON (${e instanceof Error ? e.message : String(e)})`);
   }
+}
+
+function parseObject(text: string, name: string): Record<string, unknown> {
+  const v = parseJson(text, name);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BadInputError(`${name}: not a JSON object`);
+  return v as Record<string, unknown>;
 }
 
 function ids(v: unknown): number[] {

@@ -1,6 +1,7 @@
 /**
  * One WeightSource over a checkpoint: `model.safetensors`, or the shards named by `model.safetensors.index.json`
- * (weight_map: tensor name -> shard file). Shards open lazily, on the first read that needs them.
+ * (weight_map: tensor name -> shard file). Shards are checked to exist up front but opened lazily, on the first
+ * read that needs them, so listing names or reading one layer never parses every shard's header.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,32 +13,49 @@ export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
 
 export function openWeights(dir: string): WeightSource {
-  const index = path.join(dir, INDEX_FILE);
   if (fs.existsSync(path.join(dir, SINGLE_FILE))) return openSafetensors(path.join(dir, SINGLE_FILE));
-  if (fs.existsSync(index)) return new ShardedWeights(dir, readIndex(index));
+  if (fs.existsSync(path.join(dir, INDEX_FILE))) return new ShardedWeights(dir, readIndex(dir));
   throw new BadInputError(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE}`);
 }
 
-/** The shard files an index names (validated), for fingerprints and checks. */
-export function shardFiles(dir: string): string[] {
-  return [...new Set(Object.values(readIndex(path.join(dir, INDEX_FILE))))];
+/**
+ * The safetensors files holding the checkpoint, relative to `dir`: [model.safetensors], or the index's shards
+ * (validated, each checked to exist). Empty when the directory has neither. For fingerprints and up-front checks.
+ */
+export function weightFiles(dir: string): string[] {
+  if (fs.existsSync(path.join(dir, SINGLE_FILE))) return [SINGLE_FILE];
+  if (!fs.existsSync(path.join(dir, INDEX_FILE))) return [];
+  const shards = [...new Set(Object.values(readIndex(dir)))];
+  checkShardsExist(dir, shards);
+  return shards;
 }
 
-function readIndex(file: string): Record<string, string> {
+/** Reads and validates the index's weight_map. */
+function readIndex(dir: string): Record<string, string> {
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    raw = JSON.parse(fs.readFileSync(path.join(dir, INDEX_FILE), 'utf8'));
   } catch (e) {
-    throw new BadInputError(`${INDEX_FILE}: unreadable or not JSON (${e instanceof Error ? e.message : String(e)})`);
+    const why = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+    throw new BadInputError(`${INDEX_FILE}: ${e instanceof SyntaxError ? 'not valid JSON' : 'unreadable'} (${why})`);
   }
-  const map = (raw as { weight_map?: unknown } | null)?.weight_map;
+  const map = typeof raw === 'object' && raw !== null ? (raw as { weight_map?: unknown }).weight_map : undefined;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new BadInputError(`${INDEX_FILE}: no "weight_map" object`);
   for (const [name, shard] of Object.entries(map)) {
-    // Shards are plain file names beside the index: a path could read any file on the machine.
-    if (typeof shard !== 'string' || shard !== path.basename(shard) || shard === '.' || shard === '..' || shard === '')
-      throw new BadInputError(`${INDEX_FILE}: tensor "${name}" maps to ${JSON.stringify(shard)}, not a file name in the model directory`);
+    // Shards are plain file names beside the index: anything with a path could make us read any file on the
+    // machine. (Symlinks inside the directory are fine: the Hugging Face cache is made of them.)
+    if (typeof shard !== 'string' || !isPlainFileName(shard))
+      throw new BadInputError(`${INDEX_FILE}: tensor ${JSON.stringify(name)} maps to ${JSON.stringify(shard)}, not a file name in the model directory`);
   }
   return map as Record<string, string>;
+}
+
+function isPlainFileName(s: string): boolean {
+  return s !== '' && s !== '.' && s !== '..' && !/[/\\\0]/.test(s) && s === path.basename(s);
+}
+
+function checkShardsExist(dir: string, shards: Iterable<string>): void {
+  for (const shard of shards) if (!fs.existsSync(path.join(dir, shard))) throw new BadInputError(`${INDEX_FILE}: shard ${JSON.stringify(shard)} is missing`);
 }
 
 class ShardedWeights implements WeightSource {
@@ -47,24 +65,23 @@ class ShardedWeights implements WeightSource {
     private readonly dir: string,
     private readonly map: Record<string, string>,
   ) {
-    for (const shard of new Set(Object.values(map)))
-      if (!fs.existsSync(path.join(dir, shard))) throw new BadInputError(`${INDEX_FILE}: shard ${shard} is missing`);
+    checkShardsExist(dir, new Set(Object.values(map)));
   }
 
   private shard(name: string): SafetensorsFile {
-    const file = this.map[name];
-    if (file === undefined) throw new BadInputError(`${INDEX_FILE}: no tensor named "${name}"`);
+    if (!Object.hasOwn(this.map, name)) throw new BadInputError(`${INDEX_FILE}: no tensor named ${JSON.stringify(name)}`);
+    const file = this.map[name]!;
     let s = this.open.get(file);
     if (!s) {
       s = openSafetensors(path.join(this.dir, file));
       this.open.set(file, s);
     }
-    if (!s.has(name)) throw new BadInputError(`${file}: index lists "${name}" but the shard lacks it`);
+    if (!s.has(name)) throw new BadInputError(`${file}: index lists ${JSON.stringify(name)} but the shard lacks it`);
     return s;
   }
 
   has(name: string): boolean {
-    return name in this.map;
+    return Object.hasOwn(this.map, name);
   }
   names(): string[] {
     return Object.keys(this.map);
