@@ -12,6 +12,7 @@ import { openModelDir } from '../engine/model/directory.js';
 import { makeRandomModel, type RandomModelPreset, RANDOM_MODEL_PRESETS } from '../engine/model/make-random.js';
 import type { WeightFormat } from '../engine/backends/backend.js';
 import { benchDecode } from '../engine/bench/decode.js';
+import { benchMask } from '../engine/bench/mask.js';
 import { offsetAt } from '../engine/text/position.js';
 import type { StopMode } from '../engine/decode/stop.js';
 
@@ -22,7 +23,8 @@ const USAGE = `usage:
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
-               [--prompt-tokens N] [--decode-tokens N] [--json]`;
+               [--prompt-tokens N] [--decode-tokens N] [--json]
+  mgd bench mask [--steps N] [--model DIR] [--json]`;
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 const defaultOut: Out = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
@@ -173,7 +175,14 @@ async function model(args: string[], out: Out): Promise<number> {
 
 async function bench(args: string[], out: Out): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode)`);
+  if (sub === 'mask') {
+    const { values, positionals } = parse(rest, { steps: { type: 'string' }, model: { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const result = await benchMask({ steps: int(values.steps, 'steps', 1, 200), model: values.model });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
+  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask)`);
   const { values, positionals } = parse(rest, {
     model: { type: 'string' },
     like: { type: 'string' },

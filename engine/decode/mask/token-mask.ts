@@ -1,0 +1,142 @@
+/**
+ * Allowed-token masks for an identifier constraint: "the text emitted next must spell one of `names`, continuing
+ * from the `typed` part already emitted; once a name is complete, anything that may follow an identifier may come".
+ *
+ * A token is allowed iff, appended to `typed`, its bytes are
+ *   (a) a prefix of some name (the identifier goes on in a later token), or
+ *   (b) a complete name followed by bytes whose first byte may follow an identifier (`length(`, `size;`), or
+ *   (c) when `typed` already is a complete name, any token whose first byte may follow an identifier.
+ * Per name that is one walk down the vocabulary trie along the name's remaining bytes: the tokens ending on the
+ * path are (a); at the end node, the subtrees under "may follow" bytes are (b). Set (c) is the same for every
+ * request and precomputed. Masks are bitsets over token ids, cached by (names, typed).
+ *
+ * Names may contain any characters; a monitor that wants the dot inside the constrained span (Qwen2 tokenizes
+ * `obj.length` as `obj` `.length`) passes names like ".length".
+ */
+import type { VocabTrie } from './vocab-trie.js';
+
+/** Bytes that continue an identifier in JS/TS and most languages: [A-Za-z0-9_$] and non-ASCII (UTF-8) bytes. */
+export function isIdentifierByte(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f || b === 0x24 || b >= 0x80;
+}
+
+const encoder = new TextEncoder();
+const CACHE_LIMIT = 512;
+
+export class TokenMasks {
+  private readonly words: number;
+  /** (c): tokens whose first byte may follow a complete identifier. */
+  private readonly afterComplete: Uint32Array;
+  private readonly cache = new Map<string, Uint32Array>();
+  private readonly nameSetIds = new WeakMap<readonly string[], number>();
+  private readonly encodedNames = new WeakMap<readonly string[], Uint8Array[]>();
+  private nextNameSetId = 0;
+
+  constructor(
+    private readonly trie: VocabTrie,
+    private readonly mayFollow: (byte: number) => boolean = (b) => !isIdentifierByte(b),
+  ) {
+    this.words = Math.ceil(trie.vocabSize / 32);
+    this.afterComplete = new Uint32Array(this.words);
+    const first = trie.firstChild[trie.root]!;
+    for (let c = first; c < first + trie.childCount[trie.root]!; c++) if (this.mayFollow(trie.byte[c]!)) this.setSlots(this.afterComplete, trie.slotStart[c]!, trie.slotEnd[c]!);
+  }
+
+  /**
+   * The allowed-token bitset (bit i of word i>>5 set = token i allowed). The returned array is cached and shared:
+   * callers must not modify it. `names` should be the same array object across steps of one constraint so the cache
+   * hits; a new array is a new constraint.
+   */
+  allowed(names: readonly string[], typed = ''): Uint32Array {
+    let setId = this.nameSetIds.get(names);
+    if (setId === undefined) this.nameSetIds.set(names, (setId = this.nextNameSetId++));
+    const key = `${setId}\u0000${typed}`;
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key); // refresh LRU position
+      this.cache.set(key, hit);
+      return hit;
+    }
+    const bits = this.compute(names, typed);
+    this.cache.set(key, bits);
+    if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
+    return bits;
+  }
+
+  private compute(names: readonly string[], typed: string): Uint32Array {
+    const bits = new Uint32Array(this.words);
+    const typedBytes = encoder.encode(typed);
+    let complete = false;
+    const t = this.trie;
+    let encoded = this.encodedNames.get(names);
+    if (!encoded) this.encodedNames.set(names, (encoded = names.map((n) => encoder.encode(n))));
+    for (let k = 0; k < encoded.length; k++) {
+      const full = encoded[k]!;
+      if (full.length < typedBytes.length || !startsWith(full, typedBytes)) continue;
+      const restLength = full.length - typedBytes.length;
+      if (restLength === 0) {
+        complete = true;
+        continue;
+      }
+      // (a): tokens ending on the path spell a prefix of the rest of the name
+      let node = t.root;
+      let depth = 0;
+      for (; depth < restLength; depth++) {
+        node = t.child(node, full[typedBytes.length + depth]!);
+        if (node < 0) break;
+        const own = t.ownTokens[node]!;
+        if (own) this.setSlots(bits, t.slotStart[node]!, t.slotStart[node]! + own);
+      }
+      // (b): the whole name, then a byte that may follow it
+      if (depth === restLength && node >= 0) {
+        const first = t.firstChild[node]!;
+        for (let c = first; c < first + t.childCount[node]!; c++) if (this.mayFollow(t.byte[c]!)) this.setSlots(bits, t.slotStart[c]!, t.slotEnd[c]!);
+      }
+    }
+    if (complete) for (let w = 0; w < this.words; w++) bits[w]! |= this.afterComplete[w]!;
+    return bits;
+  }
+
+  private setSlots(bits: Uint32Array, from: number, to: number): void {
+    const slotToken = this.trie.slotToken;
+    for (let s = from; s < to; s++) {
+      const id = slotToken[s]!;
+      bits[id >>> 5]! |= 1 << (id & 31);
+    }
+  }
+}
+
+/** Sets the logits of tokens not in `allowed` to -Infinity. Returns how many tokens stayed allowed. */
+export function applyMask(logits: Float32Array, allowed: Uint32Array): number {
+  let kept = 0;
+  const n = logits.length;
+  const words = Math.ceil(n / 32);
+  for (let w = 0; w < words; ) {
+    if ((allowed[w] ?? 0) === 0) {
+      // masks are sparse: fill whole runs of forbidden words at once
+      let e = w + 1;
+      while (e < words && (allowed[e] ?? 0) === 0) e++;
+      logits.fill(-Infinity, w * 32, Math.min(e * 32, n));
+      w = e;
+      continue;
+    }
+    const word = allowed[w]!;
+    const base = w * 32;
+    const end = Math.min(base + 32, n);
+    for (let i = base; i < end; i++) {
+      if (word & (1 << (i - base))) kept++;
+      else logits[i] = -Infinity;
+    }
+    w++;
+  }
+  return kept;
+}
+
+function startsWith(a: Uint8Array, prefix: Uint8Array): boolean {
+  for (let i = 0; i < prefix.length; i++) if (a[i] !== prefix[i]) return false;
+  return true;
+}
+
+export function isAllowed(allowed: Uint32Array, id: number): boolean {
+  return ((allowed[id >>> 5] ?? 0) & (1 << (id & 31))) !== 0;
+}
