@@ -18,6 +18,12 @@ import { generate } from './decode/generate.js';
 import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
 import { embeddedModelDir } from './paths.js';
+import { TypeScriptOracle } from './analysis/ts-oracle.js';
+import { TokenMasks } from './decode/mask/token-mask.js';
+import { VocabTrie } from './decode/mask/vocab-trie.js';
+import { DereferenceMonitor } from './monitors/dereference.js';
+import type { Monitor } from './monitors/monitor.js';
+import path from 'node:path';
 
 export interface EngineOptions {
   /** Model directory (Hugging Face layout); default: the embedded model. */
@@ -30,8 +36,13 @@ export interface EngineOptions {
 export interface CompletionRequest {
   prefix: string;
   suffix?: string;
+  /** The file being completed, relative to `workspace` (or absolute). */
   filePath?: string;
+  /** Workspace root for analysis (tsconfig discovery); default: the file's directory. */
+  workspace?: string;
   language?: string;
+  /** Monitor-guided decoding (default on where a type oracle exists for the file's language). */
+  monitors?: boolean;
   maxTokens?: number;
   /** How far a completion may run: to the end of the line, of the block, or only maxTokens. Default 'block'. */
   stop?: StopMode;
@@ -53,7 +64,7 @@ export interface CompletionResult {
   promptTokens: number;
   stopReason: string;
   timings: { loadMs: number; analysisMs: number; prefillMs: number; decodeMs: number; totalMs: number };
-  monitor: { triggers: number; maskedSteps: number; interventions: number };
+  monitor: { triggers: number; maskedSteps: number; interventions: number; errors: number };
   cache: { promptTokens: number; reusedTokens: number };
   promptMode: 'fim' | 'prefix';
 }
@@ -63,6 +74,8 @@ const DEFAULT_MAX_TOKENS = 64;
 export class Engine {
   private resident: KvCache | null = null;
   private readonly vocabLimit: LogitsProcessor;
+  private readonly oracles = new Map<string, TypeScriptOracle>();
+  private masks: TokenMasks | null = null;
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -113,12 +126,14 @@ export class Engine {
       context: req.context,
       budget: this.promptBudget(maxTokens),
     });
+    const monitors = this.monitorsFor(req);
     this.resident ??= this.backend.createCache();
     const out = await generate(this.backend, this.resident, this.tokenizer, prompt.tokens, {
       maxTokens,
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
       stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: req.prefix.slice(req.prefix.lastIndexOf('\n') + 1) },
-      processors: [this.vocabLimit, ...(req.processors ?? [])],
+      // monitors last: they have the final word on what may be emitted
+      processors: [this.vocabLimit, ...(req.processors ?? []), ...monitors],
       signal: req.signal,
       onText: req.onText,
     });
@@ -129,15 +144,32 @@ export class Engine {
       stopReason: out.stopReason,
       timings: {
         loadMs: round(this.loadMs),
-        analysisMs: 0,
+        analysisMs: round(monitors.reduce((a, m) => a + m.stats.analysisMs, 0)),
         prefillMs: round(out.prefillMs),
         decodeMs: round(out.decodeMs),
         totalMs: round(performance.now() - t0),
       },
-      monitor: { triggers: 0, maskedSteps: out.maskedSteps, interventions: out.interventions },
+      monitor: {
+        triggers: monitors.reduce((a, m) => a + m.stats.triggers, 0),
+        maskedSteps: out.maskedSteps,
+        interventions: out.interventions,
+        errors: monitors.reduce((a, m) => a + m.stats.errors, 0),
+      },
       cache: { promptTokens: prompt.tokens.length, reusedTokens: out.reusedTokens },
       promptMode: prompt.mode,
     };
+  }
+
+  /** The monitors that apply to this request's file (none for languages without an oracle, or when disabled). */
+  private monitorsFor(req: CompletionRequest): Monitor[] {
+    if (req.monitors === false || !req.filePath || !TypeScriptOracle.handles(req.filePath)) return [];
+    const workspace = path.resolve(req.workspace ?? path.dirname(path.resolve(req.filePath)));
+    const file = path.resolve(workspace, req.filePath);
+    let oracle = this.oracles.get(workspace);
+    if (!oracle) this.oracles.set(workspace, (oracle = new TypeScriptOracle(workspace)));
+    const o = oracle;
+    this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize));
+    return [new DereferenceMonitor(req.prefix, req.suffix ?? '', (text, offset) => o.members(file, text, offset), this.masks, this.tokenizer)];
   }
 
   /** Splits the context window: generation first, then 3/4 of the rest to the prefix, 1/4 to the suffix. */
@@ -150,6 +182,8 @@ export class Engine {
   async dispose(): Promise<void> {
     this.resident?.free();
     this.resident = null;
+    for (const o of this.oracles.values()) o.dispose();
+    this.oracles.clear();
     await this.backend.dispose();
   }
 }

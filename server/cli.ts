@@ -125,7 +125,9 @@ async function complete(args: string[], out: Out): Promise<number> {
       prefix: text.slice(0, offset),
       // Completions fill the rest of the cursor's line: the suffix starts at the next line (design.md's task format).
       suffix: lineEnd < 0 ? '' : text.slice(lineEnd),
-      filePath: values.workspace ? path.relative(path.resolve(values.workspace), file) : path.basename(file),
+      filePath: values.workspace ? path.relative(path.resolve(values.workspace), file) : file,
+      workspace: values.workspace ? path.resolve(values.workspace) : undefined,
+      monitors: !values['no-monitors'],
       maxTokens: int(values['max-tokens'], 'max-tokens', 1, 64),
       stop: oneOf<StopMode>(values.stop, 'stop', ['line', 'block', 'none'], 'block'),
       temperature,

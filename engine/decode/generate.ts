@@ -4,7 +4,7 @@
  *   reuse the longest prefix of the prompt the cache already holds; forward the rest        (prefill)
  *   repeat:
  *     logits -> each processor masks what it forbids                                       (monitors)
- *     token  <- sampler(logits)                                                             (greedy / top-p)
+ *     token  <- sampler(logits); a processor may reject it: mask strictly and sample again  (greedy / top-p)
  *     text  += bytes(token), decoded incrementally                                          (exact UTF-8)
  *     stop?  EOS or special token, stop string, end of line/block, max tokens, cancelled
  *     logits <- forward(token)                                                              (decode step)
@@ -97,11 +97,17 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       if (!masked && unmaskedTop < 0) unmaskedTop = argmax(logits);
       if (p.process(logits, state)) masked = true;
     }
+    let token = sampler.sample(logits);
+    if (token >= 0 && processors.some((p) => p.reject?.(token, tok.tokenBytes(token), state))) {
+      // a processor could not allow that token after all: let every processor constrain fully, then sample again
+      state.strict = true;
+      for (const p of processors) if (p.process(logits, state)) masked = true;
+      token = sampler.sample(logits);
+    }
     if (masked) {
       result.maskedSteps++;
       if (unmaskedTop >= 0 && logits[unmaskedTop] === -Infinity) result.interventions++;
     }
-    const token = sampler.sample(logits);
     if (token < 0) {
       result.stopReason = 'masked-out';
       break;

@@ -10,11 +10,18 @@ export interface DecodeState {
   tokens: readonly number[];
   /** The generated text so far (complete UTF-8 characters only). */
   text: string;
+  /** Set when a processor rejected the sampled token: process again, constraining everything you know. */
+  strict?: boolean;
 }
 
 export interface LogitsProcessor {
   /** Adjusts logits in place before sampling. Returns true if it masked anything this step. */
   process(logits: Float32Array, state: DecodeState): boolean;
+  /**
+   * Sample-then-verify, for constraints too costly to compute every step: true if the sampled token must not be
+   * emitted. The loop then calls process() again with state.strict set and samples once more.
+   */
+  reject?(token: number, bytes: Uint8Array, state: DecodeState): boolean;
   /** The token chosen this step and the bytes it adds to the output. */
   accept?(token: number, bytes: Uint8Array, state: DecodeState): void;
 }

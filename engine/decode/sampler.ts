@@ -34,14 +34,32 @@ export function createSampler(o: SamplerOptions = {}): Sampler {
   const random = mulberry32(o.seed ?? 0);
   return {
     sample(logits) {
-      // candidates: finite logits, best first, cut to top-k
+      let max = -Infinity;
+      for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+      if (max === -Infinity) return -1;
+      if (topK <= 0 && topP >= 1) {
+        // plain temperature sampling: one pass for the normaliser, one for the draw; no sort over the vocabulary
+        let total = 0;
+        for (let i = 0; i < logits.length; i++) if (logits[i]! > -Infinity) total += Math.exp((logits[i]! - max) / temperature);
+        let r = random() * total;
+        let last = -1;
+        for (let i = 0; i < logits.length; i++) {
+          if (!(logits[i]! > -Infinity)) continue;
+          last = i;
+          r -= Math.exp((logits[i]! - max) / temperature);
+          if (r <= 0) return i;
+        }
+        return last;
+      }
+      // Candidates: tokens within e^-20 of the best (relative probability > 2e-9), best first. The tail below that
+      // cannot change a top-k choice or a top-p cut below 0.9999 over a 150k vocabulary, and skipping it avoids
+      // sorting the whole vocabulary every step.
+      const floor = max - 20 * temperature;
       const idx: number[] = [];
-      for (let i = 0; i < logits.length; i++) if (logits[i]! > -Infinity) idx.push(i);
-      if (idx.length === 0) return -1;
+      for (let i = 0; i < logits.length; i++) if (logits[i]! >= floor) idx.push(i);
       idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
       const cand = topK > 0 ? idx.slice(0, topK) : idx;
       // softmax at temperature, then the smallest prefix whose mass reaches top-p
-      const max = logits[cand[0]!]!;
       const p = cand.map((i) => Math.exp((logits[i]! - max) / temperature));
       const total = p.reduce((a, b) => a + b, 0);
       let keep = cand.length;

@@ -30,6 +30,7 @@ export class TokenMasks {
   private readonly cache = new Map<string, Uint32Array>();
   private readonly nameSetIds = new WeakMap<readonly string[], number>();
   private readonly encodedNames = new WeakMap<readonly string[], Uint8Array[]>();
+  private readonly notStartingWith = new Map<number, Uint32Array>();
   private nextNameSetId = 0;
 
   constructor(
@@ -61,6 +62,30 @@ export class TokenMasks {
     this.cache.set(key, bits);
     if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
     return bits;
+  }
+
+  /**
+   * allowed(names, typed) plus every token whose first byte is not `byte`: "if you start with this byte, you must
+   * follow the constraint". Used where a constrained construct may or may not begin (a `.` inside `.length`).
+   */
+  allowedOr(names: readonly string[], typed: string, byte: number): Uint32Array {
+    const key = `or${byte}\u0000${this.nameSetIds.get(names) ?? -1}\u0000${typed}`;
+    const hit = this.cache.get(key);
+    if (hit && this.nameSetIds.has(names)) return hit;
+    const base = this.allowed(names, typed);
+    let others = this.notStartingWith.get(byte);
+    if (!others) {
+      others = new Uint32Array(this.words);
+      const first = this.trie.firstChild[this.trie.root]!;
+      for (let c = first; c < first + this.trie.childCount[this.trie.root]!; c++)
+        if (this.trie.byte[c] !== byte) this.setSlots(others, this.trie.slotStart[c]!, this.trie.slotEnd[c]!);
+      this.notStartingWith.set(byte, others);
+    }
+    const out = new Uint32Array(this.words);
+    for (let w = 0; w < this.words; w++) out[w] = base[w]! | others[w]!;
+    this.cache.set(`or${byte}\u0000${this.nameSetIds.get(names)}\u0000${typed}`, out);
+    if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
+    return out;
   }
 
   private compute(names: readonly string[], typed: string): Uint32Array {

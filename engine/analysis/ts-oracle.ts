@@ -1,0 +1,99 @@
+/**
+ * The TypeScript/JavaScript type oracle: the in-process LanguageService of typescript@6 (the last release with the
+ * JavaScript API; 7.x is the native compiler) over a workspace.
+ *
+ * The workspace's tsconfig.json is found and parsed once; files are read from disk, versioned by mtime, so the
+ * service stays warm and incremental across requests. The document being completed is a *shadow*: its text is
+ * document-before-cursor + generated tokens (+ suffix), given per query, never written to disk.
+ *
+ * Analysis answers questions and never drives decoding: it returns names or null ("no opinion": not a member access,
+ * inside a string or comment, or the type is unknown), and the monitor decides what to do with that.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import ts from 'typescript';
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+const DEFAULT_OPTIONS: ts.CompilerOptions = {
+  target: ts.ScriptTarget.ES2022,
+  module: ts.ModuleKind.NodeNext,
+  moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  allowJs: true,
+  strict: true,
+  skipLibCheck: true,
+  noEmit: true,
+};
+
+export class TypeScriptOracle {
+  private readonly service: ts.LanguageService;
+  private readonly options: ts.CompilerOptions;
+  private readonly rootFiles: string[];
+  private readonly shadows = new Map<string, { text: string; version: number }>();
+
+  constructor(readonly workspace: string) {
+    const configFile = ts.findConfigFile(workspace, ts.sys.fileExists, 'tsconfig.json');
+    let parsed: ts.ParsedCommandLine | undefined;
+    if (configFile && path.resolve(configFile).startsWith(path.resolve(workspace))) {
+      parsed = ts.getParsedCommandLineOfConfigFile(configFile, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} }) ?? undefined;
+    }
+    this.options = { ...(parsed?.options ?? DEFAULT_OPTIONS), noEmit: true };
+    this.rootFiles = parsed?.fileNames ?? [];
+    const host: ts.LanguageServiceHost = {
+      getCompilationSettings: () => this.options,
+      getScriptFileNames: () => [...new Set([...this.rootFiles, ...this.shadows.keys()])],
+      getScriptVersion: (f) => {
+        const shadow = this.shadows.get(f);
+        if (shadow) return `shadow-${shadow.version}`;
+        try {
+          return String(fs.statSync(f).mtimeMs);
+        } catch {
+          return 'missing';
+        }
+      },
+      getScriptSnapshot: (f) => {
+        const shadow = this.shadows.get(f);
+        if (shadow) return ts.ScriptSnapshot.fromString(shadow.text);
+        const text = ts.sys.readFile(f);
+        return text === undefined ? undefined : ts.ScriptSnapshot.fromString(text);
+      },
+      getCurrentDirectory: () => workspace,
+      getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
+      fileExists: (f) => this.shadows.has(f) || ts.sys.fileExists(f),
+      readFile: (f, enc) => this.shadows.get(f)?.text ?? ts.sys.readFile(f, enc),
+      readDirectory: ts.sys.readDirectory,
+      directoryExists: ts.sys.directoryExists,
+      getDirectories: ts.sys.getDirectories,
+    };
+    this.service = ts.createLanguageService(host, ts.createDocumentRegistry());
+  }
+
+  static handles(file: string): boolean {
+    return /\.(ts|tsx|mts|cts|js|jsx|mjs|cjs)$/.test(file);
+  }
+
+  /**
+   * Members legal right after a `.` at `offset` in the shadow document `text` (offset is just past the dot), or
+   * null when the position is not a member access the checker can type.
+   */
+  members(file: string, text: string, offset: number): string[] | null {
+    const abs = path.resolve(this.workspace, file);
+    const prev = this.shadows.get(abs);
+    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const result = this.service.getCompletionsAtPosition(abs, offset, { triggerCharacter: '.', includeCompletionsWithInsertText: false });
+    if (!result || !result.isMemberCompletion) return null;
+    const names = result.entries.filter((e) => e.kind !== ts.ScriptElementKind.warning && IDENTIFIER.test(e.name) && !e.insertText).map((e) => e.name);
+    return names.length ? [...new Set(names)].sort() : null;
+  }
+
+  /** Semantic and syntactic diagnostics of a shadow document (for tests and evaluation). */
+  diagnostics(file: string, text: string): ts.Diagnostic[] {
+    const abs = path.resolve(this.workspace, file);
+    const prev = this.shadows.get(abs);
+    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    return [...this.service.getSyntacticDiagnostics(abs), ...this.service.getSemanticDiagnostics(abs)];
+  }
+
+  dispose(): void {
+    this.service.dispose();
+  }
+}
