@@ -2,13 +2,14 @@
  * `mgd bench mask`: the cost of a monitor's mask per decoding step with the real Qwen2 vocabulary (151k tokens).
  * Trigger steps build a mask for a fresh member set (cache miss, nothing typed yet); continuation steps narrow it
  * by a typed prefix (cache miss); both then apply the mask to a logits vector. Percentiles in microseconds, for
- * 10, 100 and 1,000 legal members.
+ * 10, 100 and 1,000 legal members. Also the type oracle's latency at a dot in a >= 50k-line workspace (oracle.ts).
  */
 import { applyMask, TokenMasks } from '../decode/mask/token-mask.js';
 import { VocabTrie } from '../decode/mask/vocab-trie.js';
 import { ensureFixtureModel } from '../model/fixtures.js';
 import { openModelDir } from '../model/directory.js';
 import { loadTokenizer } from '../tokenizer/tokenizer.js';
+import { benchOracle } from './oracle.js';
 
 export async function benchMask(o: { steps?: number; model?: string } = {}) {
   const steps = o.steps ?? 200;
@@ -60,6 +61,7 @@ export async function benchMask(o: { steps?: number; model?: string } = {}) {
       maskP99Us: pct(trigger.map((x, i) => x + apply[i]!), 0.99),
     };
   }
+  result.oracle = benchOracle();
   return result;
 }
 
