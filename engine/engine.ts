@@ -22,6 +22,7 @@ import { TypeScriptOracle } from './analysis/ts-oracle.js';
 import { TokenMasks } from './decode/mask/token-mask.js';
 import { VocabTrie } from './decode/mask/vocab-trie.js';
 import { DereferenceMonitor } from './monitors/dereference.js';
+import { CompletionSiteMonitor, IMPORT_NAMES, NEW_CLASS, type SiteOracle } from './monitors/completion-site.js';
 import type { Monitor } from './monitors/monitor.js';
 import path from 'node:path';
 
@@ -169,7 +170,14 @@ export class Engine {
     if (!oracle) this.oracles.set(workspace, (oracle = new TypeScriptOracle(workspace)));
     const o = oracle;
     this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize));
-    return [new DereferenceMonitor(req.prefix, req.suffix ?? '', (text, offset) => o.members(file, text, offset), this.masks, this.tokenizer)];
+    const suffix = req.suffix ?? '';
+    const sites: SiteOracle = (site, text, offset) =>
+      site.query === 'constructible' ? o.constructible(file, text, offset) : o.completions(file, text, offset, site.keep ?? (() => true));
+    return [
+      new DereferenceMonitor(req.prefix, suffix, (text, offset) => o.members(file, text, offset), this.masks, this.tokenizer),
+      new CompletionSiteMonitor(NEW_CLASS, req.prefix, suffix, sites, this.masks),
+      new CompletionSiteMonitor(IMPORT_NAMES, req.prefix, suffix, sites, this.masks),
+    ];
   }
 
   /** Splits the context window: generation first, then 3/4 of the rest to the prefix, 1/4 to the suffix. */

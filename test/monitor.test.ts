@@ -89,6 +89,46 @@ describe.each(['tiny', 'qwen-vocab'] as const)('dereference monitor with the %s 
   });
 });
 
+describe('completion-site monitors (random tiny model)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+  });
+  afterAll(() => engine?.dispose());
+
+  it('after `new`, only instantiable classes in scope (not the abstract Shape, not interfaces or values)', async () => {
+    const prefix = `import { Account, Shape, Square, DEFAULT_RATE, type Person } from './model.js';\nexport const x = new `;
+    const legal = oracle.constructible(FILE, prefix + '\n', prefix.length)!;
+    expect(legal).toContain('Account');
+    expect(legal).toContain('Square');
+    expect(legal).not.toContain('Shape');
+    let judged = 0;
+    for (let seed = 0; seed < 8; seed++) {
+      const r = await engine.complete({ prefix, suffix: '\n', filePath: FILE, workspace, maxTokens: 16, stop: 'line', temperature: 1, seed });
+      const name = /^[A-Za-z_$][\w$]*/.exec(r.text)?.[0];
+      if (!name || (r.stopReason === 'max-tokens' && /^[\w$]*$/.test(r.text))) continue;
+      // lib classes (Map, Date, ...) are instantiable too; abstract classes, interfaces and values are not
+      expect(legal).toContain(name);
+      expect(r.monitor.triggers).toBeGreaterThan(0);
+      judged++;
+    }
+    expect(judged).toBeGreaterThan(3);
+  });
+
+  it('inside `import { } from "m"`, only the module\'s exports', async () => {
+    const exports = ['Account', 'Address', 'DEFAULT_RATE', 'Person', 'Shape', 'Square'];
+    let judged = 0;
+    for (let seed = 0; seed < 6; seed++) {
+      const r = await engine.complete({ prefix: 'import { ', suffix: ` } from './model.js';\n`, filePath: FILE, workspace, maxTokens: 12, stop: 'line', temperature: 1, seed });
+      const name = /^[A-Za-z_$][\w$]*/.exec(r.text)?.[0];
+      if (!name || (r.stopReason === 'max-tokens' && /^[\w$]*$/.test(r.text))) continue;
+      expect(exports).toContain(name);
+      judged++;
+    }
+    expect(judged).toBeGreaterThan(2);
+  });
+});
+
 describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`)', () => {
   it('a model eager to write `.something` after a receiver only writes legal members', async () => {
     const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });

@@ -85,6 +85,59 @@ export class TypeScriptOracle {
     return names.length ? [...new Set(names)].sort() : null;
   }
 
+  /**
+   * Names the checker would complete at `offset` (an identifier's start) whose entry passes `keep`, or null when
+   * there is no completion list there (string, comment, no scope).
+   */
+  completions(file: string, text: string, offset: number, keep: (e: ts.CompletionEntry) => boolean): string[] | null {
+    const abs = path.resolve(this.workspace, file);
+    const prev = this.shadows.get(abs);
+    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const result = this.service.getCompletionsAtPosition(abs, offset, { includeCompletionsWithInsertText: false });
+    if (!result) return null;
+    const names = result.entries.filter((e) => IDENTIFIER.test(e.name) && !e.insertText && keep(e)).map((e) => e.name);
+    return names.length ? [...new Set(names)].sort() : null;
+  }
+
+  /**
+   * Values in scope at `offset` that `new` can construct: classes (imported ones resolved through their alias)
+   * that are not abstract, and values whose type has construct signatures (Map, Date). Null outside any scope.
+   */
+  constructible(file: string, text: string, offset: number): string[] | null {
+    const abs = path.resolve(this.workspace, file);
+    const prev = this.shadows.get(abs);
+    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const program = this.service.getProgram();
+    const source = program?.getSourceFile(abs);
+    if (!program || !source) return null;
+    const checker = program.getTypeChecker();
+    let node: ts.Node = source;
+    for (let found = true; found; ) {
+      found = false;
+      ts.forEachChild(node, (child) => {
+        if (!found && child.pos <= offset && offset <= child.end) {
+          node = child;
+          found = true;
+        }
+      });
+    }
+    const names: string[] = [];
+    for (const symbol of checker.getSymbolsInScope(node, ts.SymbolFlags.Value | ts.SymbolFlags.Alias)) {
+      if (!IDENTIFIER.test(symbol.name)) continue;
+      const target = symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+      if (!(target.flags & ts.SymbolFlags.Value)) continue; // type-only (interfaces, type aliases)
+      const decl = target.valueDeclaration ?? target.declarations?.[0];
+      if (target.flags & ts.SymbolFlags.Class) {
+        if (decl && ts.getCombinedModifierFlags(decl as ts.Declaration) & ts.ModifierFlags.Abstract) continue;
+        names.push(symbol.name);
+        continue;
+      }
+      if (!decl) continue;
+      if (checker.getTypeOfSymbolAtLocation(target, decl).getConstructSignatures().length) names.push(symbol.name);
+    }
+    return names.length ? [...new Set(names)].sort() : null;
+  }
+
   /** Semantic and syntactic diagnostics of a shadow document (for tests and evaluation). */
   diagnostics(file: string, text: string): ts.Diagnostic[] {
     const abs = path.resolve(this.workspace, file);

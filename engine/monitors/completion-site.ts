@@ -1,0 +1,87 @@
+/**
+ * Monitors for identifier sites whose legal names are a filtered completion list of the type oracle:
+ *   new-class:     after `new `, only values that can be constructed (non-abstract classes, Map, Date...);
+ *   import-names:  inside `import { ... } from "m"` (the `from` clause is in the suffix), only m's exports.
+ * Each is a trigger pattern on the end of the text (capturing the identifier being written) plus a filter. State is
+ * derived from the text each step, like the dereference monitor; the list is fetched once per identifier start.
+ */
+import type ts from 'typescript';
+// (the site kinds below are data; the engine maps their `query` to the oracle's methods)
+import type { DecodeState } from '../decode/logits-processor.js';
+import { applyMask, type TokenMasks } from '../decode/mask/token-mask.js';
+import { emptyStats, type Monitor } from './monitor.js';
+
+/** Legal names for an identifier of `site` starting at `offset` of the shadow text, or null for no constraint. */
+export type SiteOracle = (site: SiteKind, text: string, offset: number) => string[] | null;
+
+export interface SiteKind {
+  kind: string;
+  /** Matches the end of the text when an identifier of this kind is being written; group 1 is its typed part. */
+  trigger: RegExp;
+  /** Which question to ask the oracle: constructible values in scope, or the completion list filtered by `keep`. */
+  query: 'constructible' | 'completions';
+  keep?: (e: ts.CompletionEntry) => boolean;
+  /** Extra condition on the document after the cursor (e.g. the `} from "m"` an import site needs). */
+  suffix?: RegExp;
+}
+
+export const NEW_CLASS: SiteKind = {
+  kind: 'new-class',
+  trigger: /(?:^|[^\w$.])new\s+([A-Za-z_$][\w$]*)?$/,
+  // completion kinds cannot tell (imported classes are 'alias', Map is 'var'): the checker decides
+  query: 'constructible',
+};
+
+export const IMPORT_NAMES: SiteKind = {
+  kind: 'import-names',
+  trigger: /(?:^|\n)\s*import\s+(?:type\s+)?\{(?:[^{}]*,)?\s*(?:type\s+)?([A-Za-z_$][\w$]*)?$/,
+  query: 'completions',
+  keep: (e) => e.kind !== 'keyword',
+  suffix: /^[^;{]*\}\s*from\s*['"]/,
+};
+
+export class CompletionSiteMonitor implements Monitor {
+  readonly stats = emptyStats();
+  private readonly lists = new Map<number, string[] | null>();
+
+  constructor(
+    private readonly site: SiteKind,
+    private readonly prefix: string,
+    private readonly suffix: string,
+    private readonly oracle: SiteOracle,
+    private readonly masks: TokenMasks,
+  ) {}
+
+  get kind(): string {
+    return this.site.kind;
+  }
+
+  process(logits: Float32Array, state: DecodeState): boolean {
+    const text = this.prefix + state.text;
+    const m = this.site.trigger.exec(text);
+    if (!m) return false;
+    const typed = m[1] ?? '';
+    if (this.site.suffix && !this.site.suffix.test(this.suffix)) return false;
+    const start = text.length - typed.length;
+    const names = this.lookup(text.slice(0, start), start);
+    if (!names || !names.some((n) => n.startsWith(typed))) return false;
+    applyMask(logits, this.masks.allowed(names, typed));
+    this.stats.maskedSteps++;
+    return true;
+  }
+
+  private lookup(before: string, start: number): string[] | null {
+    if (this.lists.has(start)) return this.lists.get(start)!;
+    const t0 = performance.now();
+    let names: string[] | null = null;
+    try {
+      names = this.oracle(this.site, before + this.suffix, start);
+    } catch {
+      this.stats.errors++;
+    }
+    this.stats.analysisMs += performance.now() - t0;
+    if (names) this.stats.triggers++;
+    this.lists.set(start, names);
+    return names;
+  }
+}
