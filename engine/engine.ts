@@ -7,7 +7,7 @@
  * the next request (typically the same file one keystroke later) prefills only what changed after the longest common
  * token prefix.
  */
-import { BadInputError, CancelledError } from './errors.js';
+import { BadInputError, CancelledError, oneLine } from './errors.js';
 import type { Backend, BackendName, KvCache, WeightFormat } from './backends/backend.js';
 import { loadOnnxBackend } from './backends/onnx/onnx-backend.js';
 import { openModelDir, type ModelDir } from './model/directory.js';
@@ -77,6 +77,8 @@ export class Engine {
   private readonly vocabLimit: LogitsProcessor;
   private readonly oracles = new Map<string, TypeScriptOracle>();
   private masks: TokenMasks | null = null;
+  /** Where degraded-mode messages go (the servers log them; the CLI prints them with --verbose). */
+  onWarning: ((message: string) => void) | null = null;
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -167,7 +169,16 @@ export class Engine {
     const workspace = path.resolve(req.workspace ?? path.dirname(path.resolve(req.filePath)));
     const file = path.resolve(workspace, req.filePath);
     let oracle = this.oracles.get(workspace);
-    if (!oracle) this.oracles.set(workspace, (oracle = new TypeScriptOracle(workspace)));
+    if (!oracle) {
+      try {
+        oracle = new TypeScriptOracle(workspace);
+      } catch (e) {
+        // analysis failing is never a reason to fail a completion: decode unmonitored and say so
+        this.onWarning?.(`type oracle unavailable for ${workspace}: ${oneLine(e)}; completing without monitors`);
+        return [];
+      }
+      this.oracles.set(workspace, oracle);
+    }
     const o = oracle;
     this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize));
     const suffix = req.suffix ?? '';
