@@ -24,6 +24,7 @@ import { VocabTrie } from './decode/mask/vocab-trie.js';
 import { DereferenceMonitor } from './monitors/dereference.js';
 import { CompletionSiteMonitor, IMPORT_NAMES, NEW_CLASS, type SiteOracle } from './monitors/completion-site.js';
 import type { Monitor } from './monitors/monitor.js';
+import { BracketProfiles, CallArityMonitor } from './monitors/call-arity.js';
 import path from 'node:path';
 
 export interface EngineOptions {
@@ -77,6 +78,7 @@ export class Engine {
   private readonly vocabLimit: LogitsProcessor;
   private readonly oracles = new Map<string, TypeScriptOracle>();
   private masks: TokenMasks | null = null;
+  private brackets: BracketProfiles | null = null;
   /** Where degraded-mode messages go (the servers log them; the CLI prints them with --verbose). */
   onWarning: ((message: string) => void) | null = null;
   private queue: Promise<unknown> = Promise.resolve();
@@ -188,6 +190,7 @@ export class Engine {
       new DereferenceMonitor(req.prefix, suffix, (text, offset) => o.members(file, text, offset), this.masks, this.tokenizer),
       new CompletionSiteMonitor(NEW_CLASS, req.prefix, suffix, sites, this.masks),
       new CompletionSiteMonitor(IMPORT_NAMES, req.prefix, suffix, sites, this.masks),
+      new CallArityMonitor(req.prefix, suffix, (text, offset) => o.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
     ];
   }
 

@@ -9,6 +9,7 @@ import { Engine } from '../engine/engine.js';
 import { TypeScriptOracle } from '../engine/analysis/ts-oracle.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
 import type { LogitsProcessor } from '../engine/decode/logits-processor.js';
+import { openCall } from '../engine/monitors/call-arity.js';
 
 const workspace = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
 const FILE = 'src/site.ts';
@@ -126,6 +127,88 @@ describe('completion-site monitors (random tiny model)', () => {
       judged++;
     }
     expect(judged).toBeGreaterThan(2);
+  });
+});
+
+describe('call-arity monitor', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+  });
+  afterAll(() => engine?.dispose());
+
+  /** A model that wants to write `pattern` tokens above all else. */
+  function eager(pattern: RegExp, boost = 30): LogitsProcessor {
+    const ids: number[] = [];
+    for (let id = 0; id < engine.tokenizer.vocabSize; id++) if (pattern.test(new TextDecoder().decode(engine.tokenizer.tokenBytes(id)))) ids.push(id);
+    return { process: (logits) => (ids.forEach((id) => (logits[id] = logits[id]! + boost)), false) };
+  }
+
+  async function arityErrors(prefix: string, suffix: string, processor: LogitsProcessor, monitors: boolean): Promise<{ judged: number; errors: number }> {
+    let judged = 0;
+    let errors = 0;
+    for (let seed = 0; seed < 6; seed++) {
+      const r = await engine.complete({ prefix, suffix, filePath: FILE, workspace, monitors, maxTokens: 12, stop: 'none', temperature: 1, seed, processors: [processor] });
+      // judge the call: the completion up to the end of its line, closed if it is not
+      const line = r.text.split('\n')[0]!;
+      const close = line.indexOf(')');
+      if (close < 0) continue;
+      const doc = prefix + line.slice(0, close + 1) + ';' + suffix;
+      const codes = oracle.diagnostics(FILE, doc).map((d) => d.code);
+      judged++;
+      if (codes.includes(2554) || codes.includes(2555)) errors++;
+    }
+    return { judged, errors };
+  }
+
+  it('no `)` before the required arguments', async () => {
+    const prefix = HEADER + `export function f(acc: Account) {\n  acc.withdraw(`;
+    const on = await arityErrors(prefix, '\n}\n', eager(/^\)/), true);
+    const off = await arityErrors(prefix, '\n}\n', eager(/^\)/), false);
+    expect(on.judged).toBeGreaterThan(2);
+    expect(on.errors).toBe(0);
+    expect(off.errors).toBeGreaterThan(0); // the eager model closes at once without monitors
+  });
+
+  it('no extra argument when no overload takes one', async () => {
+    const prefix = HEADER + `export function f(acc: Account) {\n  acc.withdraw(1`;
+    // A model that wants a second argument (`1, 2)`; `1,)` would be a legal trailing comma): after a digit it wants
+    // a comma (and, less, a `)`), after a comma a digit, and once it has two arguments it closes. With the monitor
+    // the comma is masked and the call closes with one argument.
+    const ids = (re: RegExp) => [...Array(engine.tokenizer.vocabSize).keys()].filter((id) => re.test(new TextDecoder().decode(engine.tokenizer.tokenBytes(id))));
+    const [commas, digits, closes] = [ids(/^,$/), ids(/^ ?2$/), ids(/^\)$/)];
+    const model = (): LogitsProcessor => ({
+      process(logits, state) {
+        const boost = (list: number[], by: number) => list.forEach((id) => (logits[id] = logits[id]! + by));
+        const t = state.text;
+        if (/,\s*$/.test(t)) boost(digits, 40);
+        else if (t.includes(',')) boost(closes, 40);
+        else {
+          boost(commas, 40);
+          boost(closes, 25);
+        }
+        return false;
+      },
+    });
+    const on = await arityErrors(prefix, '\n}\n', model(), true);
+    const off = await arityErrors(prefix, '\n}\n', model(), false);
+    expect(on.judged).toBeGreaterThan(2);
+    expect(on.errors).toBe(0);
+    expect(off.errors).toBeGreaterThan(0);
+  });
+});
+
+describe('openCall: the argument list the text ends in', () => {
+  it.each([
+    ['f(', { open: 1, commas: 0, currentEmpty: true }],
+    ['a.b(x, ', { open: 3, commas: 1, currentEmpty: true }],
+    ['a.b(x, g(1, 2), y', { open: 3, commas: 2, currentEmpty: false }],
+    ['m.get(k)!.go((v) => v + ', { open: 12, commas: 0, currentEmpty: false }],
+  ])('%j', (text, expected) => {
+    expect(openCall(text)).toEqual(expected);
+  });
+  it.each(['if (', 'f([1, ', 'f({ a: ', 'f("a, ', 'x = (', '// f(', 'const s = "f(', 'x = `${f('])('no call: %j', (text) => {
+    expect(openCall(text)).toBeNull();
   });
 });
 

@@ -138,6 +138,26 @@ export class TypeScriptOracle {
     return names.length ? [...new Set(names)].sort() : null;
   }
 
+  /**
+   * Argument counts the call whose `(` ends just before `offset` accepts, over its overloads: fewest required and
+   * most allowed (Infinity when one has a rest parameter). Null when no signature is known there.
+   */
+  callShape(file: string, text: string, offset: number): { minArgs: number; maxArgs: number } | null {
+    const abs = path.resolve(this.workspace, file);
+    const prev = this.shadows.get(abs);
+    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const help = this.service.getSignatureHelpItems(abs, offset, undefined);
+    if (!help || help.items.length === 0 || help.argumentIndex !== 0) return null;
+    let minArgs = Infinity;
+    let maxArgs = 0;
+    for (const item of help.items) {
+      const required = item.parameters.filter((p) => !p.isOptional && !p.isRest).length;
+      minArgs = Math.min(minArgs, required);
+      maxArgs = Math.max(maxArgs, item.isVariadic ? Infinity : item.parameters.length);
+    }
+    return { minArgs, maxArgs };
+  }
+
   /** Semantic and syntactic diagnostics of a shadow document (for tests and evaluation). */
   diagnostics(file: string, text: string): ts.Diagnostic[] {
     const abs = path.resolve(this.workspace, file);

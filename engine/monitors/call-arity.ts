@@ -1,0 +1,147 @@
+/**
+ * The call-arity monitor: inside a call's argument list, no `)` before the required arguments are written, and no
+ * further `,` when no overload takes another argument (and none has a rest parameter).
+ *
+ * State from the text each step: the call whose argument list the text ends in, the commas written and whether the
+ * current argument is empty. The signatures come from the oracle once per call site. Tokens are judged by their
+ * bracket profile, precomputed once per vocabulary: whether their running bracket depth goes below zero (they close
+ * the call: `)`, `))`, `);`) and whether they write a comma at depth zero (`, `, `),` does not: it closes first).
+ */
+import type { DecodeState } from '../decode/logits-processor.js';
+import { emptyStats, type Monitor } from './monitor.js';
+import type { TextTokenizer } from '../tokenizer/types.js';
+
+/** What the oracle says about the call whose `(` ends `text`: per overload, [required, max] arguments. */
+export interface CallShape {
+  /** Fewest arguments any overload accepts. */
+  minArgs: number;
+  /** Most arguments any overload accepts (Infinity with a rest parameter). */
+  maxArgs: number;
+}
+export type CallOracle = (text: string, offset: number) => CallShape | null;
+
+/** Per token: lowest running bracket depth (0 if it never closes) and a bitmask of depths -4..3 where it writes ','. */
+export class BracketProfiles {
+  readonly minDepth: Int8Array;
+  readonly commaDepths: Uint8Array;
+
+  constructor(tok: TextTokenizer) {
+    this.minDepth = new Int8Array(tok.vocabSize);
+    this.commaDepths = new Uint8Array(tok.vocabSize);
+    for (let id = 0; id < tok.vocabSize; id++) {
+      const b = tok.tokenBytes(id);
+      let depth = 0;
+      let min = 0;
+      let commas = 0;
+      for (const c of b) {
+        if (c === 0x28 || c === 0x5b || c === 0x7b) depth++;
+        else if (c === 0x29 || c === 0x5d || c === 0x7d) min = Math.min(min, --depth);
+        else if (c === 0x2c && depth >= -4 && depth <= 3) commas |= 1 << (depth + 4);
+      }
+      this.minDepth[id] = Math.max(-128, min);
+      this.commaDepths[id] = commas;
+    }
+  }
+}
+
+export class CallArityMonitor implements Monitor {
+  readonly kind = 'call-arity';
+  readonly stats = emptyStats();
+  private readonly shapes = new Map<number, CallShape | null>();
+
+  constructor(
+    private readonly prefix: string,
+    private readonly suffix: string,
+    private readonly oracle: CallOracle,
+    private readonly profiles: BracketProfiles,
+  ) {}
+
+  process(logits: Float32Array, state: DecodeState): boolean {
+    const text = this.prefix + state.text;
+    const site = openCall(text);
+    if (!site) return false;
+    const shape = this.lookup(text, site.open);
+    if (!shape) return false;
+    // arguments written so far, counting the current one if it has any text
+    const written = site.commas + (site.currentEmpty ? 0 : 1);
+    const forbidClose = written < shape.minArgs && !(site.commas === 0 && site.currentEmpty && shape.minArgs === 0);
+    const forbidComma = site.commas + 1 >= shape.maxArgs;
+    if (!forbidClose && !forbidComma) return false;
+    // The end of the text is at depth 0 of the argument list (see openCall): a token closes the call when its
+    // running depth goes below 0, and adds an argument when it writes a comma at running depth 0.
+    let masked = false;
+    const { minDepth, commaDepths } = this.profiles;
+    for (let id = 0; id < logits.length && id < minDepth.length; id++) {
+      if (logits[id] === -Infinity) continue;
+      const closes = minDepth[id]! < 0;
+      const comma = (commaDepths[id]! & (1 << 4)) !== 0;
+      if ((forbidClose && closes) || (forbidComma && comma)) {
+        logits[id] = -Infinity;
+        masked = true;
+      }
+    }
+    if (masked) this.stats.maskedSteps++;
+    return masked;
+  }
+
+  private lookup(text: string, open: number): CallShape | null {
+    if (this.shapes.has(open)) return this.shapes.get(open)!;
+    const t0 = performance.now();
+    let shape: CallShape | null = null;
+    try {
+      // ask just inside the parenthesis, with the rest of the document after it
+      shape = this.oracle(text.slice(0, open + 1) + this.suffix, open + 1);
+    } catch {
+      this.stats.errors++;
+    }
+    this.stats.analysisMs += performance.now() - t0;
+    if (shape) this.stats.triggers++;
+    this.shapes.set(open, shape);
+    return shape;
+  }
+}
+
+interface OpenCall {
+  /** Offset of the call's `(`. */
+  open: number;
+  /** Top-level commas written since the `(`. */
+  commas: number;
+  /** Whether the current argument has no text yet. */
+  currentEmpty: boolean;
+}
+
+/**
+ * The call whose argument list the end of `text` is directly in: the innermost unclosed bracket is a `(` that
+ * follows a callee. (Inside a nested unclosed bracket, e.g. an array literal argument, that bracket is the innermost
+ * and there is no constraint.) Scans back at most 4,000 characters; a quote or comment on the way means no
+ * constraint rather than a wrong one.
+ */
+export function openCall(text: string): OpenCall | null {
+  let depth = 0;
+  let commas = 0;
+  let lastComma = -1;
+  for (let i = text.length - 1; i >= Math.max(0, text.length - 4000); i--) {
+    const c = text[i]!;
+    if (c === '"' || c === "'" || c === '`') return null;
+    if (c === '/' && (text[i - 1] === '/' || text[i - 1] === '*' || text[i + 1] === '*')) return null;
+    if (c === ')' || c === ']' || c === '}') depth++;
+    else if (c === '(' || c === '[' || c === '{') {
+      if (depth > 0) {
+        depth--;
+        continue;
+      }
+      if (c !== '(') return null;
+      // on the `(`'s own line, a line comment or an odd number of quotes before it: it sits in a comment or string
+      const line = text.slice(text.lastIndexOf('\n', i) + 1, i);
+      if (line.includes('//') || [/"/g, /'/g, /`/g].some((q) => (line.match(q)?.length ?? 0) % 2 === 1)) return null;
+      const before = text.slice(Math.max(0, i - 32), i);
+      if (!/[\w$)\]>]\s*$/.test(before) || /\b(if|for|while|switch|catch|function|return|typeof|await|yield)\s*$/.test(before)) return null;
+      const currentStart = lastComma >= 0 ? lastComma + 1 : i + 1;
+      return { open: i, commas, currentEmpty: text.slice(currentStart).trim() === '' };
+    } else if (c === ',' && depth === 0) {
+      commas++;
+      if (lastComma < 0) lastComma = i;
+    }
+  }
+  return null;
+}
