@@ -22,7 +22,7 @@ import { TypeScriptOracle } from './analysis/ts-oracle.js';
 import { TokenMasks } from './decode/mask/token-mask.js';
 import { VocabTrie } from './decode/mask/vocab-trie.js';
 import { DereferenceMonitor } from './monitors/dereference.js';
-import { CompletionSiteMonitor, IMPORT_NAMES, NEW_CLASS, type SiteOracle } from './monitors/completion-site.js';
+import { CompletionSiteMonitor, IMPORT_NAMES, NEW_CLASS, SWITCH_ENUM, type SiteOracle } from './monitors/completion-site.js';
 import type { Monitor } from './monitors/monitor.js';
 import { BracketProfiles, CallArityMonitor } from './monitors/call-arity.js';
 import path from 'node:path';
@@ -185,11 +185,16 @@ export class Engine {
     this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize));
     const suffix = req.suffix ?? '';
     const sites: SiteOracle = (site, text, offset) =>
-      site.query === 'constructible' ? o.constructible(file, text, offset) : o.completions(file, text, offset, site.keep ?? (() => true));
+      site.query === 'constructible'
+        ? o.constructible(file, text, offset)
+        : site.query === 'switch-enum'
+          ? o.switchEnum(file, text, offset)
+          : o.completions(file, text, offset, site.keep ?? (() => true));
     return [
       new DereferenceMonitor(req.prefix, suffix, (text, offset) => o.members(file, text, offset), this.masks, this.tokenizer),
       new CompletionSiteMonitor(NEW_CLASS, req.prefix, suffix, sites, this.masks),
       new CompletionSiteMonitor(IMPORT_NAMES, req.prefix, suffix, sites, this.masks),
+      new CompletionSiteMonitor(SWITCH_ENUM, req.prefix, suffix, sites, this.masks),
       new CallArityMonitor(req.prefix, suffix, (text, offset) => o.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
     ];
   }

@@ -198,6 +198,29 @@ describe('call-arity monitor', () => {
   });
 });
 
+describe('switch-enum monitor', () => {
+  it('after `case` in a switch over an enum, the enum and then one of its members', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const prefix = `import { Status } from './model.js';\nexport function f(s: Status) {\n  switch (s) {\n    case `;
+      const members = oracle.members(FILE, prefix + 'Status.', (prefix + 'Status.').length)!;
+      expect(members).toEqual(['Closed', 'Frozen', 'Open']);
+      let judged = 0;
+      for (let seed = 0; seed < 6; seed++) {
+        const r = await engine.complete({ prefix, suffix: '\n  }\n}\n', filePath: FILE, workspace, maxTokens: 20, stop: 'line', temperature: 1, seed });
+        if (r.stopReason === 'max-tokens' && /^[\w$.]*$/.test(r.text)) continue;
+        expect(r.text).toMatch(/^Status\b/);
+        const m = /^Status\.([A-Za-z_$][\w$]*)/.exec(r.text);
+        if (m) expect(members).toContain(m[1]);
+        judged++;
+      }
+      expect(judged).toBeGreaterThan(2);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 describe('openCall: the argument list the text ends in', () => {
   it.each([
     ['f(', { open: 1, commas: 0, currentEmpty: true }],

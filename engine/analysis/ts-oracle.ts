@@ -139,6 +139,46 @@ export class TypeScriptOracle {
   }
 
   /**
+   * After `case ` in a switch whose discriminant is an enum: the enum's name as written in scope (the dereference
+   * monitor then constrains its members). Null when the switch is not over an enum.
+   */
+  switchEnum(file: string, text: string, offset: number): string[] | null {
+    const abs = path.resolve(this.workspace, file);
+    const prev = this.shadows.get(abs);
+    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const program = this.service.getProgram();
+    const source = program?.getSourceFile(abs);
+    if (!program || !source) return null;
+    const checker = program.getTypeChecker();
+    let node: ts.Node = source;
+    let switchNode: ts.SwitchStatement | null = null;
+    for (let found = true; found; ) {
+      found = false;
+      ts.forEachChild(node, (child) => {
+        if (!found && child.pos <= offset && offset <= child.end) {
+          node = child;
+          found = true;
+          if (ts.isSwitchStatement(child)) switchNode = child;
+        }
+      });
+    }
+    const sw = switchNode as ts.SwitchStatement | null;
+    if (!sw) return null;
+    const type = checker.getTypeAtLocation(sw.expression);
+    const parts = type.isUnion() ? type.types : [type];
+    const enums = new Set<string>();
+    for (const t of parts) {
+      if (!(t.flags & ts.TypeFlags.EnumLike)) return null; // not purely an enum: no constraint
+      const sym = t.symbol;
+      const enumSym = sym && sym.flags & ts.SymbolFlags.EnumMember ? (sym as ts.Symbol & { parent?: ts.Symbol }).parent : sym;
+      if (!enumSym) return null;
+      enums.add(checker.symbolToString(enumSym, sw, ts.SymbolFlags.Value));
+    }
+    const names = [...enums].filter((n) => IDENTIFIER.test(n));
+    return names.length ? names : null;
+  }
+
+  /**
    * Argument counts the call whose `(` ends just before `offset` accepts, over its overloads: fewest required and
    * most allowed (Infinity when one has a rest parameter). Null when no signature is known there.
    */

@@ -1,7 +1,8 @@
 /**
  * Monitors for identifier sites whose legal names are a filtered completion list of the type oracle:
  *   new-class:     after `new `, only values that can be constructed (non-abstract classes, Map, Date...);
- *   import-names:  inside `import { ... } from "m"` (the `from` clause is in the suffix), only m's exports.
+ *   import-names:  inside `import { ... } from "m"` (the `from` clause is in the suffix), only m's exports;
+ *   switch-enum:   after `case ` in a switch over an enum, only the enum (its members follow through `Enum.`).
  * Each is a trigger pattern on the end of the text (capturing the identifier being written) plus a filter. State is
  * derived from the text each step, like the dereference monitor; the list is fetched once per identifier start.
  */
@@ -19,7 +20,7 @@ export interface SiteKind {
   /** Matches the end of the text when an identifier of this kind is being written; group 1 is its typed part. */
   trigger: RegExp;
   /** Which question to ask the oracle: constructible values in scope, or the completion list filtered by `keep`. */
-  query: 'constructible' | 'completions';
+  query: 'constructible' | 'completions' | 'switch-enum';
   keep?: (e: ts.CompletionEntry) => boolean;
   /** Extra condition on the document after the cursor (e.g. the `} from "m"` an import site needs). */
   suffix?: RegExp;
@@ -38,6 +39,13 @@ export const IMPORT_NAMES: SiteKind = {
   query: 'completions',
   keep: (e) => e.kind !== 'keyword',
   suffix: /^[^;{]*\}\s*from\s*['"]/,
+};
+
+export const SWITCH_ENUM: SiteKind = {
+  kind: 'switch-enum',
+  trigger: /(?:^|[^\w$.])case\s+([A-Za-z_$][\w$]*)?$/,
+  // the enum's name; `Enum.` is then the dereference monitor's site
+  query: 'switch-enum',
 };
 
 export class CompletionSiteMonitor implements Monitor {
