@@ -76,9 +76,7 @@ export class TypeScriptOracle {
    * null when the position is not a member access the checker can type.
    */
   members(file: string, text: string, offset: number): string[] | null {
-    const abs = path.resolve(this.workspace, file);
-    const prev = this.shadows.get(abs);
-    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const abs = this.shadow(file, text);
     const result = this.service.getCompletionsAtPosition(abs, offset, { triggerCharacter: '.', includeCompletionsWithInsertText: false });
     if (!result || !result.isMemberCompletion) return null;
     const names = result.entries.filter((e) => e.kind !== ts.ScriptElementKind.warning && IDENTIFIER.test(e.name) && !e.insertText).map((e) => e.name);
@@ -90,9 +88,7 @@ export class TypeScriptOracle {
    * there is no completion list there (string, comment, no scope).
    */
   completions(file: string, text: string, offset: number, keep: (e: ts.CompletionEntry) => boolean): string[] | null {
-    const abs = path.resolve(this.workspace, file);
-    const prev = this.shadows.get(abs);
-    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const abs = this.shadow(file, text);
     const result = this.service.getCompletionsAtPosition(abs, offset, { includeCompletionsWithInsertText: false });
     if (!result) return null;
     const names = result.entries.filter((e) => IDENTIFIER.test(e.name) && !e.insertText && keep(e)).map((e) => e.name);
@@ -104,23 +100,10 @@ export class TypeScriptOracle {
    * that are not abstract, and values whose type has construct signatures (Map, Date). Null outside any scope.
    */
   constructible(file: string, text: string, offset: number): string[] | null {
-    const abs = path.resolve(this.workspace, file);
-    const prev = this.shadows.get(abs);
-    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
-    const program = this.service.getProgram();
-    const source = program?.getSourceFile(abs);
-    if (!program || !source) return null;
-    const checker = program.getTypeChecker();
-    let node: ts.Node = source;
-    for (let found = true; found; ) {
-      found = false;
-      ts.forEachChild(node, (child) => {
-        if (!found && child.pos <= offset && offset <= child.end) {
-          node = child;
-          found = true;
-        }
-      });
-    }
+    const at = this.pathAt(file, text, offset);
+    if (!at) return null;
+    const { checker } = at;
+    const node = at.path[at.path.length - 1]!;
     const names: string[] = [];
     for (const symbol of checker.getSymbolsInScope(node, ts.SymbolFlags.Value | ts.SymbolFlags.Alias)) {
       if (!IDENTIFIER.test(symbol.name)) continue;
@@ -143,26 +126,10 @@ export class TypeScriptOracle {
    * monitor then constrains its members). Null when the switch is not over an enum.
    */
   switchEnum(file: string, text: string, offset: number): string[] | null {
-    const abs = path.resolve(this.workspace, file);
-    const prev = this.shadows.get(abs);
-    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
-    const program = this.service.getProgram();
-    const source = program?.getSourceFile(abs);
-    if (!program || !source) return null;
-    const checker = program.getTypeChecker();
-    let node: ts.Node = source;
-    let switchNode: ts.SwitchStatement | null = null;
-    for (let found = true; found; ) {
-      found = false;
-      ts.forEachChild(node, (child) => {
-        if (!found && child.pos <= offset && offset <= child.end) {
-          node = child;
-          found = true;
-          if (ts.isSwitchStatement(child)) switchNode = child;
-        }
-      });
-    }
-    const sw = switchNode as ts.SwitchStatement | null;
+    const at = this.pathAt(file, text, offset);
+    if (!at) return null;
+    const { checker } = at;
+    const sw = at.path.filter(ts.isSwitchStatement).pop();
     if (!sw) return null;
     const type = checker.getTypeAtLocation(sw.expression);
     const parts = type.isUnion() ? type.types : [type];
@@ -183,9 +150,7 @@ export class TypeScriptOracle {
    * most allowed (Infinity when one has a rest parameter). Null when no signature is known there.
    */
   callShape(file: string, text: string, offset: number): { minArgs: number; maxArgs: number } | null {
-    const abs = path.resolve(this.workspace, file);
-    const prev = this.shadows.get(abs);
-    this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
+    const abs = this.shadow(file, text);
     const help = this.service.getSignatureHelpItems(abs, offset, undefined);
     if (!help || help.items.length === 0 || help.argumentIndex !== 0) return null;
     let minArgs = Infinity;
@@ -200,10 +165,35 @@ export class TypeScriptOracle {
 
   /** Semantic and syntactic diagnostics of a shadow document (for tests and evaluation). */
   diagnostics(file: string, text: string): ts.Diagnostic[] {
+    const abs = this.shadow(file, text);
+    return [...this.service.getSyntacticDiagnostics(abs), ...this.service.getSemanticDiagnostics(abs)];
+  }
+
+  /** Sets the shadow text of `file` (a new version) and returns its absolute path. */
+  private shadow(file: string, text: string): string {
     const abs = path.resolve(this.workspace, file);
     const prev = this.shadows.get(abs);
     this.shadows.set(abs, { text, version: (prev?.version ?? 0) + 1 });
-    return [...this.service.getSyntacticDiagnostics(abs), ...this.service.getSemanticDiagnostics(abs)];
+    return abs;
+  }
+
+  /** The program, checker and innermost nodes containing `offset` of a shadow document (outermost first). */
+  private pathAt(file: string, text: string, offset: number): { checker: ts.TypeChecker; path: ts.Node[] } | null {
+    const abs = this.shadow(file, text);
+    const program = this.service.getProgram();
+    const source = program?.getSourceFile(abs);
+    if (!program || !source) return null;
+    const nodes: ts.Node[] = [source];
+    for (let found = true; found; ) {
+      found = false;
+      ts.forEachChild(nodes[nodes.length - 1]!, (child) => {
+        if (!found && child.pos <= offset && offset <= child.end) {
+          nodes.push(child);
+          found = true;
+        }
+      });
+    }
+    return { checker: program.getTypeChecker(), path: nodes };
   }
 
   dispose(): void {

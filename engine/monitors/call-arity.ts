@@ -8,7 +8,7 @@
  * the call: `)`, `))`, `);`) and whether they write a comma at depth zero (`, `, `),` does not: it closes first).
  */
 import type { DecodeState } from '../decode/logits-processor.js';
-import { emptyStats, type Monitor } from './monitor.js';
+import { askOracle, emptyStats, type Monitor } from './monitor.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
 
 /** What the oracle says about the call whose `(` ends `text`: per overload, [required, max] arguments. */
@@ -86,16 +86,8 @@ export class CallArityMonitor implements Monitor {
 
   private lookup(text: string, open: number): CallShape | null {
     if (this.shapes.has(open)) return this.shapes.get(open)!;
-    const t0 = performance.now();
-    let shape: CallShape | null = null;
-    try {
-      // ask just inside the parenthesis, with the rest of the document after it
-      shape = this.oracle(text.slice(0, open + 1) + this.suffix, open + 1);
-    } catch {
-      this.stats.errors++;
-    }
-    this.stats.analysisMs += performance.now() - t0;
-    if (shape) this.stats.triggers++;
+    // ask just inside the parenthesis, with the rest of the document after it
+    const shape = askOracle(this.stats, () => this.oracle(text.slice(0, open + 1) + this.suffix, open + 1));
     this.shapes.set(open, shape);
     return shape;
   }

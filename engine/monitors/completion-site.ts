@@ -10,7 +10,7 @@ import type ts from 'typescript';
 // (the site kinds below are data; the engine maps their `query` to the oracle's methods)
 import type { DecodeState } from '../decode/logits-processor.js';
 import { applyMask, type TokenMasks } from '../decode/mask/token-mask.js';
-import { emptyStats, type Monitor } from './monitor.js';
+import { askOracle, emptyStats, type Monitor } from './monitor.js';
 
 /** Legal names for an identifier of `site` starting at `offset` of the shadow text, or null for no constraint. */
 export type SiteOracle = (site: SiteKind, text: string, offset: number) => string[] | null;
@@ -80,15 +80,7 @@ export class CompletionSiteMonitor implements Monitor {
 
   private lookup(before: string, start: number): string[] | null {
     if (this.lists.has(start)) return this.lists.get(start)!;
-    const t0 = performance.now();
-    let names: string[] | null = null;
-    try {
-      names = this.oracle(this.site, before + this.suffix, start);
-    } catch {
-      this.stats.errors++;
-    }
-    this.stats.analysisMs += performance.now() - t0;
-    if (names) this.stats.triggers++;
+    const names = askOracle(this.stats, () => this.oracle(this.site, before + this.suffix, start));
     this.lists.set(start, names);
     return names;
   }

@@ -14,7 +14,7 @@
 import type { DecodeState } from '../decode/logits-processor.js';
 import { applyMask, isAllowed, isIdentifierByte, type TokenMasks } from '../decode/mask/token-mask.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
-import { emptyStats, type Monitor } from './monitor.js';
+import { askOracle, emptyStats, type Monitor } from './monitor.js';
 
 /** Answers "members after the dot at this offset of this text", or null. */
 export type MemberOracle = (text: string, offset: number) => string[] | null;
@@ -87,16 +87,8 @@ export class DereferenceMonitor implements Monitor {
 
   private lookup(text: string, dot: number): string[] | null {
     if (this.members.has(dot)) return this.members.get(dot)!;
-    const t0 = performance.now();
-    let names: string[] | null = null;
-    try {
-      // The shadow document: everything up to the dot, the dot, then the rest of the file after the cursor.
-      names = this.oracle(text.slice(0, dot + 1) + this.suffix, dot + 1);
-    } catch {
-      this.stats.errors++; // an analysis failure must never stop decoding: no constraint here
-    }
-    this.stats.analysisMs += performance.now() - t0;
-    if (names) this.stats.triggers++;
+    // The shadow document: everything up to the dot, the dot, then the rest of the file after the cursor.
+    const names = askOracle(this.stats, () => this.oracle(text.slice(0, dot + 1) + this.suffix, dot + 1));
     this.members.set(dot, names);
     return names;
   }

@@ -28,3 +28,20 @@ export interface Monitor extends LogitsProcessor {
 export function emptyStats(): MonitorStats {
   return { triggers: 0, maskedSteps: 0, analysisMs: 0, errors: 0 };
 }
+
+/**
+ * Asks analysis a question for a monitor, once: times it, counts an answer as a trigger, and turns a failure into
+ * "no constraint" (counted in errors) so analysis can never stop decoding.
+ */
+export function askOracle<T>(stats: MonitorStats, question: () => T | null): T | null {
+  const t0 = performance.now();
+  let answer: T | null = null;
+  try {
+    answer = question();
+  } catch {
+    stats.errors++;
+  }
+  stats.analysisMs += performance.now() - t0;
+  if (answer) stats.triggers++;
+  return answer;
+}
