@@ -20,6 +20,7 @@ const USAGE = `usage:
   mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
                [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--json] [--verbose]
+  mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N]
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
@@ -40,6 +41,8 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         return await model(rest, out);
       case 'bench':
         return await bench(rest, out);
+      case 'serve':
+        return await serve(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -173,6 +176,22 @@ async function model(args: string[], out: Out): Promise<number> {
     return 0;
   }
   throw new BadInputError(`unknown model subcommand "${sub ?? ''}" (info, make-random)`);
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { stdio: { type: 'boolean' }, model: { type: 'string' }, weights: { type: 'string' }, threads: { type: 'string' } });
+  if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+  if (!values.stdio) throw new BadInputError('serve needs --stdio (the LSP server over standard input/output)');
+  const { createConnection, ProposedFeatures } = await import('vscode-languageserver/node');
+  const { startLspServer } = await import('./lsp/server.js');
+  const connection = createConnection(ProposedFeatures.all, process.stdin, process.stdout);
+  startLspServer(connection, {
+    model: values.model,
+    weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
+    threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+  });
+  // the connection keeps the process alive until the client sends exit
+  return await new Promise<number>((resolve) => connection.onExit(() => resolve(0)));
 }
 
 async function bench(args: string[], out: Out): Promise<number> {
