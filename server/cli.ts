@@ -21,6 +21,7 @@ const USAGE = `usage:
                [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--json] [--verbose]
   mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N]
+  mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
@@ -179,9 +180,35 @@ async function model(args: string[], out: Out): Promise<number> {
 }
 
 async function serve(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { stdio: { type: 'boolean' }, model: { type: 'string' }, weights: { type: 'string' }, threads: { type: 'string' } });
+  const { values, positionals } = parse(args, {
+    stdio: { type: 'boolean' },
+    http: { type: 'boolean' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    token: { type: 'string' },
+    workspace: { type: 'string' },
+    model: { type: 'string' },
+    weights: { type: 'string' },
+    threads: { type: 'string' },
+  });
   if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
-  if (!values.stdio) throw new BadInputError('serve needs --stdio (the LSP server over standard input/output)');
+  if (values.http === values.stdio) throw new BadInputError('serve needs exactly one of --stdio (LSP) or --http (HTTP API)');
+  if (values.http) {
+    const { startHttpServer } = await import('./http/http-server.js');
+    const srv = await startHttpServer({
+      host: values.host ?? '127.0.0.1',
+      port: int(values.port, 'port', 0, 8765),
+      token: values.token ?? process.env.MGD_TOKEN,
+      workspace: values.workspace ?? process.cwd(),
+      engine: { model: values.model, weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'), threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1) },
+      log: (l) => process.stderr.write(l + '\n'),
+    });
+    return await new Promise<number>((resolve) => {
+      const stop = () => void srv.close().then(() => resolve(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  }
   const { createConnection, ProposedFeatures } = await import('vscode-languageserver/node');
   const { startLspServer } = await import('./lsp/server.js');
   const connection = createConnection(ProposedFeatures.all, process.stdin, process.stdout);
