@@ -58,6 +58,33 @@ describe('mgd serve --stdio', () => {
     expect(['balance', 'deposit', 'id', 'owner', 'withdraw'].some((m) => m.startsWith(member) && member.length > 0)).toBe(true);
   });
 
+  it('answers from the shown completion when the user types through it (no model run)', async () => {
+    const first = await conn.sendRequest<{ items: Array<{ insertText: string }> }>('textDocument/inlineCompletion', {
+      textDocument: { uri },
+      position: { line: 2, character: 13 },
+      context: { triggerKind: 1 },
+    });
+    const shown = first.items[0]!.insertText;
+    expect(shown.length).toBeGreaterThan(1);
+    await conn.sendNotification('textDocument/didChange', {
+      textDocument: { uri, version: 10 },
+      contentChanges: [{ range: { start: { line: 2, character: 13 }, end: { line: 2, character: 13 } }, text: shown[0] }],
+    });
+    const before = await conn.sendRequest<{ typedThrough: number }>('mgd/stats');
+    const next = await conn.sendRequest<{ items: Array<{ insertText: string }> }>('textDocument/inlineCompletion', {
+      textDocument: { uri },
+      position: { line: 2, character: 14 },
+      context: { triggerKind: 2 },
+    });
+    expect(next.items[0]!.insertText).toBe(shown.slice(1));
+    expect((await conn.sendRequest<{ typedThrough: number }>('mgd/stats')).typedThrough).toBe(before.typedThrough + 1);
+    // undo the typed character for the next test
+    await conn.sendNotification('textDocument/didChange', {
+      textDocument: { uri, version: 11 },
+      contentChanges: [{ range: { start: { line: 2, character: 13 }, end: { line: 2, character: 14 } }, text: '' }],
+    });
+  });
+
   it('follows incremental edits and answers textDocument/completion with a textEdit', async () => {
     await conn.sendNotification('textDocument/didChange', {
       textDocument: { uri, version: 2 },

@@ -9,6 +9,8 @@ import type { CancellationToken, Position } from 'vscode-languageserver';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { Engine, type CompletionResult, type EngineOptions } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
+import { inCommentOrString } from '../postprocess/in-comment-or-string.js';
+import { trimSuffixOverlap } from '../postprocess/suffix-overlap.js';
 
 export interface RunnerSettings {
   maxTokens: number;
@@ -38,9 +40,39 @@ export class CompletionRunner {
     });
   }
 
-  async complete(doc: TextDocument, position: Position, token: CancellationToken): Promise<{ result: CompletionResult; offset: number; lineEnd: number } | null> {
+  /** The last completion shown per document, for typed-through reuse. */
+  private readonly shown = new Map<string, { prefix: string; text: string; result: CompletionResult }>();
+  readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0 };
+
+  async complete(
+    doc: TextDocument,
+    position: Position,
+    token: CancellationToken,
+    automatic = false,
+  ): Promise<{ result: CompletionResult; offset: number; lineEnd: number } | null> {
+    this.stats.requests++;
     const engine = await this.load();
     if (!engine || token.isCancellationRequested) return null;
+    const full = doc.getText();
+    const at = doc.offsetAt(position);
+    let end = full.indexOf('\n', at);
+    if (end < 0) end = full.length;
+    // Typed through: the user typed the start of the completion last shown here; answer the rest without the model.
+    const last = this.shown.get(doc.uri);
+    const prefixNow = full.slice(0, at);
+    if (last && prefixNow.startsWith(last.prefix)) {
+      const typed = prefixNow.slice(last.prefix.length);
+      if (typed.length > 0 && typed.length < last.text.length && last.text.startsWith(typed)) {
+        this.stats.typedThrough++;
+        const text = last.text.slice(typed.length);
+        return { result: { ...last.result, text, tokens: 0, timings: { ...last.result.timings, prefillMs: 0, decodeMs: 0, totalMs: 0 } }, offset: at, lineEnd: end };
+      }
+    }
+    const filePathForCheck = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
+    if (automatic && inCommentOrString(prefixNow, filePathForCheck)) {
+      this.stats.suppressed++;
+      return null;
+    }
     const previous = this.inFlight.get(doc.uri);
     previous?.abort(); // superseded: its decoding stops at the next step
     const ac = new AbortController();
@@ -54,7 +86,8 @@ export class CompletionRunner {
       const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
       const result = await engine.complete({
         prefix: text.slice(0, offset),
-        suffix: text.slice(lineEnd),
+        // in an editor the rest of the cursor's line matters (`foo(|)`); post-processing drops what it duplicates
+        suffix: text.slice(offset),
         filePath,
         workspace: this.workspace ?? undefined,
         maxTokens: this.settings.maxTokens,
@@ -62,8 +95,14 @@ export class CompletionRunner {
         stop: 'block',
         signal: ac.signal,
       });
-      if (result.stopReason === 'cancelled') return null;
-      return { result, offset, lineEnd };
+      if (result.stopReason === 'cancelled') {
+        this.stats.cancelled++;
+        return null;
+      }
+      const shownText = trimSuffixOverlap(result.text, text.slice(offset, lineEnd));
+      const shownResult = { ...result, text: shownText };
+      this.shown.set(doc.uri, { prefix: text.slice(0, offset), text: shownText, result: shownResult });
+      return { result: shownResult, offset, lineEnd };
     } catch (e) {
       if (e instanceof CancelledError) return null;
       this.log(`mgd: completion failed: ${oneLine(e)}`);

@@ -11,7 +11,7 @@ import type { CompletionRunner } from './completion-runner.js';
 export async function inlineCompletion(documents: TextDocuments<TextDocument>, runner: CompletionRunner, params: InlineCompletionParams, token: CancellationToken): Promise<InlineCompletionList | null> {
   const doc = documents.get(params.textDocument.uri);
   if (!doc) return null;
-  const out = await runner.complete(doc, params.position, token);
+  const out = await runner.complete(doc, params.position, token, params.context.triggerKind === 2 /* Automatic */);
   if (!out || out.result.text === '') return { items: [] };
   const selected = params.context.selectedCompletionInfo;
   if (selected) {

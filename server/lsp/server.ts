@@ -35,6 +35,8 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   });
   connection.onRequest(InlineCompletionRequest.type, (params, token) => inlineCompletion(documents, runner, params, token));
   connection.onCompletion((params, token) => completion(documents, runner, params, token));
+  // mgd/stats: counters of this session (kept locally, never sent anywhere)
+  connection.onRequest('mgd/stats', () => ({ ...runner.stats }));
   connection.onShutdown(() => runner.dispose());
 
   documents.listen(connection);

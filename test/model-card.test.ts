@@ -1,0 +1,31 @@
+/**
+ * The shipped embedded model is exactly what its card describes: every file's SHA-256 matches the card's table,
+ * and the card's configuration matches config.json.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { embeddedModelDir } from '../engine/paths.js';
+import { openModelDir } from '../engine/model/directory.js';
+
+describe('embedded model card', () => {
+  const dir = embeddedModelDir();
+  const card = fs.readFileSync(path.join(dir, 'MODEL_CARD.md'), 'utf8');
+
+  it('lists the SHA-256 of every shipped file, and they match', () => {
+    const rows = [...card.matchAll(/^\| ([\w.]+) \| ([0-9a-f]{64}) \|$/gm)].map((m) => [m[1]!, m[2]!] as const);
+    expect(rows.map(([f]) => f).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    for (const [file, sha] of rows) expect(crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, file))).digest('hex'), file).toBe(sha);
+  });
+
+  it('states the architecture config.json has', () => {
+    const m = openModelDir(dir);
+    expect(card).toContain(`${m.config.numLayers} layers, hidden ${m.config.hiddenSize}`);
+    expect(card).toMatch(/GPU run of the\s+training recipe .* is still owed/s);
+  });
+
+  it('is small enough to ship in the repository', () => {
+    expect(fs.statSync(path.join(dir, 'model.safetensors')).size).toBeLessThan(60e6);
+  });
+});

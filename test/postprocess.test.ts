@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { trimSuffixOverlap } from '../server/postprocess/suffix-overlap.js';
+import { inCommentOrString } from '../server/postprocess/in-comment-or-string.js';
+
+describe('post-processing', () => {
+  it.each([
+    ['a, b)', ')', 'a, b'],
+    ['x);', ');', 'x'],
+    ['value', '', 'value'],
+    ['foo()', ') + 1', 'foo('],
+    ['bar', ')', 'bar'],
+  ])('trimSuffixOverlap(%j, %j) = %j', (text, rest, expected) => {
+    expect(trimSuffixOverlap(text, rest)).toBe(expected);
+  });
+
+  it.each([
+    ['const a = 1; // note: ', true],
+    ['const s = "abc', true],
+    ["const s = 'ab' + x.", false],
+    ['/* open comment ', true],
+    ['/* closed */ x.', false],
+    ['const t = `hello ${name', false], // inside a template expression: code
+    ['const t = `hello ', true],
+    ['return acc.', false],
+  ])('inCommentOrString(%j) = %s', (prefix, expected) => {
+    expect(inCommentOrString(prefix, 'a.ts')).toBe(expected);
+  });
+});
