@@ -111,6 +111,20 @@ describe('mgd serve --stdio', () => {
     expect(Array.isArray(again.items)).toBe(true);
   });
 
+  it('takes settings from didChangeConfiguration and counts accepts', async () => {
+    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { mgd: { maxTokens: 2, monitors: false } } });
+    await conn.sendNotification('textDocument/didChange', { textDocument: { uri, version: 20 }, contentChanges: [{ text: TEXT.replace('acc.', 'acc.x') }] });
+    await conn.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 2, character: 14 }, context: { triggerKind: 1 } });
+    let stats = await conn.sendRequest<{ lastTokens: number; lastMonitorTriggers: number; accepted: number }>('mgd/stats');
+    expect(stats.lastTokens).toBeLessThanOrEqual(2);
+    expect(stats.lastMonitorTriggers).toBe(0);
+    await conn.sendNotification('mgd/didAccept', { uri, kind: 'full' });
+    stats = await conn.sendRequest('mgd/stats');
+    expect(stats.accepted).toBe(1);
+    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { mgd: { maxTokens: 'lots', monitors: true } } }); // invalid maxTokens ignored
+    await conn.sendNotification('textDocument/didChange', { textDocument: { uri, version: 21 }, contentChanges: [{ text: TEXT }] });
+  });
+
   it('unknown documents and methods do not break it', async () => {
     const r = await conn.sendRequest('textDocument/inlineCompletion', { textDocument: { uri: 'file:///nowhere.ts' }, position: { line: 0, character: 0 }, context: { triggerKind: 1 } });
     expect(r).toBeNull();

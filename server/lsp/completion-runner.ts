@@ -42,7 +42,7 @@ export class CompletionRunner {
 
   /** The last completion shown per document, for typed-through reuse. */
   private readonly shown = new Map<string, { prefix: string; text: string; result: CompletionResult }>();
-  readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0 };
+  readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0 };
 
   async complete(
     doc: TextDocument,
@@ -99,6 +99,8 @@ export class CompletionRunner {
         this.stats.cancelled++;
         return null;
       }
+      this.stats.lastTokens = result.tokens;
+      this.stats.lastMonitorTriggers = result.monitor.triggers;
       const shownText = trimSuffixOverlap(result.text, text.slice(offset, lineEnd));
       const shownResult = { ...result, text: shownText };
       this.shown.set(doc.uri, { prefix: text.slice(0, offset), text: shownText, result: shownResult });

@@ -14,12 +14,14 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   const documents = new TextDocuments(TextDocument);
   const runner = new CompletionRunner(engineOptions, (m) => connection.console.log(m));
 
+  let canPullConfig = false;
+  let canShowProgress = false;
   connection.onInitialize((params) => {
+    canPullConfig = params.capabilities.workspace?.configuration === true;
+    canShowProgress = params.capabilities.window?.workDoneProgress === true;
     const folder = params.workspaceFolders?.[0]?.uri ?? params.rootUri;
     if (folder?.startsWith('file:')) runner.workspace = fileURLToPath(folder);
-    const init = (params.initializationOptions ?? {}) as { maxTokens?: unknown; monitors?: unknown };
-    if (typeof init.maxTokens === 'number' && init.maxTokens >= 1 && init.maxTokens <= 512) runner.settings.maxTokens = Math.floor(init.maxTokens);
-    if (typeof init.monitors === 'boolean') runner.settings.monitors = init.monitors;
+    applySettings(runner, params.initializationOptions);
     return {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,
@@ -30,8 +32,21 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
       serverInfo: { name: 'mgd', version: '0.1.0' },
     };
   });
-  connection.onInitialized(() => {
-    void runner.load(); // load the model in the background: the first request waits for it, nothing else does
+  connection.onInitialized(async () => {
+    // load the model in the background: the first request waits for it, nothing else does
+    const progress = canShowProgress ? await connection.window.createWorkDoneProgress().catch(() => null) : null;
+    progress?.begin('mgd', undefined, 'loading the model');
+    void runner.load().then(() => progress?.done());
+    if (canPullConfig) {
+      const settings = await connection.workspace.getConfiguration('mgd').catch(() => null);
+      applySettings(runner, settings);
+    }
+  });
+  connection.onDidChangeConfiguration((change) => applySettings(runner, (change.settings as { mgd?: unknown } | null)?.mgd ?? change.settings));
+  // the client reports what the user accepted (kept locally, never sent anywhere)
+  connection.onNotification('mgd/didAccept', (p: { kind?: unknown }) => {
+    if (p?.kind === 'partial') runner.stats.acceptedPartial++;
+    else runner.stats.accepted++;
   });
   connection.onRequest(InlineCompletionRequest.type, (params, token) => inlineCompletion(documents, runner, params, token));
   connection.onCompletion((params, token) => completion(documents, runner, params, token));
@@ -41,4 +56,12 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
 
   documents.listen(connection);
   connection.listen();
+}
+
+/** Settings from initializationOptions, workspace/configuration or didChangeConfiguration; invalid values are ignored. */
+export function applySettings(runner: CompletionRunner, raw: unknown): void {
+  if (typeof raw !== 'object' || raw === null) return;
+  const s = raw as { maxTokens?: unknown; monitors?: unknown };
+  if (typeof s.maxTokens === 'number' && Number.isInteger(s.maxTokens) && s.maxTokens >= 1 && s.maxTokens <= 512) runner.settings.maxTokens = s.maxTokens;
+  if (typeof s.monitors === 'boolean') runner.settings.monitors = s.monitors;
 }
