@@ -26,7 +26,8 @@ const USAGE = `usage:
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]
-  mgd bench mask [--steps N] [--model DIR] [--json]`;
+  mgd bench mask [--steps N] [--model DIR] [--json]
+  mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]`;
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 const defaultOut: Out = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
@@ -230,7 +231,20 @@ async function bench(args: string[], out: Out): Promise<number> {
     out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
     return 0;
   }
-  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask)`);
+  if (sub === 'latency') {
+    const { values, positionals } = parse(rest, { model: { type: 'string' }, file: { type: 'string' }, keystrokes: { type: 'string' }, 'interval-ms': { type: 'string' }, threads: { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { benchLatency } = await import('./bench-latency.js');
+    const result = await benchLatency({
+      engine: { model: values.model, threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1) },
+      file: values.file,
+      keystrokes: int(values.keystrokes, 'keystrokes', 1, 200),
+      intervalMs: int(values['interval-ms'], 'interval-ms', 0, 80),
+    });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
+  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, latency)`);
   const { values, positionals } = parse(rest, {
     model: { type: 'string' },
     like: { type: 'string' },

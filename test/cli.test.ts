@@ -121,6 +121,17 @@ describe('mgd model', () => {
   });
 });
 
+describe('mgd bench latency', () => {
+  it('replays keystrokes and reports latency percentiles and fractions (values not checked)', async () => {
+    const r = await run('bench', 'latency', '--model', ensureFixtureModel('tiny'), '--keystrokes', '6', '--interval-ms', '0', '--threads', '2', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.keystrokes).toBe(6);
+    for (const k of ['cachedFraction', 'cancelledFraction', 'suppressedFraction']) expect(j[k]).toBeGreaterThanOrEqual(0);
+    expect(j.answered + Math.round(j.cancelledFraction * 6)).toBeLessThanOrEqual(6);
+  });
+});
+
 describe('bin/mgd.js (the installed command)', () => {
   it('runs as a process: JSON on stdout, exit 0; bad input exit 2 with one line', () => {
     const out = execFileSync(process.execPath, [path.join(root, 'bin/mgd.js'), 'complete', sample, '--line', '10', '--character', '13', '--max-tokens', '4', '--json'], {
