@@ -261,3 +261,35 @@ describe('generate', () => {
     expect(r.stopReason).toBe('block');
   });
 });
+
+describe('FIM spellings of other model families', () => {
+  it('StarCoder tokens (<fim_prefix>...) are detected and used; a vocabulary without FIM falls back to a plain prefix', async () => {
+    const { makeTinyTokenizerJson } = await import('../engine/model/tiny-tokenizer.js');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-fim-'));
+    try {
+      const star = makeTinyTokenizerJson() as { added_tokens: Array<{ content: string }> };
+      const rename: Record<string, string> = { '<|fim_prefix|>': '<fim_prefix>', '<|fim_suffix|>': '<fim_suffix>', '<|fim_middle|>': '<fim_middle>', '<|file_sep|>': '<file_sep>' };
+      for (const t of star.added_tokens) t.content = rename[t.content] ?? t.content;
+      fs.writeFileSync(path.join(dir, 'star.json'), JSON.stringify(star));
+      const s = await loadTokenizer(path.join(dir, 'star.json'));
+      expect(s.fim?.style).toBe('starcoder');
+      const p = await buildPrompt(s, { prefix: 'a = ', suffix: ';' });
+      expect(p.tokens[0]).toBe(s.tokenId('<fim_prefix>'));
+      expect(p.tokens.at(-1)).toBe(s.tokenId('<fim_middle>'));
+
+      const plain = makeTinyTokenizerJson() as { added_tokens: Array<{ content: string }> };
+      plain.added_tokens = plain.added_tokens.filter((t) => t.content === '<|endoftext|>');
+      fs.writeFileSync(path.join(dir, 'plain.json'), JSON.stringify(plain));
+      const n = await loadTokenizer(path.join(dir, 'plain.json'));
+      expect(n.fim).toBeNull();
+      const q = await buildPrompt(n, { prefix: 'let a = ', suffix: 'ignored', context: [{ path: 'b.ts', text: 'export const b = 1;' }] });
+      expect(q.mode).toBe('prefix');
+      expect(n.decode(q.tokens)).toBe('// b.ts\n// export const b = 1;\n\nlet a = ');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
