@@ -45,6 +45,8 @@ export interface CompletionRequest {
   language?: string;
   /** Monitor-guided decoding (default on where a type oracle exists for the file's language). */
   monitors?: boolean;
+  /** Prompt format: FIM (with the suffix) or left-to-right prefix; default: what the model declares. */
+  fim?: boolean;
   maxTokens?: number;
   /** How far a completion may run: to the end of the line, of the block, or only maxTokens. Default 'block'. */
   stop?: StopMode;
@@ -130,13 +132,21 @@ export class Engine {
       filePath: req.filePath,
       context: req.context,
       budget: this.promptBudget(maxTokens),
+      // Healing moves a monitor's trigger into the first token (`new ` + ` Account`). Only the dereference monitor
+      // handles such fused tokens (`.length`, by sample-then-verify), so with monitors only a trailing `.` is healed.
+      heal: this.monitorsApply(req) ? (t) => t === '.' : true,
+      fim: req.fim ?? this.model.generation.promptMode === 'fim',
     });
-    const monitors = this.monitorsFor(req);
+    const masks = this.tokenMasks();
+    // With healing, generation starts by re-spelling the healed text: the document is prefix-without-it + output.
+    const docPrefix = prompt.healed ? req.prefix.slice(0, req.prefix.length - prompt.healed.length) : req.prefix;
+    const monitors = this.monitorsFor({ ...req, prefix: docPrefix });
     this.resident ??= this.backend.createCache();
     const out = await generate(this.backend, this.resident, this.tokenizer, prompt.tokens, {
       maxTokens,
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
-      stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: req.prefix.slice(req.prefix.lastIndexOf('\n') + 1) },
+      stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
+      heal: prompt.healed ? { text: prompt.healed, allowed: masks.startingWith(new TextEncoder().encode(prompt.healed)) } : undefined,
       // monitors last: they have the final word on what may be emitted
       processors: [this.vocabLimit, ...(req.processors ?? []), ...monitors],
       signal: req.signal,
@@ -165,9 +175,13 @@ export class Engine {
     };
   }
 
+  private monitorsApply(req: CompletionRequest): boolean {
+    return req.monitors !== false && !!req.filePath && TypeScriptOracle.handles(req.filePath);
+  }
+
   /** The monitors that apply to this request's file (none for languages without an oracle, or when disabled). */
   private monitorsFor(req: CompletionRequest): Monitor[] {
-    if (req.monitors === false || !req.filePath || !TypeScriptOracle.handles(req.filePath)) return [];
+    if (!this.monitorsApply(req) || !req.filePath) return [];
     const workspace = path.resolve(req.workspace ?? path.dirname(path.resolve(req.filePath)));
     const file = path.resolve(workspace, req.filePath);
     let oracle = this.oracles.get(workspace);
@@ -182,7 +196,7 @@ export class Engine {
       this.oracles.set(workspace, oracle);
     }
     const o = oracle;
-    this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize));
+    const masks = this.tokenMasks();
     const suffix = req.suffix ?? '';
     const sites: SiteOracle = (site, text, offset) =>
       site.query === 'constructible'
@@ -191,12 +205,17 @@ export class Engine {
           ? o.switchEnum(file, text, offset)
           : o.completions(file, text, offset, site.keep ?? (() => true));
     return [
-      new DereferenceMonitor(req.prefix, suffix, (text, offset) => o.members(file, text, offset), this.masks, this.tokenizer),
-      new CompletionSiteMonitor(NEW_CLASS, req.prefix, suffix, sites, this.masks),
-      new CompletionSiteMonitor(IMPORT_NAMES, req.prefix, suffix, sites, this.masks),
-      new CompletionSiteMonitor(SWITCH_ENUM, req.prefix, suffix, sites, this.masks),
+      new DereferenceMonitor(req.prefix, suffix, (text, offset) => o.members(file, text, offset), masks, this.tokenizer),
+      new CompletionSiteMonitor(NEW_CLASS, req.prefix, suffix, sites, masks),
+      new CompletionSiteMonitor(IMPORT_NAMES, req.prefix, suffix, sites, masks),
+      new CompletionSiteMonitor(SWITCH_ENUM, req.prefix, suffix, sites, masks),
       new CallArityMonitor(req.prefix, suffix, (text, offset) => o.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
     ];
+  }
+
+  /** The vocabulary trie and masks, built on first use (about a second for a 151k vocabulary). */
+  private tokenMasks(): TokenMasks {
+    return (this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize)));
   }
 
   /** Splits the context window: generation first, then 3/4 of the rest to the prefix, 1/4 to the suffix. */

@@ -19,7 +19,7 @@ export function packageRoot(): string {
   }
 }
 
-/** The model used when none is given: shipped in the repository under fixtures/models/. */
+/** The model used when none is given: trained by fixtures/models/train and shipped in the repository. */
 export function embeddedModelDir(): string {
-  return path.join(packageRoot(), 'fixtures', 'models', 'tiny');
+  return path.join(packageRoot(), 'fixtures', 'models', 'mgd-coder-5m');
 }

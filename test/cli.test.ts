@@ -32,7 +32,7 @@ describe('mgd complete', () => {
     for (const k of ['loadMs', 'analysisMs', 'prefillMs', 'decodeMs', 'totalMs']) expect(typeof j.timings[k]).toBe('number');
     for (const k of ['triggers', 'maskedSteps', 'interventions']) expect(typeof j.monitor[k]).toBe('number');
     expect(j.cache).toEqual({ promptTokens: j.promptTokens, reusedTokens: 0 });
-    expect(j.promptMode).toBe('fim');
+    expect(j.promptMode).toBe('prefix'); // the embedded model declares left-to-right prompts (its card says why)
   });
 
   it('greedy completion is deterministic', async () => {

@@ -86,7 +86,7 @@ describe('openModelDir', () => {
     expect(m.onnxFile).toBeNull();
     expect(m.tokenizerFile).toBe(path.join(dir, 'tokenizer.json'));
     expect(m.tokenizerConfig).toBeNull();
-    expect(m.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1 });
+    expect(m.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1, promptMode: 'fim' });
     const w = m.weights();
     expect(Array.from(w.readF32('w'))).toEqual([1]);
     w.close();
@@ -100,11 +100,11 @@ describe('openModelDir', () => {
       }),
     );
     expect(m.tokenizerConfig).toEqual({ model_max_length: 512, eos_token: '</s>' });
-    expect(m.generation).toEqual({ eosTokenIds: [2, 7], bosTokenId: 5 });
+    expect(m.generation).toEqual({ eosTokenIds: [2, 7], bosTokenId: 5, promptMode: 'fim' });
     const partial = openModelDir(modelDir('single', { 'generation_config.json': JSON.stringify({ eos_token_id: 9 }) }));
-    expect(partial.generation).toEqual({ eosTokenIds: [9], bosTokenId: 1 });
+    expect(partial.generation).toEqual({ eosTokenIds: [9], bosTokenId: 1, promptMode: 'fim' });
     const none = openModelDir(modelDir('single', { 'generation_config.json': JSON.stringify({ do_sample: false }) }));
-    expect(none.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1 });
+    expect(none.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1, promptMode: 'fim' });
   });
 
   it('reads a sharded checkpoint as one weight source', () => {
@@ -240,9 +240,8 @@ describe('make-random', () => {
     }
   });
 
-  it('the committed embedded model is exactly what make-random --like tiny --seed 0 writes', () => {
-    makeRandomModel({ like: 'tiny', out: path.join(tmp, 'emb'), seed: 0 });
-    for (const f of ['config.json', 'tokenizer.json', 'model.safetensors'])
-      expect(fs.readFileSync(path.join(tmp, 'emb', f)).equals(fs.readFileSync(path.join(embeddedModelDir(), f))), f).toBe(true);
+  it('reads the prompt mode a model declares (the embedded model declares prefix; others default to fim)', () => {
+    expect(openModelDir(embeddedModelDir()).generation.promptMode).toBe('prefix');
+    expect(openModelDir(ensureFixtureModel('tiny')).generation.promptMode).toBe('fim');
   });
 });

@@ -21,6 +21,14 @@ export interface PromptInput {
   repoName?: string;
   context?: Array<{ path: string; text: string }>;
   budget?: { prefixTokens: number; suffixTokens: number; contextTokens: number };
+  /**
+   * Token healing: leave the prefix's last token out of the prompt, to be regenerated. Byte-level BPE merges a
+   * trailing `.` (or space) with what follows (`obj` `.length`), so a prompt ending in a bare `.` token is a state
+   * the model never saw in training; healing lets it choose `.length` itself. See Prompt.healed.
+   */
+  heal?: boolean | ((tokenText: string) => boolean);
+  /** Use the FIM format when the vocabulary has one (default). False: left-to-right prefix, for models weak at FIM. */
+  fim?: boolean;
 }
 
 export interface Prompt {
@@ -29,12 +37,17 @@ export interface Prompt {
   prefixTokens: number;
   suffixTokens: number;
   contextTokens: number;
+  /** The text of the prefix's last token, left out of the prompt when healing (the completion must start with it). */
+  healed: string;
 }
 
 export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promise<Prompt> {
   const budget = input.budget ?? { prefixTokens: 2048, suffixTokens: 512, contextTokens: 1024 };
   const prefix = await keepEnd(tok, input.prefix, budget.prefixTokens);
-  const fim = tok.fim;
+  let healed = input.heal ? healable(tok, prefix) : '';
+  if (healed && typeof input.heal === 'function' && !input.heal(healed)) healed = '';
+  if (healed) prefix.pop();
+  const fim = input.fim === false ? null : tok.fim;
   const out: number[] = tok.addBos && tok.bosId !== null ? [tok.bosId] : [];
   let contextTokens = 0;
 
@@ -46,7 +59,7 @@ export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promi
       contextTokens += t.length;
     }
     out.push(...prefix);
-    return { tokens: out, mode: 'prefix', prefixTokens: prefix.length, suffixTokens: 0, contextTokens };
+    return { tokens: out, mode: 'prefix', prefixTokens: prefix.length, suffixTokens: 0, contextTokens, healed };
   }
 
   const suffix = await keepStart(tok, input.suffix, budget.suffixTokens);
@@ -62,7 +75,19 @@ export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promi
   }
   // (CodeLlama's format has a space after <PRE> and before <MID>: its ▁-prefixed control tokens carry it.)
   out.push(fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle);
-  return { tokens: out, mode: 'fim', prefixTokens: prefix.length, suffixTokens: suffix.length, contextTokens };
+  return { tokens: out, mode: 'fim', prefixTokens: prefix.length, suffixTokens: suffix.length, contextTokens, healed };
+}
+
+/** The last token's text if it can be healed: short, whole UTF-8, on the cursor's line, and not the only token. */
+function healable(tok: TextTokenizer, tokens: number[]): string {
+  if (tokens.length < 2) return '';
+  const bytes = tok.tokenBytes(tokens[tokens.length - 1]!);
+  if (bytes.length === 0 || bytes.length > 16 || bytes.includes(0x0a)) return '';
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return '';
+  }
 }
 
 /** Tokens of the last part of `text` that fits `budget`, starting at a line boundary when one is in reach. */

@@ -19,6 +19,7 @@ import type { TextTokenizer } from '../tokenizer/types.js';
 import type { DecodeState, LogitsProcessor } from './logits-processor.js';
 import { argmax, createSampler, type SamplerOptions } from './sampler.js';
 import { StopRules, type StopOptions } from './stop.js';
+import { applyMask } from './mask/token-mask.js';
 
 export type StopReason = 'eos' | 'max-tokens' | 'stop-string' | 'line' | 'block' | 'cancelled' | 'masked-out';
 
@@ -30,6 +31,11 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Streaming: called with each new piece of text (never a partial UTF-8 character). */
   onText?: (delta: string) => void;
+  /**
+   * Token healing: the text the prompt left out (Prompt.healed) and the tokens allowed first (those starting with
+   * it). Generation starts by re-spelling it; it is not part of the returned text.
+   */
+  heal?: { text: string; allowed: Uint32Array };
 }
 
 export interface GenerateResult {
@@ -84,13 +90,15 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
   // ---- decode
   const utf8 = new TextDecoder('utf-8');
   const t1 = performance.now();
-  let emitted = 0; // characters of result.text already streamed
+  const healed = o.heal?.text ?? '';
+  let emitted = healed.length; // characters of result.text already streamed (the healed part never is)
   for (let step = 0; step < o.maxTokens; step++) {
     if (o.signal?.aborted) {
       result.stopReason = 'cancelled';
       break;
     }
     const state: DecodeState = { step, tokens: result.tokens, text: result.text };
+    if (step === 0 && o.heal) applyMask(logits, o.heal.allowed);
     let masked = false;
     let unmaskedTop = -1;
     for (const p of processors) {
@@ -136,5 +144,6 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
     logits = await backend.forward(cache, [token]);
   }
   result.decodeMs = performance.now() - t1;
+  if (healed) result.text = result.text.startsWith(healed) ? result.text.slice(healed.length) : result.text;
   return result;
 }

@@ -24,7 +24,11 @@ export interface ModelDir {
   tokenizerFile: string;
   tokenizerConfig: Record<string, unknown> | null;
   /** From generation_config.json where it says, else from config.json. */
-  generation: { eosTokenIds: number[]; bosTokenId: number | null };
+  /**
+   * From generation_config.json where it says, else from config.json. promptMode: 'fim' unless the model
+   * declares `"mgd_prompt": "prefix"` (a model too weak at fill-in-the-middle to be prompted that way).
+   */
+  generation: { eosTokenIds: number[]; bosTokenId: number | null; promptMode: 'fim' | 'prefix' };
   /** Opens the safetensors weights (BadInputError for the onnx layout). The caller closes them. */
   weights(): WeightSource;
   /** Stable hash of config.json and each weight file's name, size and mtime: a key for derived artefacts. */
@@ -76,6 +80,7 @@ export function openModelDir(dirArg: string): ModelDir {
     generation: {
       eosTokenIds: eos.length ? eos : config.eosTokenIds,
       bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
+      promptMode: gen.mgd_prompt === 'prefix' ? 'prefix' : 'fim',
     },
     weights() {
       if (layout !== 'safetensors') throw new BadInputError(`${dirArg}: has ONNX weights only, no safetensors`);

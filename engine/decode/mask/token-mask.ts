@@ -88,6 +88,18 @@ export class TokenMasks {
     return out;
   }
 
+  /** Tokens whose bytes start with `prefix` (one subtree of the trie), for token healing. */
+  startingWith(prefix: Uint8Array): Uint32Array {
+    const bits = new Uint32Array(this.words);
+    let node = this.trie.root;
+    for (const b of prefix) {
+      node = this.trie.child(node, b);
+      if (node < 0) return bits;
+    }
+    this.setSlots(bits, this.trie.slotStart[node]!, this.trie.slotEnd[node]!);
+    return bits;
+  }
+
   private compute(names: readonly string[], typed: string): Uint32Array {
     const bits = new Uint32Array(this.words);
     const typedBytes = encoder.encode(typed);
