@@ -293,3 +293,27 @@ describe('FIM spellings of other model families', () => {
     }
   });
 });
+
+describe('token healing', () => {
+  it('leaves the trailing `.` out of the prompt, makes the first token start with it, and strips it from the output', async () => {
+    const { TokenMasks } = await import('../engine/decode/mask/token-mask.js');
+    const { VocabTrie } = await import('../engine/decode/mask/vocab-trie.js');
+    const p = await buildPrompt(tok, { prefix: 'let n = items.', suffix: '', heal: true });
+    expect(p.healed).toBe('.');
+    const plain = await buildPrompt(tok, { prefix: 'let n = items.', suffix: '' });
+    expect(p.tokens.length).toBe(plain.tokens.length - 1);
+    // with a predicate, only what it accepts is healed
+    expect((await buildPrompt(tok, { prefix: 'let n = new ', suffix: '', heal: (t) => t === '.' })).healed).toBe('');
+
+    const masks = new TokenMasks(new VocabTrie((id) => tok.tokenBytes(id), tok.vocabSize));
+    const allowed = masks.startingWith(new TextEncoder().encode('.'));
+    // a model that would rather write 'x' first: healing forces a token starting with '.'
+    const script = await ids('xlength;');
+    const b = new FakeBackend(tok.vocabSize, (h) => (h.length - p.tokens.length < script.length ? script[h.length - p.tokens.length]! : tok.eosIds[0]!));
+    const r = await generate(b, new FakeCache(), tok, p.tokens, { maxTokens: 4, heal: { text: '.', allowed } });
+    const first = tok.decode([r.tokens[0]!]);
+    expect(first.startsWith('.')).toBe(true);
+    expect(r.text.startsWith('.')).toBe(false);
+    expect('.' + r.text).toBe(tok.decode(r.tokens));
+  });
+});
