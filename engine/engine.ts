@@ -80,6 +80,7 @@ export class Engine {
   private readonly vocabLimit: LogitsProcessor;
   private readonly oracles = new Map<string, TypeScriptOracle>();
   private masks: TokenMasks | null = null;
+  private readonly healMasks = new Map<string, Uint32Array>();
   private brackets: BracketProfiles | null = null;
   /** Where degraded-mode messages go (the servers log them; the CLI prints them with --verbose). */
   onWarning: ((message: string) => void) | null = null;
@@ -137,7 +138,6 @@ export class Engine {
       heal: this.monitorsApply(req) ? (t) => t === '.' : true,
       fim: req.fim ?? this.model.generation.promptMode === 'fim',
     });
-    const masks = this.tokenMasks();
     // With healing, generation starts by re-spelling the healed text: the document is prefix-without-it + output.
     const docPrefix = prompt.healed ? req.prefix.slice(0, req.prefix.length - prompt.healed.length) : req.prefix;
     const monitors = this.monitorsFor({ ...req, prefix: docPrefix });
@@ -146,7 +146,7 @@ export class Engine {
       maxTokens,
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
       stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
-      heal: prompt.healed ? { text: prompt.healed, allowed: masks.startingWith(new TextEncoder().encode(prompt.healed)) } : undefined,
+      heal: prompt.healed ? { text: prompt.healed, allowed: this.healMask(prompt.healed) } : undefined,
       // monitors last: they have the final word on what may be emitted
       processors: [this.vocabLimit, ...(req.processors ?? []), ...monitors],
       signal: req.signal,
@@ -211,6 +211,29 @@ export class Engine {
       new CompletionSiteMonitor(SWITCH_ENUM, req.prefix, suffix, sites, masks),
       new CallArityMonitor(req.prefix, suffix, (text, offset) => o.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
     ];
+  }
+
+  /**
+   * Tokens starting with `text`, for token healing. A linear scan per distinct healed text (milliseconds, cached: a
+   * few strings like "." recur), so healing never waits for the monitors' trie (about a second at 151k tokens).
+   */
+  private healMask(text: string): Uint32Array {
+    let bits = this.healMasks.get(text);
+    if (bits) return bits;
+    if (this.masks) bits = this.masks.startingWith(new TextEncoder().encode(text));
+    else {
+      const want = new TextEncoder().encode(text);
+      bits = new Uint32Array(Math.ceil(this.tokenizer.vocabSize / 32));
+      for (let id = 0; id < this.tokenizer.vocabSize; id++) {
+        const b = this.tokenizer.tokenBytes(id);
+        if (b.length < want.length) continue;
+        let ok = true;
+        for (let i = 0; i < want.length && ok; i++) ok = b[i] === want[i];
+        if (ok) bits[id >>> 5]! |= 1 << (id & 31);
+      }
+    }
+    if (this.healMasks.size < 64) this.healMasks.set(text, bits);
+    return bits;
   }
 
   /** The vocabulary trie and masks, built on first use (about a second for a 151k vocabulary). */
