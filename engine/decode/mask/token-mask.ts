@@ -29,7 +29,6 @@ export class TokenMasks {
   private readonly afterComplete: Uint32Array;
   private readonly cache = new Map<string, Uint32Array>();
   private readonly nameSetIds = new WeakMap<readonly string[], number>();
-  private readonly encodedNames = new WeakMap<readonly string[], Uint8Array[]>();
   private readonly notStartingWith = new Map<number, Uint32Array>();
   private nextNameSetId = 0;
 
@@ -102,36 +101,70 @@ export class TokenMasks {
 
   private compute(names: readonly string[], typed: string): Uint32Array {
     const bits = new Uint32Array(this.words);
-    const typedBytes = encoder.encode(typed);
     let complete = false;
-    const t = this.trie;
-    let encoded = this.encodedNames.get(names);
-    if (!encoded) this.encodedNames.set(names, (encoded = names.map((n) => encoder.encode(n))));
-    for (let k = 0; k < encoded.length; k++) {
-      const full = encoded[k]!;
-      if (full.length < typedBytes.length || !startsWith(full, typedBytes)) continue;
-      const restLength = full.length - typedBytes.length;
-      if (restLength === 0) {
+    const asciiTyped = isAscii(typed);
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k]!;
+      if (name.length < typed.length || !name.startsWith(typed)) continue;
+      if (name.length === typed.length) {
         complete = true;
         continue;
       }
-      // (a): tokens ending on the path spell a prefix of the rest of the name
-      let node = t.root;
-      let depth = 0;
-      for (; depth < restLength; depth++) {
-        node = t.child(node, full[typedBytes.length + depth]!);
-        if (node < 0) break;
-        const own = t.ownTokens[node]!;
-        if (own) this.setSlots(bits, t.slotStart[node]!, t.slotStart[node]! + own);
-      }
-      // (b): the whole name, then a byte that may follow it
-      if (depth === restLength && node >= 0) {
-        const first = t.firstChild[node]!;
-        for (let c = first; c < first + t.childCount[node]!; c++) if (this.mayFollow(t.byte[c]!)) this.setSlots(bits, t.slotStart[c]!, t.slotEnd[c]!);
+      // Identifiers are nearly always ASCII: walk by char code, no encoding (1,000 TextEncoder calls cost ~0.6 ms).
+      if (asciiTyped && isAscii(name)) this.walkAscii(bits, name, typed.length);
+      else {
+        const full = encoder.encode(name);
+        const skip = encoder.encode(typed).length;
+        this.walk(bits, full.length - skip, (i) => full[skip + i]!);
       }
     }
     if (complete) for (let w = 0; w < this.words; w++) bits[w]! |= this.afterComplete[w]!;
     return bits;
+  }
+
+  /** walk() for an ASCII name from character `from`, without a closure per byte (the hot path). */
+  private walkAscii(bits: Uint32Array, name: string, from: number): void {
+    const t = this.trie;
+    const { firstChild, childCount, byte, ownTokens, slotStart } = t;
+    let node = t.root;
+    for (let i = from; i < name.length; i++) {
+      const b = name.charCodeAt(i);
+      // binary search among the node's children (sorted by byte)
+      let lo = firstChild[node]!;
+      let hi = lo + childCount[node]! - 1;
+      let next = -1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const mb = byte[mid]!;
+        if (mb === b) {
+          next = mid;
+          break;
+        }
+        if (mb < b) lo = mid + 1;
+        else hi = mid - 1;
+      }
+      if (next < 0) return;
+      node = next;
+      const own = ownTokens[node]!;
+      if (own) this.setSlots(bits, slotStart[node]!, slotStart[node]! + own);
+    }
+    const first = firstChild[node]!;
+    for (let c = first; c < first + childCount[node]!; c++) if (this.mayFollow(byte[c]!)) this.setSlots(bits, slotStart[c]!, t.slotEnd[c]!);
+  }
+
+  /** Marks (a) the tokens spelling a prefix of the `length` remaining bytes and (b) the whole rest + a may-follow byte. */
+  private walk(bits: Uint32Array, length: number, byteAt: (i: number) => number): void {
+    const t = this.trie;
+    let node = t.root;
+    let depth = 0;
+    for (; depth < length; depth++) {
+      node = t.child(node, byteAt(depth));
+      if (node < 0) return;
+      const own = t.ownTokens[node]!;
+      if (own) this.setSlots(bits, t.slotStart[node]!, t.slotStart[node]! + own);
+    }
+    const first = t.firstChild[node]!;
+    for (let c = first; c < first + t.childCount[node]!; c++) if (this.mayFollow(t.byte[c]!)) this.setSlots(bits, t.slotStart[c]!, t.slotEnd[c]!);
   }
 
   private setSlots(bits: Uint32Array, from: number, to: number): void {
@@ -169,8 +202,8 @@ export function applyMask(logits: Float32Array, allowed: Uint32Array): number {
   return kept;
 }
 
-function startsWith(a: Uint8Array, prefix: Uint8Array): boolean {
-  for (let i = 0; i < prefix.length; i++) if (a[i] !== prefix[i]) return false;
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
   return true;
 }
 
