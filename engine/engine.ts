@@ -142,8 +142,11 @@ export class Engine {
     const docPrefix = prompt.healed ? req.prefix.slice(0, req.prefix.length - prompt.healed.length) : req.prefix;
     const monitors = this.monitorsFor({ ...req, prefix: docPrefix });
     this.resident ??= this.backend.createCache();
+    // Headers (file path, control tokens) are outside the budgets: never decode past the model's positions.
+    const room = this.backend.config.maxPositionEmbeddings - prompt.tokens.length;
+    if (room < 1) throw new BadInputError(`the prompt (${prompt.tokens.length} tokens) fills the model's ${this.backend.config.maxPositionEmbeddings} positions`);
     const out = await generate(this.backend, this.resident, this.tokenizer, prompt.tokens, {
-      maxTokens,
+      maxTokens: Math.min(maxTokens, room),
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
       stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
       heal: prompt.healed ? { text: prompt.healed, allowed: this.healMask(prompt.healed) } : undefined,
@@ -241,10 +244,13 @@ export class Engine {
     return (this.masks ??= new TokenMasks(new VocabTrie((id) => this.tokenizer.tokenBytes(id), this.tokenizer.vocabSize)));
   }
 
-  /** Splits the context window: generation first, then 3/4 of the rest to the prefix, 1/4 to the suffix. */
+  /**
+   * Splits the context window: generation first, 32 tokens for headers and control tokens, then 3/4 of the rest to
+   * the prefix, 1/4 to the suffix.
+   */
   private promptBudget(maxTokens: number): { prefixTokens: number; suffixTokens: number; contextTokens: number } {
     const window = Math.min(this.backend.config.maxPositionEmbeddings, 4096);
-    const room = Math.max(16, window - maxTokens - 8);
+    const room = Math.max(16, window - Math.min(maxTokens, window / 2) - 32);
     return { prefixTokens: Math.floor(room * 0.75), suffixTokens: Math.floor(room * 0.25), contextTokens: 0 };
   }
 

@@ -20,10 +20,6 @@ export class CancelledError extends Error {
   }
 }
 
-export function isBadInput(e: unknown): e is BadInputError {
-  return e instanceof BadInputError;
-}
-
 /** One line, no stack: what a user reads. */
 export function oneLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
