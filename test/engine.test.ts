@@ -61,6 +61,20 @@ describe('Engine', () => {
   });
 });
 
+describe('Engine with the embedded model (512 positions)', () => {
+  it('never decodes past the model: a long file and many max tokens still answer', async () => {
+    const engine = await Engine.load({ threads: 2 });
+    try {
+      const prefix = Array.from({ length: 600 }, (_, i) => `export const value${i} = ${i} * 2;`).join('\n') + '\nexport const total = value1.';
+      const r = await engine.complete({ prefix, suffix: '\n', filePath: 'a/very/long/path/'.repeat(8) + 'file.ts', monitors: false, maxTokens: 1000, stop: 'none' });
+      expect(r.promptTokens + r.tokens).toBeLessThanOrEqual(engine.backend.config.maxPositionEmbeddings);
+      expect(r.stopReason).not.toBe('cancelled');
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 describe('bench decode', () => {
   it('reports speeds with units in the keys (values are measurements, not checked)', async () => {
     const r = await benchDecode({ model: ensureFixtureModel('tiny'), promptTokens: 16, decodeTokens: 4, threads: 2 });
