@@ -12,6 +12,9 @@ import { CancelledError, oneLine } from '../../engine/errors.js';
 import { inCommentOrString } from '../postprocess/in-comment-or-string.js';
 import { trimSuffixOverlap } from '../postprocess/suffix-overlap.js';
 
+/** Documents whose last shown completion is kept for typed-through reuse. */
+const SHOWN_LIMIT = 64;
+
 export interface RunnerSettings {
   maxTokens: number;
   monitors: boolean;
@@ -103,7 +106,9 @@ export class CompletionRunner {
       this.stats.lastMonitorTriggers = result.monitor.triggers;
       const shownText = trimSuffixOverlap(result.text, text.slice(offset, lineEnd));
       const shownResult = { ...result, text: shownText };
+      this.shown.delete(doc.uri); // re-insert: the map's order is recency, the oldest goes first
       this.shown.set(doc.uri, { prefix: text.slice(0, offset), text: shownText, result: shownResult });
+      if (this.shown.size > SHOWN_LIMIT) this.shown.delete(this.shown.keys().next().value!);
       return { result: shownResult, offset, lineEnd };
     } catch (e) {
       if (e instanceof CancelledError) return null;
