@@ -18,7 +18,8 @@ import { generate } from './decode/generate.js';
 import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
 import { embeddedModelDir } from './paths.js';
-import { TypeScriptOracle } from './analysis/ts-oracle.js';
+import { Analyses } from './analysis/analyses.js';
+import type { LanguageServerConfig } from './analysis/lsp-oracle.js';
 import { TokenMasks } from './decode/mask/token-mask.js';
 import { VocabTrie } from './decode/mask/vocab-trie.js';
 import { DereferenceMonitor } from './monitors/dereference.js';
@@ -33,6 +34,8 @@ export interface EngineOptions {
   backend?: BackendName | 'auto';
   weights?: WeightFormat;
   threads?: number;
+  /** Language servers by language for the generic LSP oracle, over the built-in ones (see analysis/language-servers). */
+  languageServers?: Record<string, LanguageServerConfig>;
 }
 
 export interface CompletionRequest {
@@ -68,7 +71,17 @@ export interface CompletionResult {
   promptTokens: number;
   stopReason: string;
   timings: { loadMs: number; analysisMs: number; prefillMs: number; decodeMs: number; totalMs: number };
-  monitor: { triggers: number; maskedSteps: number; interventions: number; errors: number };
+  monitor: {
+    triggers: number;
+    maskedSteps: number;
+    interventions: number;
+    /** Analysis failures (crash, timeout): decoding went on unmonitored at those sites. */
+    errors: number;
+    /** Which oracle answered (`typescript`, `lsp:node`...), absent when no monitor applied. */
+    oracle?: string;
+    /** The first failure's message, when errors > 0. */
+    error?: string;
+  };
   cache: { promptTokens: number; reusedTokens: number };
   promptMode: 'fim' | 'prefix';
 }
@@ -78,7 +91,7 @@ const DEFAULT_MAX_TOKENS = 64;
 export class Engine {
   private resident: KvCache | null = null;
   private readonly vocabLimit: LogitsProcessor;
-  private readonly oracles = new Map<string, TypeScriptOracle>();
+  private readonly analyses: Analyses;
   private masks: TokenMasks | null = null;
   private readonly healMasks = new Map<string, Uint32Array>();
   private brackets: BracketProfiles | null = null;
@@ -91,8 +104,10 @@ export class Engine {
     readonly backend: Backend,
     readonly tokenizer: TextTokenizer,
     readonly loadMs: number,
+    languageServers: Record<string, LanguageServerConfig> | undefined,
   ) {
     this.vocabLimit = vocabularyLimit(tokenizer.vocabSize);
+    this.analyses = new Analyses({ languageServers, log: (m) => this.onWarning?.(m) });
   }
 
   static async load(opts: EngineOptions = {}): Promise<Engine> {
@@ -112,7 +127,7 @@ export class Engine {
       await backend.dispose();
       throw new BadInputError(`tokenizer.json has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize} embeddings`);
     }
-    return new Engine(model, backend, tokenizer, performance.now() - t0);
+    return new Engine(model, backend, tokenizer, performance.now() - t0, opts.languageServers);
   }
 
   /** Completes at the cursor between `prefix` and `suffix`. Queued behind requests already running. */
@@ -140,7 +155,7 @@ export class Engine {
     });
     // With healing, generation starts by re-spelling the healed text: the document is prefix-without-it + output.
     const docPrefix = prompt.healed ? req.prefix.slice(0, req.prefix.length - prompt.healed.length) : req.prefix;
-    const monitors = this.monitorsFor({ ...req, prefix: docPrefix });
+    const { monitors, oracle } = this.monitorsFor({ ...req, prefix: docPrefix });
     this.resident ??= this.backend.createCache();
     // Headers (file path, control tokens) are outside the budgets: never decode past the model's positions.
     const room = this.backend.config.maxPositionEmbeddings - prompt.tokens.length;
@@ -155,6 +170,9 @@ export class Engine {
       signal: req.signal,
       onText: req.onText,
     });
+    const errors = monitors.reduce((a, m) => a + m.stats.errors, 0);
+    const error = monitors.find((m) => m.stats.lastError)?.stats.lastError;
+    if (error) this.onWarning?.(`analysis failed at ${errors} site(s) (${error}); those sites were decoded unmonitored`);
     return {
       text: out.text,
       tokens: out.tokens.length,
@@ -171,7 +189,9 @@ export class Engine {
         triggers: monitors.reduce((a, m) => a + m.stats.triggers, 0),
         maskedSteps: out.maskedSteps,
         interventions: out.interventions,
-        errors: monitors.reduce((a, m) => a + m.stats.errors, 0),
+        errors,
+        ...(oracle ? { oracle } : {}),
+        ...(error ? { error } : {}),
       },
       cache: { promptTokens: prompt.tokens.length, reusedTokens: out.reusedTokens },
       promptMode: prompt.mode,
@@ -179,41 +199,36 @@ export class Engine {
   }
 
   private monitorsApply(req: CompletionRequest): boolean {
-    return req.monitors !== false && !!req.filePath && TypeScriptOracle.handles(req.filePath);
+    return req.monitors !== false && !!req.filePath && this.analyses.applies(req.filePath, req.language);
   }
 
   /** The monitors that apply to this request's file (none for languages without an oracle, or when disabled). */
-  private monitorsFor(req: CompletionRequest): Monitor[] {
-    if (!this.monitorsApply(req) || !req.filePath) return [];
+  private monitorsFor(req: CompletionRequest): { monitors: Monitor[]; oracle?: string } {
+    if (!this.monitorsApply(req) || !req.filePath) return { monitors: [] };
     const workspace = path.resolve(req.workspace ?? path.dirname(path.resolve(req.filePath)));
     const file = path.resolve(workspace, req.filePath);
-    let oracle = this.oracles.get(workspace);
-    if (!oracle) {
-      try {
-        oracle = new TypeScriptOracle(workspace);
-      } catch (e) {
-        // analysis failing is never a reason to fail a completion: decode unmonitored and say so
-        this.onWarning?.(`type oracle unavailable for ${workspace}: ${oneLine(e)}; completing without monitors`);
-        return [];
-      }
-      this.oracles.set(workspace, oracle);
-    }
-    const o = oracle;
+    const analysis = this.analyses.for(file, workspace, req.language);
+    if (!analysis) return { monitors: [] };
+    const { oracle, typescript: ts, isCode } = analysis;
     const masks = this.tokenMasks();
     const suffix = req.suffix ?? '';
-    const sites: SiteOracle = (site, text, offset) =>
-      site.query === 'constructible'
-        ? o.constructible(file, text, offset)
-        : site.query === 'switch-enum'
-          ? o.switchEnum(file, text, offset)
-          : o.completions(file, text, offset, site.keep ?? (() => true));
-    return [
-      new DereferenceMonitor(req.prefix, suffix, (text, offset) => o.members(file, text, offset), masks, this.tokenizer),
-      new CompletionSiteMonitor(NEW_CLASS, req.prefix, suffix, sites, masks),
-      new CompletionSiteMonitor(IMPORT_NAMES, req.prefix, suffix, sites, masks),
-      new CompletionSiteMonitor(SWITCH_ENUM, req.prefix, suffix, sites, masks),
-      new CallArityMonitor(req.prefix, suffix, (text, offset) => o.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
+    const monitors: Monitor[] = [
+      new DereferenceMonitor(req.prefix, suffix, (text, offset) => oracle.members(file, text, offset), masks),
+      new CallArityMonitor(req.prefix, suffix, (text, offset) => oracle.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
     ];
+    if (ts) {
+      // identifier sites only the in-process TypeScript service can answer (language servers have no such question)
+      const sites: SiteOracle = (site, text, offset) =>
+        !isCode(text, offset)
+          ? null
+          : site.query === 'constructible'
+            ? ts.constructible(file, text, offset)
+            : site.query === 'switch-enum'
+              ? ts.switchEnum(file, text, offset)
+              : ts.completions(file, text, offset, site.keep ?? (() => true));
+      for (const kind of [NEW_CLASS, IMPORT_NAMES, SWITCH_ENUM]) monitors.push(new CompletionSiteMonitor(kind, req.prefix, suffix, sites, masks));
+    }
+    return { monitors, oracle: oracle.name };
   }
 
   /**
@@ -257,8 +272,7 @@ export class Engine {
   async dispose(): Promise<void> {
     this.resident?.free();
     this.resident = null;
-    for (const o of this.oracles.values()) o.dispose();
-    this.oracles.clear();
+    await this.analyses.dispose();
     await this.backend.dispose();
   }
 }

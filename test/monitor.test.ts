@@ -223,10 +223,13 @@ describe('switch-enum monitor', () => {
 
 describe('openCall: the argument list the text ends in', () => {
   it.each([
-    ['f(', { open: 1, commas: 0, currentEmpty: true }],
-    ['a.b(x, ', { open: 3, commas: 1, currentEmpty: true }],
-    ['a.b(x, g(1, 2), y', { open: 3, commas: 2, currentEmpty: false }],
-    ['m.get(k)!.go((v) => v + ', { open: 12, commas: 0, currentEmpty: false }],
+    ['f(', { open: 1, commas: 0, currentEmpty: true, spread: false }],
+    ['a.b(x, ', { open: 3, commas: 1, currentEmpty: true, spread: false }],
+    ['a.b(x, g(1, 2), y', { open: 3, commas: 2, currentEmpty: false, spread: false }],
+    ['m.get(k)!.go((v) => v + ', { open: 12, commas: 0, currentEmpty: false, spread: false }],
+    ['f(...xs', { open: 1, commas: 0, currentEmpty: false, spread: true }],
+    ['f(a, *rest', { open: 1, commas: 1, currentEmpty: false, spread: true }],
+    ['f(a * b', { open: 1, commas: 0, currentEmpty: false, spread: false }],
   ])('%j', (text, expected) => {
     expect(openCall(text)).toEqual(expected);
   });

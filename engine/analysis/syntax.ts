@@ -13,6 +13,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type Parser from 'tree-sitter';
+import { diffRange, positionAt } from './text-edit.js';
 
 export type SyntaxLanguage = 'typescript' | 'tsx' | 'javascript' | 'python' | 'go' | 'rust' | 'java';
 export type SyntaxContext = 'code' | 'string' | 'comment' | 'template' | 'regex';
@@ -116,18 +117,14 @@ export class SyntaxDocument {
     const parser = parserFor(this.language);
     if (this.tree) {
       const old = this.text;
-      let start = 0;
-      const shorter = Math.min(old.length, text.length);
-      while (start < shorter && old.charCodeAt(start) === text.charCodeAt(start)) start++;
-      let tail = 0;
-      while (tail < shorter - start && old.charCodeAt(old.length - 1 - tail) === text.charCodeAt(text.length - 1 - tail)) tail++;
+      const { start, oldEnd, newEnd } = diffRange(old, text);
       this.tree.edit({
         startIndex: start,
-        oldEndIndex: old.length - tail,
-        newEndIndex: text.length - tail,
+        oldEndIndex: oldEnd,
+        newEndIndex: newEnd,
         startPosition: pointAt(old, start),
-        oldEndPosition: pointAt(old, old.length - tail),
-        newEndPosition: pointAt(text, text.length - tail),
+        oldEndPosition: pointAt(old, oldEnd),
+        newEndPosition: pointAt(text, newEnd),
       });
     }
     this.tree = parser.parse(text, this.tree ?? undefined);
@@ -214,11 +211,6 @@ function siteOf(leaf: Parser.SyntaxNode, text: string, at: number): SyntaxSite |
 
 /** Row and column (UTF-16 units) of an offset: tree-sitter's edit needs both. */
 function pointAt(text: string, offset: number): Parser.Point {
-  let row = 0;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    row++;
-    lineStart = i + 1;
-  }
-  return { row, column: offset - lineStart };
+  const p = positionAt(text, offset);
+  return { row: p.line, column: p.character };
 }

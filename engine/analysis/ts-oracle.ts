@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
+import type { CallShape, TypeOracle } from './oracle.js';
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 const DEFAULT_OPTIONS: ts.CompilerOptions = {
@@ -24,7 +25,8 @@ const DEFAULT_OPTIONS: ts.CompilerOptions = {
   noEmit: true,
 };
 
-export class TypeScriptOracle {
+export class TypeScriptOracle implements TypeOracle {
+  readonly name = 'typescript';
   private readonly service: ts.LanguageService;
   private readonly options: ts.CompilerOptions;
   private readonly rootFiles: string[];
@@ -149,7 +151,7 @@ export class TypeScriptOracle {
    * Argument counts the call whose `(` ends just before `offset` accepts, over its overloads: fewest required and
    * most allowed (Infinity when one has a rest parameter). Null when no signature is known there.
    */
-  callShape(file: string, text: string, offset: number): { minArgs: number; maxArgs: number } | null {
+  callShape(file: string, text: string, offset: number): CallShape | null {
     const abs = this.shadow(file, text);
     const help = this.service.getSignatureHelpItems(abs, offset, undefined);
     if (!help || help.items.length === 0 || help.argumentIndex !== 0) return null;

@@ -98,6 +98,15 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       break;
     }
     const state: DecodeState = { step, tokens: result.tokens, text: result.text };
+    for (const p of processors) {
+      const pending = p.prepare?.(state);
+      if (pending) await pending;
+    }
+    if (o.signal?.aborted) {
+      // analysis may have taken a while (a language server): a newer request may be waiting
+      result.stopReason = 'cancelled';
+      break;
+    }
     if (step === 0 && o.heal) applyMask(logits, o.heal.allowed);
     let masked = false;
     let unmaskedTop = -1;
@@ -106,7 +115,7 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       if (p.process(logits, state)) masked = true;
     }
     let token = sampler.sample(logits);
-    if (token >= 0 && processors.some((p) => p.reject?.(token, tok.tokenBytes(token), state))) {
+    if (token >= 0 && (await rejected(processors, token, tok.tokenBytes(token), state))) {
       // a processor could not allow that token after all: let every processor constrain fully, then sample again
       state.strict = true;
       for (const p of processors) if (p.process(logits, state)) masked = true;
@@ -146,4 +155,13 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
   result.decodeMs = performance.now() - t1;
   if (healed) result.text = result.text.startsWith(healed) ? result.text.slice(healed.length) : result.text;
   return result;
+}
+
+/** Whether any processor rejects the sampled token (awaiting only those that must ask analysis first). */
+async function rejected(processors: readonly LogitsProcessor[], token: number, bytes: Uint8Array, state: DecodeState): Promise<boolean> {
+  for (const p of processors) {
+    const verdict = p.reject?.(token, bytes, state);
+    if (verdict === true || (verdict instanceof Promise && (await verdict))) return true;
+  }
+  return false;
 }

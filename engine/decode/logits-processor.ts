@@ -15,13 +15,18 @@ export interface DecodeState {
 }
 
 export interface LogitsProcessor {
+  /**
+   * Before process(), each step: fetch what this step needs that takes time (a language server's answer), so that
+   * process() itself stays synchronous. The loop awaits it only when it returns a promise.
+   */
+  prepare?(state: DecodeState): void | Promise<unknown>;
   /** Adjusts logits in place before sampling. Returns true if it masked anything this step. */
   process(logits: Float32Array, state: DecodeState): boolean;
   /**
    * Sample-then-verify, for constraints too costly to compute every step: true if the sampled token must not be
    * emitted. The loop then calls process() again with state.strict set and samples once more.
    */
-  reject?(token: number, bytes: Uint8Array, state: DecodeState): boolean;
+  reject?(token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean>;
   /** The token chosen this step and the bytes it adds to the output. */
   accept?(token: number, bytes: Uint8Array, state: DecodeState): void;
 }

@@ -8,17 +8,14 @@
  * the call: `)`, `))`, `);`) and whether they write a comma at depth zero (`, `, `),` does not: it closes first).
  */
 import type { DecodeState } from '../decode/logits-processor.js';
-import { askOracle, emptyStats, type Monitor } from './monitor.js';
+import type { Awaitable, CallShape } from '../analysis/oracle.js';
+import { Answers, emptyStats, type Monitor } from './monitor.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
 
-/** What the oracle says about the call whose `(` ends `text`: per overload, [required, max] arguments. */
-export interface CallShape {
-  /** Fewest arguments any overload accepts. */
-  minArgs: number;
-  /** Most arguments any overload accepts (Infinity with a rest parameter). */
-  maxArgs: number;
-}
-export type CallOracle = (text: string, offset: number) => CallShape | null;
+export type { CallShape };
+
+/** What the oracle says about the call whose `(` ends just before `offset` of `text`. */
+export type CallOracle = (text: string, offset: number) => Awaitable<CallShape | null>;
 
 /** Per token: lowest running bracket depth (0 if it never closes) and a bitmask of depths -4..3 where it writes ','. */
 export class BracketProfiles {
@@ -47,7 +44,7 @@ export class BracketProfiles {
 export class CallArityMonitor implements Monitor {
   readonly kind = 'call-arity';
   readonly stats = emptyStats();
-  private readonly shapes = new Map<number, CallShape | null>();
+  private readonly shapes = new Answers<CallShape>(this.stats);
 
   constructor(
     private readonly prefix: string,
@@ -56,11 +53,19 @@ export class CallArityMonitor implements Monitor {
     private readonly profiles: BracketProfiles,
   ) {}
 
+  prepare(state: DecodeState): Promise<unknown> | undefined {
+    const text = this.prefix + state.text;
+    const site = openCall(text);
+    if (!site || this.shapes.get(site.open) !== undefined) return undefined;
+    // ask just inside the parenthesis, with the rest of the document after it
+    return this.shapes.ask(site.open, () => this.oracle(text.slice(0, site.open + 1) + this.suffix, site.open + 1));
+  }
+
   process(logits: Float32Array, state: DecodeState): boolean {
     const text = this.prefix + state.text;
     const site = openCall(text);
-    if (!site) return false;
-    const shape = this.lookup(text, site.open);
+    if (!site || site.spread) return false;
+    const shape = this.shapes.get(site.open);
     if (!shape) return false;
     // arguments written so far, counting the current one if it has any text
     const written = site.commas + (site.currentEmpty ? 0 : 1);
@@ -83,14 +88,6 @@ export class CallArityMonitor implements Monitor {
     if (masked) this.stats.maskedSteps++;
     return masked;
   }
-
-  private lookup(text: string, open: number): CallShape | null {
-    if (this.shapes.has(open)) return this.shapes.get(open)!;
-    // ask just inside the parenthesis, with the rest of the document after it
-    const shape = askOracle(this.stats, () => this.oracle(text.slice(0, open + 1) + this.suffix, open + 1));
-    this.shapes.set(open, shape);
-    return shape;
-  }
 }
 
 interface OpenCall {
@@ -100,6 +97,8 @@ interface OpenCall {
   commas: number;
   /** Whether the current argument has no text yet. */
   currentEmpty: boolean;
+  /** An argument spreads a list (`...xs`, `*args`, `**kw`): any count may follow, so no constraint. */
+  spread: boolean;
 }
 
 /**
@@ -129,7 +128,8 @@ export function openCall(text: string): OpenCall | null {
       const before = text.slice(Math.max(0, i - 32), i);
       if (!/[\w$)\]>]\s*$/.test(before) || /\b(if|for|while|switch|catch|function|return|typeof|await|yield)\s*$/.test(before)) return null;
       const currentStart = lastComma >= 0 ? lastComma + 1 : i + 1;
-      return { open: i, commas, currentEmpty: text.slice(currentStart).trim() === '' };
+      const args = text.slice(i + 1);
+      return { open: i, commas, currentEmpty: text.slice(currentStart).trim() === '', spread: /(?:^|,)\s*(?:\.\.\.|\*)/.test(args) };
     } else if (c === ',' && depth === 0) {
       commas++;
       if (lastComma < 0) lastComma = i;

@@ -10,10 +10,11 @@ import type ts from 'typescript';
 // (the site kinds below are data; the engine maps their `query` to the oracle's methods)
 import type { DecodeState } from '../decode/logits-processor.js';
 import { applyMask, type TokenMasks } from '../decode/mask/token-mask.js';
-import { askOracle, emptyStats, type Monitor } from './monitor.js';
+import type { Awaitable } from '../analysis/oracle.js';
+import { Answers, emptyStats, type Monitor } from './monitor.js';
 
 /** Legal names for an identifier of `site` starting at `offset` of the shadow text, or null for no constraint. */
-export type SiteOracle = (site: SiteKind, text: string, offset: number) => string[] | null;
+export type SiteOracle = (site: SiteKind, text: string, offset: number) => Awaitable<string[] | null>;
 
 export interface SiteKind {
   kind: string;
@@ -50,10 +51,10 @@ export const SWITCH_ENUM: SiteKind = {
 
 export class CompletionSiteMonitor implements Monitor {
   readonly stats = emptyStats();
-  private readonly lists = new Map<number, string[] | null>();
+  private readonly lists = new Answers<string[]>(this.stats);
 
   constructor(
-    private readonly site: SiteKind,
+    private readonly siteKind: SiteKind,
     private readonly prefix: string,
     private readonly suffix: string,
     private readonly oracle: SiteOracle,
@@ -61,27 +62,32 @@ export class CompletionSiteMonitor implements Monitor {
   ) {}
 
   get kind(): string {
-    return this.site.kind;
+    return this.siteKind.kind;
+  }
+
+  prepare(state: DecodeState): Promise<unknown> | undefined {
+    const site = this.siteAt(this.prefix + state.text);
+    if (!site || this.lists.get(site.start) !== undefined) return undefined;
+    return this.lists.ask(site.start, () => this.oracle(this.siteKind, site.before + this.suffix, site.start));
   }
 
   process(logits: Float32Array, state: DecodeState): boolean {
-    const text = this.prefix + state.text;
-    const m = this.site.trigger.exec(text);
-    if (!m) return false;
-    const typed = m[1] ?? '';
-    if (this.site.suffix && !this.site.suffix.test(this.suffix)) return false;
-    const start = text.length - typed.length;
-    const names = this.lookup(text.slice(0, start), start);
-    if (!names || !names.some((n) => n.startsWith(typed))) return false;
-    applyMask(logits, this.masks.allowed(names, typed));
+    const site = this.siteAt(this.prefix + state.text);
+    if (!site) return false;
+    const names = this.lists.get(site.start);
+    if (!names || !names.some((n) => n.startsWith(site.typed))) return false;
+    applyMask(logits, this.masks.allowed(names, site.typed));
     this.stats.maskedSteps++;
     return true;
   }
 
-  private lookup(before: string, start: number): string[] | null {
-    if (this.lists.has(start)) return this.lists.get(start)!;
-    const names = askOracle(this.stats, () => this.oracle(this.site, before + this.suffix, start));
-    this.lists.set(start, names);
-    return names;
+  /** The identifier of this kind being written at the end of `text`: where it starts and what is typed. */
+  private siteAt(text: string): { start: number; typed: string; before: string } | null {
+    const m = this.siteKind.trigger.exec(text);
+    if (!m) return null;
+    if (this.siteKind.suffix && !this.siteKind.suffix.test(this.suffix)) return null;
+    const typed = m[1] ?? '';
+    const start = text.length - typed.length;
+    return { start, typed, before: text.slice(0, start) };
   }
 }

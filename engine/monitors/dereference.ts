@@ -8,16 +8,17 @@
  *  - otherwise, if the sampled token starts with `.` and an identifier (Qwen2 spells `obj.length` as
  *    `obj` `.length`), the receiver's members are looked up for `text + "."`; an illegal token is rejected and, in
  *    the loop's strict pass, tokens starting with `.` must spell a legal member (others stay allowed).
- * Member lists come from the type oracle, once per dot position per request. No answer from the oracle (not a member
- * access, a string or comment, an unknown type, or an oracle failure) means no constraint.
+ * Member lists come from the type oracle, once per dot position per request (prepare() and reject() await them;
+ * process() reads them). No answer from the oracle (not a member access, a string or comment, an unknown type, or
+ * an oracle failure) means no constraint.
  */
+import type { Awaitable } from '../analysis/oracle.js';
 import type { DecodeState } from '../decode/logits-processor.js';
 import { applyMask, isAllowed, isIdentifierByte, type TokenMasks } from '../decode/mask/token-mask.js';
-import type { TextTokenizer } from '../tokenizer/types.js';
-import { askOracle, emptyStats, type Monitor } from './monitor.js';
+import { Answers, emptyStats, type Monitor } from './monitor.js';
 
-/** Answers "members after the dot at this offset of this text", or null. */
-export type MemberOracle = (text: string, offset: number) => string[] | null;
+/** Answers "members after the dot that ends just before `offset` of this text", or null. */
+export type MemberOracle = (text: string, offset: number) => Awaitable<string[] | null>;
 
 const IDENT_TAIL = /[A-Za-z_$][\w$]*$|$/;
 
@@ -25,7 +26,7 @@ export class DereferenceMonitor implements Monitor {
   readonly kind = 'dereference';
   readonly stats = emptyStats();
   /** dot offset -> members (null: no constraint there) */
-  private readonly members = new Map<number, string[] | null>();
+  private readonly members = new Answers<string[]>(this.stats);
   private readonly dotted = new Map<number, string[]>();
 
   constructor(
@@ -33,18 +34,21 @@ export class DereferenceMonitor implements Monitor {
     private readonly suffix: string,
     private readonly oracle: MemberOracle,
     private readonly masks: TokenMasks,
-    private readonly tok: TextTokenizer,
   ) {}
+
+  prepare(state: DecodeState): Promise<unknown> | undefined {
+    const site = memberSite(this.prefix + state.text);
+    if (!site || this.members.get(site.dot) !== undefined) return undefined;
+    return this.lookup(this.prefix + state.text, site.dot);
+  }
 
   process(logits: Float32Array, state: DecodeState): boolean {
     const text = this.prefix + state.text;
-    // Inside `expr.ident`?
-    const ident = IDENT_TAIL.exec(text)![0];
-    const dot = text.length - ident.length - 1;
-    if (dot >= 0 && text[dot] === '.' && isReceiverEnd(text, dot)) {
-      const names = this.lookup(text, dot);
-      if (names && names.some((n) => n.startsWith(ident))) {
-        applyMask(logits, this.masks.allowed(names, ident));
+    const site = memberSite(text);
+    if (site) {
+      const names = this.members.get(site.dot);
+      if (names && names.some((n) => n.startsWith(site.ident))) {
+        applyMask(logits, this.masks.allowed(names, site.ident));
         this.stats.maskedSteps++;
         return true;
       }
@@ -52,7 +56,7 @@ export class DereferenceMonitor implements Monitor {
     }
     // Strict pass after a rejected `.xyz` token: constrain every token that starts with a dot.
     if (state.strict && isReceiverEnd(text, text.length)) {
-      const allowed = this.dottedMask(text);
+      const allowed = this.dottedMask(text, this.members.get(text.length) ?? null);
       if (allowed) {
         applyMask(logits, allowed);
         this.stats.maskedSteps++;
@@ -66,32 +70,39 @@ export class DereferenceMonitor implements Monitor {
    * A sampled token that opens a member access inside itself (`.length` after `acc`) must spell a legal member.
    * Checked after sampling, so the oracle is asked only when the model actually chose such a token.
    */
-  reject(token: number, bytes: Uint8Array, state: DecodeState): boolean {
+  reject(token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean> {
     if (bytes.length < 2 || bytes[0] !== 0x2e || !isIdentifierByte(bytes[1]!)) return false;
     const text = this.prefix + state.text;
     // (Inside an unfinished `expr.ide`, process() already masked dot tokens; after a finished member such as
     // `acc.balance`, `.toFixed` is a new access on it and is checked here like any other.)
     if (!isReceiverEnd(text, text.length)) return false;
-    const allowed = this.dottedMask(text);
-    return allowed !== null && !isAllowed(allowed, token);
+    const judge = (names: string[] | null) => {
+      const allowed = this.dottedMask(text, names);
+      return allowed !== null && !isAllowed(allowed, token);
+    };
+    const known = this.members.get(text.length);
+    return known !== undefined ? judge(known) : this.lookup(text + '.', text.length).then(judge);
   }
 
   /** Tokens spelling `.member...` legally after `text`, plus every token not starting with a dot; null if no constraint. */
-  private dottedMask(text: string): Uint32Array | null {
-    const names = this.lookup(text + '.', text.length);
+  private dottedMask(text: string, names: string[] | null): Uint32Array | null {
     if (!names) return null;
     let dotted = this.dotted.get(text.length);
     if (!dotted) this.dotted.set(text.length, (dotted = names.map((n) => '.' + n)));
     return this.masks.allowedOr(dotted, '', 0x2e);
   }
 
-  private lookup(text: string, dot: number): string[] | null {
-    if (this.members.has(dot)) return this.members.get(dot)!;
+  private lookup(text: string, dot: number): Promise<string[] | null> {
     // The shadow document: everything up to the dot, the dot, then the rest of the file after the cursor.
-    const names = askOracle(this.stats, () => this.oracle(text.slice(0, dot + 1) + this.suffix, dot + 1));
-    this.members.set(dot, names);
-    return names;
+    return this.members.ask(dot, () => this.oracle(text.slice(0, dot + 1) + this.suffix, dot + 1));
   }
+}
+
+/** Inside `expr.ident` at the end of the text: the dot's offset and the identifier typed after it. */
+function memberSite(text: string): { dot: number; ident: string } | null {
+  const ident = IDENT_TAIL.exec(text)![0];
+  const dot = text.length - ident.length - 1;
+  return dot >= 0 && text[dot] === '.' && isReceiverEnd(text, dot) ? { dot, ident } : null;
 }
 
 /** Can the character before `at` end a receiver expression (identifier, `)`, `]`, `>` of a generic call... )? */

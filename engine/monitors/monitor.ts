@@ -7,6 +7,7 @@
  *
  * Monitors are logits processors (engine/decode/logits-processor.ts) with counters the engine reports.
  */
+import type { Awaitable } from '../analysis/oracle.js';
 import type { LogitsProcessor } from '../decode/logits-processor.js';
 
 export interface MonitorStats {
@@ -18,6 +19,8 @@ export interface MonitorStats {
   analysisMs: number;
   /** Analysis failures (crashed or timed-out oracle): decoding went on unmonitored. */
   errors: number;
+  /** The first failure's message, for the log and JSON. */
+  lastError?: string;
 }
 
 export interface Monitor extends LogitsProcessor {
@@ -30,18 +33,34 @@ export function emptyStats(): MonitorStats {
 }
 
 /**
- * Asks analysis a question for a monitor, once: times it, counts an answer as a trigger, and turns a failure into
- * "no constraint" (counted in errors) so analysis can never stop decoding.
+ * A monitor's answers from analysis, one per site (keyed by the site's offset in the text), asked once per request.
+ * Asking may take time (a language server is another process), so the decode loop awaits `ask` in the monitor's
+ * prepare()/reject() and process() reads `get` synchronously. Timing, trigger and error counts are kept here, and a
+ * failure (crash, timeout) becomes "no constraint" so analysis can never stop decoding.
  */
-export function askOracle<T>(stats: MonitorStats, question: () => T | null): T | null {
-  const t0 = performance.now();
-  let answer: T | null = null;
-  try {
-    answer = question();
-  } catch {
-    stats.errors++;
+export class Answers<T> {
+  private readonly known = new Map<number, T | null>();
+
+  constructor(private readonly stats: MonitorStats) {}
+
+  /** The answer at `key` (null: no constraint), or undefined if not asked yet. */
+  get(key: number): T | null | undefined {
+    return this.known.get(key);
   }
-  stats.analysisMs += performance.now() - t0;
-  if (answer) stats.triggers++;
-  return answer;
+
+  async ask(key: number, question: () => Awaitable<T | null>): Promise<T | null> {
+    if (this.known.has(key)) return this.known.get(key)!;
+    const t0 = performance.now();
+    let answer: T | null = null;
+    try {
+      answer = await question();
+    } catch (e) {
+      this.stats.errors++;
+      this.stats.lastError ??= e instanceof Error ? e.message : String(e);
+    }
+    this.stats.analysisMs += performance.now() - t0;
+    if (answer) this.stats.triggers++;
+    this.known.set(key, answer);
+    return answer;
+  }
 }

@@ -1,0 +1,120 @@
+/**
+ * The analyses a completion request can use, by file: a tree-sitter document for the syntax (any language with a
+ * grammar) and a type oracle (TypeScript's in-process service for TS/JS; a language server for the others). They
+ * are kept warm across requests, per workspace and language, and disposed with the engine.
+ *
+ * Every oracle question first asks the syntax whether the position is code: inside strings, comments, template text
+ * and regexes monitors stay off, and a language server is not bothered.
+ */
+import path from 'node:path';
+import { defaultLanguageServers } from './language-servers.js';
+import { LspOracle, type LanguageServerConfig } from './lsp-oracle.js';
+import type { CallShape, TypeOracle } from './oracle.js';
+import { SyntaxDocument, syntaxLanguageOf } from './syntax.js';
+import { TypeScriptOracle } from './ts-oracle.js';
+
+export interface AnalysesOptions {
+  /**
+   * Language servers by language, over the built-in ones (pyright for Python; gopls, rust-analyzer, jdtls, clangd
+   * when on PATH). A `typescript` entry (e.g. TypeScript 7's `tsgo --lsp --stdio`) replaces the in-process service.
+   */
+  languageServers?: Record<string, LanguageServerConfig>;
+  /** Where degraded-mode messages go. */
+  log?: (message: string) => void;
+}
+
+/** What a request may ask about its file. */
+export interface FileAnalysis {
+  /** Members and call shapes, asked only at positions the syntax says are code. */
+  oracle: TypeOracle;
+  /** The in-process TypeScript service when it is the oracle: it also answers new/import/case sites. */
+  typescript: TypeScriptOracle | null;
+  /** Whether `offset` of the shadow `text` is code (true where no grammar is known: the oracle decides). */
+  isCode(text: string, offset: number): boolean;
+}
+
+const MAX_SYNTAX_DOCUMENTS = 32;
+
+export class Analyses {
+  private readonly servers: Record<string, LanguageServerConfig>;
+  private readonly oracles = new Map<string, TypeOracle>();
+  private readonly syntax = new Map<string, SyntaxDocument | null>();
+  private readonly log: (message: string) => void;
+
+  constructor(o: AnalysesOptions = {}) {
+    this.servers = { ...defaultLanguageServers(), ...o.languageServers };
+    this.log = o.log ?? (() => {});
+  }
+
+  /** The language server configuration for a file, if one is configured for its language. */
+  private serverFor(file: string, languageId?: string): [string, LanguageServerConfig] | null {
+    const ext = path.extname(file).toLowerCase();
+    for (const [language, config] of Object.entries(this.servers)) {
+      if ((languageId && (language === languageId || config.languageId === languageId)) || config.extensions.includes(ext)) return [language, config];
+    }
+    return null;
+  }
+
+  /** Whether monitors can apply to this file at all (some oracle is known for it). */
+  applies(file: string, languageId?: string): boolean {
+    return TypeScriptOracle.handles(file) || this.serverFor(file, languageId) !== null;
+  }
+
+  /** The analyses for `file` in `workspace`, or null when no oracle is known or one cannot be created. */
+  for(file: string, workspace: string, languageId?: string): FileAnalysis | null {
+    const inProcess = TypeScriptOracle.handles(file) && !this.servers.typescript;
+    const server = inProcess ? null : this.serverFor(file, languageId);
+    if (!inProcess && !server) return null;
+    const key = `${inProcess ? 'typescript' : server![0]}\0${workspace}`;
+    let oracle = this.oracles.get(key);
+    if (!oracle) {
+      try {
+        oracle = inProcess ? new TypeScriptOracle(workspace) : new LspOracle(workspace, server![1], this.log);
+      } catch (e) {
+        this.log(`type oracle unavailable for ${workspace}: ${(e as Error).message.split('\n')[0]}; completing without monitors`);
+        return null;
+      }
+      this.oracles.set(key, oracle);
+    }
+    const syntax = this.syntaxFor(file, languageId);
+    const isCode = (text: string, offset: number) => !syntax || syntax.isCode(text, offset);
+    const o = oracle;
+    const gated: TypeOracle = {
+      name: o.name,
+      members: (f: string, text: string, offset: number) => (isCode(text, offset) ? o.members(f, text, offset) : null),
+      callShape: (f: string, text: string, offset: number): CallShape | null | Promise<CallShape | null> => (isCode(text, offset) ? o.callShape(f, text, offset) : null),
+      dispose: () => undefined, // owned here, not by the request
+    };
+    return { oracle: gated, typescript: o instanceof TypeScriptOracle ? o : null, isCode };
+  }
+
+  /** The file's syntax document (kept for incremental parses), or null for languages without a grammar. */
+  private syntaxFor(file: string, languageId?: string): SyntaxDocument | null {
+    const abs = path.resolve(file);
+    if (this.syntax.has(abs)) {
+      const doc = this.syntax.get(abs)!;
+      this.syntax.delete(abs); // most recent last
+      this.syntax.set(abs, doc);
+      return doc;
+    }
+    const language = syntaxLanguageOf(file, languageId);
+    let doc: SyntaxDocument | null = null;
+    if (language) {
+      try {
+        doc = new SyntaxDocument(language);
+      } catch (e) {
+        this.log(`${(e as Error).message}; monitors go without the syntax check`);
+      }
+    }
+    this.syntax.set(abs, doc);
+    if (this.syntax.size > MAX_SYNTAX_DOCUMENTS) this.syntax.delete(this.syntax.keys().next().value!);
+    return doc;
+  }
+
+  async dispose(): Promise<void> {
+    const all = [...this.oracles.values()];
+    this.oracles.clear();
+    this.syntax.clear();
+    await Promise.all(all.map(async (o) => o.dispose()));
+  }
+}

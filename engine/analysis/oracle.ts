@@ -1,0 +1,57 @@
+/**
+ * What monitors ask static analysis, whatever answers: the in-process TypeScript service (ts-oracle.ts) or a
+ * language server over LSP (lsp-oracle.ts). Questions are about a *shadow* document: the file's text before the
+ * cursor + what the model generated + the text after the cursor, never written to disk.
+ *
+ * Every answer may be null, meaning "no opinion" (not a member access, an unknown type, an incomplete list): a
+ * monitor then constrains nothing. An oracle never answers "nothing is legal". A failure (crash, timeout) is thrown
+ * and the monitor counts it and decodes on unmonitored.
+ */
+export type Awaitable<T> = T | Promise<T>;
+
+/** The argument counts a call accepts, over its overloads. */
+export interface CallShape {
+  /** Fewest arguments any overload accepts. */
+  minArgs: number;
+  /** Most arguments any overload accepts (Infinity with a rest parameter). */
+  maxArgs: number;
+}
+
+export interface TypeOracle {
+  /** For logs and JSON: `typescript`, `lsp:pyright`... */
+  readonly name: string;
+  /** Members legal right after the `.` that ends just before `offset`, or null. */
+  members(file: string, text: string, offset: number): Awaitable<string[] | null>;
+  /** The call whose `(` ends just before `offset`: what argument counts it accepts, or null. */
+  callShape(file: string, text: string, offset: number): Awaitable<CallShape | null>;
+  dispose(): Awaitable<void>;
+}
+
+/** Argument counts over signatures given as their parameters' labels (LSP signatureHelp), by each language's spelling. */
+export function shapeOfSignatures(signatures: { parameters: string[]; variadic?: boolean }[]): CallShape | null {
+  if (signatures.length === 0) return null;
+  let minArgs = Infinity;
+  let maxArgs = 0;
+  for (const s of signatures) {
+    let required = 0;
+    let count = 0;
+    let rest = !!s.variadic;
+    for (const raw of s.parameters) {
+      const p = raw.trim();
+      // Python's markers for positional-only (`/`) and keyword-only (`*`) parameters are not parameters
+      if (p === '/' || p === '*') continue;
+      // rest parameters: `...args` (TS/JS), `*args`/`**kwargs` (Python), `args ...T` (Go), `T... args` (Java)
+      if (p.startsWith('*') || p.includes('...') || p.includes('…')) {
+        rest = true;
+        continue;
+      }
+      count++;
+      // optional: a default (`x=1`, `x: int = 1`), or TypeScript's `x?`
+      if (/=/.test(p.replace(/=>|==|!=|<=|>=/g, '')) || /^[\w$]+\?/.test(p)) continue;
+      required++;
+    }
+    minArgs = Math.min(minArgs, required);
+    maxArgs = Math.max(maxArgs, rest ? Infinity : count);
+  }
+  return { minArgs, maxArgs };
+}
