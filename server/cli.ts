@@ -15,12 +15,15 @@ import { benchDecode } from '../engine/bench/decode.js';
 import { benchMask } from '../engine/bench/mask.js';
 import { offsetAt } from '../engine/text/position.js';
 import type { StopMode } from '../engine/decode/stop.js';
+import { parseLanguageServerSpec } from '../engine/analysis/language-servers.js';
+import type { LanguageServerConfig } from '../engine/analysis/lsp-oracle.js';
 
 const USAGE = `usage:
   mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
                [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
-               [--temperature T] [--seed S] [--no-monitors] [--no-context] [--json] [--verbose]
-  mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N]
+               [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
+               [--json] [--verbose]
+  mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N] [--language-server LANG=CMD ...]
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
@@ -88,6 +91,21 @@ function oneOf<T extends string>(v: string | undefined, name: string, allowed: r
 
 const WEIGHTS = ['f32', 'q8', 'q4'] as const satisfies readonly WeightFormat[];
 
+/** `--language-server python=pyright-langserver --stdio` (repeatable) -> configurations by language. */
+function languageServers(specs: string[] | undefined): Record<string, LanguageServerConfig> | undefined {
+  if (!specs?.length) return undefined;
+  const servers: Record<string, LanguageServerConfig> = {};
+  for (const spec of specs) {
+    try {
+      const [language, config] = parseLanguageServerSpec(spec);
+      servers[language] = config;
+    } catch (e) {
+      throw new BadInputError(oneLine(e));
+    }
+  }
+  return servers;
+}
+
 async function complete(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parse(args, {
     line: { type: 'string' },
@@ -103,6 +121,7 @@ async function complete(args: string[], out: Out): Promise<number> {
     seed: { type: 'string' },
     'no-monitors': { type: 'boolean' },
     'no-context': { type: 'boolean' },
+    'language-server': { type: 'string', multiple: true },
   });
   if (positionals.length !== 1) throw new BadInputError('complete takes exactly one file');
   const file = path.resolve(positionals[0]!);
@@ -124,6 +143,7 @@ async function complete(args: string[], out: Out): Promise<number> {
     backend: oneOf(values.backend, 'backend', ['onnx', 'webgpu', 'auto'] as const, 'auto'),
     weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
     threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+    languageServers: languageServers(values['language-server']),
   });
   try {
     const result = await engine.complete({
@@ -191,8 +211,10 @@ async function serve(args: string[]): Promise<number> {
     model: { type: 'string' },
     weights: { type: 'string' },
     threads: { type: 'string' },
+    'language-server': { type: 'string', multiple: true },
   });
   if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+  const servers = languageServers(values['language-server']);
   if (values.http === values.stdio) throw new BadInputError('serve needs exactly one of --stdio (LSP) or --http (HTTP API)');
   if (values.http) {
     const { startHttpServer } = await import('./http/http-server.js');
@@ -201,7 +223,7 @@ async function serve(args: string[]): Promise<number> {
       port: int(values.port, 'port', 0, 8765),
       token: values.token ?? process.env.MGD_TOKEN,
       workspace: values.workspace ?? process.cwd(),
-      engine: { model: values.model, weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'), threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1) },
+      engine: { model: values.model, weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'), threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1), languageServers: servers },
       log: (l) => process.stderr.write(l + '\n'),
     });
     return await new Promise<number>((resolve) => {
@@ -217,6 +239,7 @@ async function serve(args: string[]): Promise<number> {
     model: values.model,
     weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
     threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+    languageServers: servers,
   });
   // the connection keeps the process alive until the client sends exit
   return await new Promise<number>((resolve) => connection.onExit(() => resolve(0)));

@@ -16,6 +16,7 @@ export function defaultLanguageServers(): Record<string, LanguageServerConfig> {
   const pyright = resolvePyright();
   if (pyright) {
     servers.python = {
+      name: 'pyright',
       languageId: 'python',
       extensions: ['.py', '.pyi'],
       command: [process.execPath, pyright, '--stdio'],

@@ -38,6 +38,8 @@ import { shapeOfSignatures, type CallShape, type TypeOracle } from './oracle.js'
 import { diffRange, positionAt } from './text-edit.js';
 
 export interface LanguageServerConfig {
+  /** For logs and JSON (default: the executable's name). */
+  name?: string;
   /** The LSP languageId of the documents (didOpen). */
   languageId: string;
   /** The server's argv: executable, then arguments (e.g. ['gopls'] or ['pyright-langserver', '--stdio']). */
@@ -57,6 +59,8 @@ export interface LanguageServerConfig {
   timeoutMs?: number;
   /** Milliseconds for the server to start and answer its first question, which often indexes (default 30,000). */
   startupTimeoutMs?: number;
+  /** First wait before restarting a crashed or hung server; doubles per failure up to a minute (default 1,000). */
+  restartBackoffMs?: number;
 }
 
 // Completion item kinds that are not names after a dot: plain words and snippets (rust-analyzer's `.if`, `.match`).
@@ -91,7 +95,7 @@ export class LspOracle implements TypeOracle {
     private readonly log: (message: string) => void = () => {},
   ) {
     if (config.command.length === 0) throw new Error('language server configuration: empty command');
-    this.name = `lsp:${path.basename(config.command[0]!)}`;
+    this.name = `lsp:${config.name ?? path.basename(config.command[0]!)}`;
   }
 
   handles(file: string): boolean {
@@ -99,6 +103,8 @@ export class LspOracle implements TypeOracle {
   }
 
   async members(file: string, text: string, offset: number): Promise<string[] | null> {
+    // only after a dot: elsewhere servers answer with everything in scope, which is not a member list
+    if (text[offset - 1] !== '.') return null;
     const server = await this.server();
     const uri = await this.sync(server, file, text);
     const dotTrigger = server.capabilities.completionProvider?.triggerCharacters?.includes('.');
@@ -233,7 +239,7 @@ export class LspOracle implements TypeOracle {
     if (this.running !== which) return; // already replaced
     this.running = null;
     this.failures++;
-    const backoff = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.failures - 1));
+    const backoff = Math.min(MAX_BACKOFF_MS, (this.config.restartBackoffMs ?? 1000) * 2 ** (this.failures - 1));
     this.retryAt = Date.now() + backoff;
     this.consecutiveTimeouts = 0;
     which.then((s) => s.proc.kill('SIGKILL'), () => {});
