@@ -36,6 +36,8 @@ export interface EngineOptions {
   threads?: number;
   /** Language servers by language for the generic LSP oracle, over the built-in ones (see analysis/language-servers). */
   languageServers?: Record<string, LanguageServerConfig>;
+  /** TypeScript/JavaScript oracle: TypeScript 7's native server (default where installed) or typescript@6 in process. */
+  typescript?: 'native' | 'in-process';
 }
 
 export interface CompletionRequest {
@@ -104,10 +106,10 @@ export class Engine {
     readonly backend: Backend,
     readonly tokenizer: TextTokenizer,
     readonly loadMs: number,
-    languageServers: Record<string, LanguageServerConfig> | undefined,
+    opts: EngineOptions,
   ) {
     this.vocabLimit = vocabularyLimit(tokenizer.vocabSize);
-    this.analyses = new Analyses({ languageServers, log: (m) => this.onWarning?.(m) });
+    this.analyses = new Analyses({ languageServers: opts.languageServers, typescript: opts.typescript, log: (m) => this.onWarning?.(m) });
   }
 
   static async load(opts: EngineOptions = {}): Promise<Engine> {
@@ -127,7 +129,7 @@ export class Engine {
       await backend.dispose();
       throw new BadInputError(`tokenizer.json has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize} embeddings`);
     }
-    return new Engine(model, backend, tokenizer, performance.now() - t0, opts.languageServers);
+    return new Engine(model, backend, tokenizer, performance.now() - t0, opts);
   }
 
   /** Completes at the cursor between `prefix` and `suffix`. Queued behind requests already running. */
@@ -209,23 +211,24 @@ export class Engine {
     const file = path.resolve(workspace, req.filePath);
     const analysis = this.analyses.for(file, workspace, req.language);
     if (!analysis) return { monitors: [] };
-    const { oracle, typescript: ts, isCode } = analysis;
+    const { oracle, typescript, isCode } = analysis;
     const masks = this.tokenMasks();
     const suffix = req.suffix ?? '';
     const monitors: Monitor[] = [
       new DereferenceMonitor(req.prefix, suffix, (text, offset) => oracle.members(file, text, offset), masks),
       new CallArityMonitor(req.prefix, suffix, (text, offset) => oracle.callShape(file, text, offset), (this.brackets ??= new BracketProfiles(this.tokenizer))),
     ];
-    if (ts) {
-      // identifier sites only the in-process TypeScript service can answer (language servers have no such question)
-      const sites: SiteOracle = (site, text, offset) =>
-        !isCode(text, offset)
-          ? null
-          : site.query === 'constructible'
-            ? ts.constructible(file, text, offset)
-            : site.query === 'switch-enum'
-              ? ts.switchEnum(file, text, offset)
-              : ts.completions(file, text, offset, site.keep ?? (() => true));
+    if (typescript) {
+      // identifier sites only the in-process TypeScript service can answer (LSP has no such questions)
+      const sites: SiteOracle = (site, text, offset) => {
+        if (!isCode(text, offset)) return null;
+        const ts = typescript();
+        return site.query === 'constructible'
+          ? ts.constructible(file, text, offset)
+          : site.query === 'switch-enum'
+            ? ts.switchEnum(file, text, offset)
+            : ts.completions(file, text, offset, site.keep ?? (() => true));
+      };
       for (const kind of [NEW_CLASS, IMPORT_NAMES, SWITCH_ENUM]) monitors.push(new CompletionSiteMonitor(kind, req.prefix, suffix, sites, masks));
     }
     return { monitors, oracle: oracle.name };

@@ -13,6 +13,7 @@ import { makeRandomModel, type RandomModelPreset, RANDOM_MODEL_PRESETS } from '.
 import type { WeightFormat } from '../engine/backends/backend.js';
 import { benchDecode } from '../engine/bench/decode.js';
 import { benchMask } from '../engine/bench/mask.js';
+import { benchOracle } from '../engine/bench/oracle.js';
 import { offsetAt } from '../engine/text/position.js';
 import type { StopMode } from '../engine/decode/stop.js';
 import { parseLanguageServerSpec } from '../engine/analysis/language-servers.js';
@@ -22,14 +23,16 @@ const USAGE = `usage:
   mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
                [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
-               [--json] [--verbose]
+               [--typescript native|in-process] [--json] [--verbose]
   mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N] [--language-server LANG=CMD ...]
+               [--typescript native|in-process]
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]
   mgd bench mask [--steps N] [--model DIR] [--json]
+  mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]`;
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
@@ -90,6 +93,7 @@ function oneOf<T extends string>(v: string | undefined, name: string, allowed: r
 }
 
 const WEIGHTS = ['f32', 'q8', 'q4'] as const satisfies readonly WeightFormat[];
+const TYPESCRIPT_ORACLES = ['native', 'in-process'] as const;
 
 /** `--language-server python=pyright-langserver --stdio` (repeatable) -> configurations by language. */
 function languageServers(specs: string[] | undefined): Record<string, LanguageServerConfig> | undefined {
@@ -122,6 +126,7 @@ async function complete(args: string[], out: Out): Promise<number> {
     'no-monitors': { type: 'boolean' },
     'no-context': { type: 'boolean' },
     'language-server': { type: 'string', multiple: true },
+    typescript: { type: 'string' },
   });
   if (positionals.length !== 1) throw new BadInputError('complete takes exactly one file');
   const file = path.resolve(positionals[0]!);
@@ -144,6 +149,7 @@ async function complete(args: string[], out: Out): Promise<number> {
     weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
     threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
     languageServers: languageServers(values['language-server']),
+    typescript: oneOf(values.typescript, 'typescript', TYPESCRIPT_ORACLES, 'native'),
   });
   try {
     const result = await engine.complete({
@@ -212,9 +218,11 @@ async function serve(args: string[]): Promise<number> {
     weights: { type: 'string' },
     threads: { type: 'string' },
     'language-server': { type: 'string', multiple: true },
+    typescript: { type: 'string' },
   });
   if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
   const servers = languageServers(values['language-server']);
+  const typescript = oneOf(values.typescript, 'typescript', TYPESCRIPT_ORACLES, 'native');
   if (values.http === values.stdio) throw new BadInputError('serve needs exactly one of --stdio (LSP) or --http (HTTP API)');
   if (values.http) {
     const { startHttpServer } = await import('./http/http-server.js');
@@ -223,7 +231,7 @@ async function serve(args: string[]): Promise<number> {
       port: int(values.port, 'port', 0, 8765),
       token: values.token ?? process.env.MGD_TOKEN,
       workspace: values.workspace ?? process.cwd(),
-      engine: { model: values.model, weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'), threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1), languageServers: servers },
+      engine: { model: values.model, weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'), threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1), languageServers: servers, typescript },
       log: (l) => process.stderr.write(l + '\n'),
     });
     return await new Promise<number>((resolve) => {
@@ -240,6 +248,7 @@ async function serve(args: string[]): Promise<number> {
     weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
     threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
     languageServers: servers,
+    typescript,
   });
   // the connection keeps the process alive until the client sends exit
   return await new Promise<number>((resolve) => connection.onExit(() => resolve(0)));
@@ -251,6 +260,18 @@ async function bench(args: string[], out: Out): Promise<number> {
     const { values, positionals } = parse(rest, { steps: { type: 'string' }, model: { type: 'string' } });
     if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
     const result = await benchMask({ steps: int(values.steps, 'steps', 1, 200), model: values.model });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
+  if (sub === 'oracle') {
+    const { values, positionals } = parse(rest, { files: { type: 'string' }, queries: { type: 'string' }, 'language-server': { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const servers = values['language-server'] ? languageServers([values['language-server']]) : undefined;
+    const result = await benchOracle({
+      files: int(values.files, 'files', 2, 140),
+      queries: int(values.queries, 'queries', 1, 60),
+      languageServer: servers ? Object.values(servers)[0] : undefined,
+    });
     out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
     return 0;
   }

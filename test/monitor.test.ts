@@ -51,10 +51,14 @@ function judge(prefix: string, suffix: string, text: string): Outcome | null {
   return { member, legal, diagnostics };
 }
 
-describe.each(['tiny', 'qwen-vocab'] as const)('dereference monitor with the %s random model', (name) => {
+describe.each([
+  ['tiny', 'native'],
+  ['tiny', 'in-process'],
+  ['qwen-vocab', 'native'],
+] as const)('dereference monitor with the %s random model, TypeScript oracle %s', (name, typescript) => {
   let engine: Engine;
   beforeAll(async () => {
-    engine = await Engine.load({ model: ensureFixtureModel(name), threads: 2 });
+    engine = await Engine.load({ model: ensureFixtureModel(name), threads: 2, typescript });
   });
   afterAll(() => engine?.dispose());
 
@@ -64,6 +68,7 @@ describe.each(['tiny', 'qwen-vocab'] as const)('dereference monitor with the %s 
       const prefix = HEADER + site.body;
       for (let seed = 0; seed < seeds; seed++) {
         const r = await engine.complete({ prefix, suffix: site.after, filePath: FILE, workspace, monitors, maxTokens: 16, stop: 'line', temperature: 1, seed });
+        if (monitors) expect(r.monitor.oracle).toBe(typescript === 'native' ? 'lsp:tsgo' : 'typescript');
         // an identifier cut by max tokens is not a finished site
         if (r.stopReason === 'max-tokens' && /^[\w$]*$/.test(r.text)) continue;
         const o = judge(prefix, site.after, r.text);

@@ -42,6 +42,8 @@ export interface LanguageServerConfig {
   name?: string;
   /** The LSP languageId of the documents (didOpen). */
   languageId: string;
+  /** Per-extension languageIds where one server serves several (tsgo: .tsx is typescriptreact, .js javascript). */
+  languageIds?: Record<string, string>;
   /** The server's argv: executable, then arguments (e.g. ['gopls'] or ['pyright-langserver', '--stdio']). */
   command: string[];
   /** File extensions this server answers for, with the dot. */
@@ -252,7 +254,8 @@ export class LspOracle implements TypeOracle {
     const doc = server.docs.get(uri);
     if (!doc) {
       server.docs.set(uri, { version: 1, text });
-      await server.conn.sendNotification(DidOpenTextDocumentNotification.type, { textDocument: { uri, languageId: this.config.languageId, version: 1, text } });
+      const languageId = this.config.languageIds?.[path.extname(file).toLowerCase()] ?? this.config.languageId;
+      await server.conn.sendNotification(DidOpenTextDocumentNotification.type, { textDocument: { uri, languageId, version: 1, text } });
       return uri;
     }
     if (doc.text === text) return uri;

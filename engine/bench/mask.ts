@@ -10,6 +10,7 @@ import { ensureFixtureModel } from '../model/fixtures.js';
 import { openModelDir } from '../model/directory.js';
 import { loadTokenizer } from '../tokenizer/tokenizer.js';
 import { benchOracle } from './oracle.js';
+import { typescriptNativeServer } from '../analysis/language-servers.js';
 
 export async function benchMask(o: { steps?: number; model?: string } = {}) {
   const steps = o.steps ?? 200;
@@ -61,7 +62,8 @@ export async function benchMask(o: { steps?: number; model?: string } = {}) {
       maskP99Us: pct(trigger.map((x, i) => x + apply[i]!), 0.99),
     };
   }
-  result.oracle = benchOracle();
+  // the in-process service and, where installed, TypeScript 7's native server on the same sites
+  result.oracle = await benchOracle({ languageServer: typescriptNativeServer() ?? undefined });
   return result;
 }
 

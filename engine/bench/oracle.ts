@@ -6,6 +6,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LspOracle, type LanguageServerConfig } from '../analysis/lsp-oracle.js';
+import type { TypeOracle } from '../analysis/oracle.js';
 import { TypeScriptOracle } from '../analysis/ts-oracle.js';
 
 function makeWorkspace(dir: string, files: number): number {
@@ -30,7 +32,25 @@ function makeWorkspace(dir: string, files: number): number {
   return lines;
 }
 
-export function benchOracle(o: { files?: number; queries?: number } = {}) {
+export interface OracleBenchOptions {
+  files?: number;
+  queries?: number;
+  /** Also measure this language server on the same sites (e.g. TypeScript 7's `tsgo --lsp --stdio`). */
+  languageServer?: LanguageServerConfig;
+}
+
+interface Timings {
+  oracle: string;
+  coldMs: number;
+  warmP50Ms: number;
+  warmP95Ms: number;
+}
+
+/**
+ * Latency of a member question at a dot, warm, in a large workspace: the in-process TypeScript service, and a
+ * language server on the same sites if one is given, with whether the two answer the same.
+ */
+export async function benchOracle(o: OracleBenchOptions = {}) {
   const files = o.files ?? 140;
   const queries = o.queries ?? 60;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-oracle-bench-'));
@@ -38,23 +58,44 @@ export function benchOracle(o: { files?: number; queries?: number } = {}) {
     const lines = makeWorkspace(dir, files);
     const target = `src/module${files - 1}.ts`;
     const base = fs.readFileSync(path.join(dir, target), 'utf8');
-    const oracle = new TypeScriptOracle(dir);
     // The completed document: the module with a new function that dereferences a cross-file type at the end.
     const doc = (i: number) => `${base}\nexport function probe${i}(s: Service${files - 2}, r: Record${files - 2}) {\n  return s.operation${i % 40}(r, 2)[0]!.`;
-    let t = performance.now();
-    const first = oracle.members(target, doc(0) + '\n}\n', doc(0).length);
-    const coldMs = performance.now() - t;
-    const warm: number[] = [];
-    for (let i = 1; i <= queries; i++) {
-      t = performance.now();
-      const names = oracle.members(target, doc(i) + '\n}\n', doc(i).length);
-      warm.push(performance.now() - t);
-      if (!names?.includes('tags')) throw new Error('oracle bench: expected the members of Record at the probe');
+    const answers = new Map<string, (string[] | null)[]>();
+    const run = async (oracle: TypeOracle): Promise<Timings> => {
+      const got: (string[] | null)[] = [];
+      let t = performance.now();
+      got.push(await oracle.members(target, doc(0) + '\n}\n', doc(0).length));
+      const coldMs = performance.now() - t;
+      const warm: number[] = [];
+      for (let i = 1; i <= queries; i++) {
+        t = performance.now();
+        const names = await oracle.members(target, doc(i) + '\n}\n', doc(i).length);
+        warm.push(performance.now() - t);
+        if (!names?.includes('tags')) throw new Error(`oracle bench: ${oracle.name} did not list the members of Record at the probe`);
+        got.push(names);
+      }
+      answers.set(oracle.name, got);
+      warm.sort((a, b) => a - b);
+      const pct = (p: number) => Math.round(warm[Math.min(warm.length - 1, Math.floor(warm.length * p))]! * 100) / 100;
+      return { oracle: oracle.name, coldMs: Math.round(coldMs), warmP50Ms: pct(0.5), warmP95Ms: pct(0.95) };
+    };
+    const ts = new TypeScriptOracle(dir);
+    const inProcess = await run(ts).finally(() => ts.dispose());
+    const first = answers.get(ts.name)![0];
+    const result: Record<string, unknown> = { workspace: 'synthetic', files, lines, members: first?.length ?? 0, queries, ...inProcess };
+    if (o.languageServer) {
+      const lsp = new LspOracle(dir, o.languageServer);
+      try {
+        const other = await run(lsp);
+        const mine = answers.get(ts.name)!;
+        const theirs = answers.get(lsp.name)!;
+        const same = mine.filter((a, i) => JSON.stringify(a) === JSON.stringify(theirs[i])).length;
+        result.languageServer = { ...other, sameAnswers: `${same}/${mine.length}` };
+      } finally {
+        await lsp.dispose();
+      }
     }
-    oracle.dispose();
-    warm.sort((a, b) => a - b);
-    const pct = (p: number) => Math.round(warm[Math.min(warm.length - 1, Math.floor(warm.length * p))]! * 100) / 100;
-    return { workspace: 'synthetic', files, lines, members: first?.length ?? 0, coldMs: Math.round(coldMs), warmP50Ms: pct(0.5), warmP95Ms: pct(0.95), queries };
+    return result;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
