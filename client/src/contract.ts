@@ -1,0 +1,162 @@
+/**
+ * What the extension and the mgd server agree on, with no `vscode` import so the repository's tests can check it
+ * against the manifest (package.json) and the server without an editor: the settings and where each goes, the
+ * commands, and the server's command line.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Where a setting takes effect:
+ * - `server`: read by the running server (workspace/configuration section `mgd`, didChangeConfiguration,
+ *   initializationOptions); the key after `mgd.` is the server's name for it.
+ * - `launch`: decides how the server process starts (its command line or the Node runtime); a change restarts it.
+ * - `client`: handled in the extension only.
+ */
+export type SettingTarget = 'server' | 'launch' | 'client';
+
+export const SETTINGS = {
+  'mgd.enable': 'client',
+  'mgd.maxTokens': 'server',
+  'mgd.monitors': 'server',
+  'mgd.model': 'launch',
+  'mgd.weights': 'launch',
+  'mgd.threads': 'launch',
+  'mgd.nodePath': 'launch',
+  'mgd.debounceMs': 'client',
+  'mgd.trace.server': 'client',
+} as const satisfies Record<string, SettingTarget>;
+
+export type SettingKey = keyof typeof SETTINGS;
+
+/** Commands in the command palette (category "mgd"), with their titles; the manifest lists exactly these. */
+export const COMMANDS = {
+  'mgd.enable': 'Enable Completions',
+  'mgd.disable': 'Disable Completions',
+  'mgd.showStats': 'Show Statistics',
+  'mgd.restartServer': 'Restart Server',
+  'mgd.showLog': 'Show Log',
+} as const;
+
+export type CommandId = keyof typeof COMMANDS;
+
+/** Run by VS Code when the user accepts a whole inline completion (never shown in the palette). */
+export const ACCEPT_COMMAND = 'mgd.didAccept';
+
+export type Weights = 'f32' | 'q8' | 'q4';
+
+/** The settings as the extension uses them, validated; anything invalid falls back to the default. */
+export interface ExtensionSettings {
+  enable: boolean;
+  maxTokens: number;
+  monitors: boolean;
+  /** A model directory; empty for the embedded model. */
+  model: string;
+  weights: Weights;
+  /** 0: every core. */
+  threads: number;
+  /** The Node.js executable that runs the server; empty: `node` on PATH, else VS Code's own runtime. */
+  nodePath: string;
+  debounceMs: number;
+}
+
+export const DEFAULTS: ExtensionSettings = {
+  enable: true,
+  maxTokens: 48,
+  monitors: true,
+  model: '',
+  weights: 'f32',
+  threads: 0,
+  nodePath: '',
+  debounceMs: 75,
+};
+
+/** Reads the settings through `get` (the `mgd` configuration section's getter); invalid values are ignored. */
+export function readSettings(get: (key: string) => unknown): ExtensionSettings {
+  const bool = (key: keyof ExtensionSettings & string, d: boolean) => (typeof get(key) === 'boolean' ? (get(key) as boolean) : d);
+  const int = (key: keyof ExtensionSettings & string, min: number, max: number, d: number) => {
+    const v = get(key);
+    return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : d;
+  };
+  const str = (key: keyof ExtensionSettings & string) => (typeof get(key) === 'string' ? (get(key) as string).trim() : '');
+  const weights = get('weights');
+  return {
+    enable: bool('enable', DEFAULTS.enable),
+    maxTokens: int('maxTokens', 1, 512, DEFAULTS.maxTokens),
+    monitors: bool('monitors', DEFAULTS.monitors),
+    model: str('model'),
+    weights: weights === 'f32' || weights === 'q8' || weights === 'q4' ? weights : DEFAULTS.weights,
+    threads: int('threads', 0, 1024, DEFAULTS.threads),
+    nodePath: str('nodePath'),
+    debounceMs: int('debounceMs', 0, 2000, DEFAULTS.debounceMs),
+  };
+}
+
+/** The settings the server reads, as initializationOptions (the same names as its `mgd` section). */
+export function serverSettings(s: ExtensionSettings): { maxTokens: number; monitors: boolean } {
+  return { maxTokens: s.maxTokens, monitors: s.monitors };
+}
+
+/** Where the server lies: `server/` inside a packaged extension, the repository root in a development checkout. */
+export function findServerDir(extensionDir: string): string | null {
+  for (const dir of [path.join(extensionDir, 'server'), path.dirname(extensionDir)]) {
+    if (fs.existsSync(path.join(dir, 'bin', 'mgd.js')) && fs.existsSync(path.join(dir, 'dist', 'server', 'cli.js'))) return dir;
+  }
+  return null;
+}
+
+/** The first `node` executable on PATH, or null. */
+export function findNodeOnPath(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string | null {
+  const names = platform === 'win32' ? ['node.exe', 'node.cmd'] : ['node'];
+  for (const dir of (env.PATH ?? env.Path ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    for (const name of names) {
+      const p = path.join(dir, name);
+      try {
+        if (fs.statSync(p).isFile()) return p;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return null;
+}
+
+export interface ServerCommand {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** How the runtime was chosen, for the log. */
+  runtime: string;
+}
+
+/**
+ * `node <server>/bin/mgd.js serve --stdio [--model DIR] [--weights W] [--threads N]`. The runtime is the configured
+ * nodePath, else `node` on PATH, else the editor's own executable run as Node (ELECTRON_RUN_AS_NODE).
+ */
+export function serverCommand(s: ExtensionSettings, serverDir: string, host: { nodeOnPath: string | null; execPath: string; env: NodeJS.ProcessEnv }): ServerCommand {
+  const args = [path.join(serverDir, 'bin', 'mgd.js'), 'serve', '--stdio'];
+  if (s.model) args.push('--model', s.model);
+  if (s.weights !== DEFAULTS.weights) args.push('--weights', s.weights);
+  if (s.threads > 0) args.push('--threads', String(s.threads));
+  const env = { ...host.env };
+  if (s.nodePath) return { command: s.nodePath, args, env, runtime: `mgd.nodePath (${s.nodePath})` };
+  if (host.nodeOnPath) return { command: host.nodeOnPath, args, env, runtime: `node on PATH (${host.nodeOnPath})` };
+  env.ELECTRON_RUN_AS_NODE = '1';
+  return { command: host.execPath, args, env, runtime: `the editor's own Node runtime (${host.execPath})` };
+}
+
+/** A server log line saying the model could not be loaded (server/lsp/completion-runner.ts writes it). */
+export function isModelLoadFailure(message: string): boolean {
+  return message.includes('the model could not be loaded');
+}
+
+/** The answer of `mgd/stats`, as the server sends it (server/lsp/completion-runner.ts). */
+export type ServerStats = Record<string, number>;
+
+/** The stats as lines for a person. */
+export function formatStats(stats: ServerStats): string {
+  const names = Object.keys(stats).sort();
+  if (names.length === 0) return 'no statistics yet';
+  return names.map((k) => `${k}: ${stats[k]}`).join('\n');
+}
