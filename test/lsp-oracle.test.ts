@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Analyses } from '../engine/analysis/analyses.js';
-import { defaultLanguageServers, parseLanguageServerSpec } from '../engine/analysis/language-servers.js';
+import { defaultLanguageServers, parseLanguageServerSpec, typescriptNativeServer } from '../engine/analysis/language-servers.js';
+import { TypeScriptOracle } from '../engine/analysis/ts-oracle.js';
 import { LspOracle, type LanguageServerConfig } from '../engine/analysis/lsp-oracle.js';
 import { shapeOfSignatures } from '../engine/analysis/oracle.js';
 import { Engine } from '../engine/engine.js';
@@ -157,6 +158,9 @@ describe('shapes of signatures by their parameter labels', () => {
     [[['String... parts']], { minArgs: 0, maxArgs: Infinity }], // Java varargs
     [[['x?: number']], { minArgs: 0, maxArgs: 1 }],
     [[['f: (a: number) => void']], { minArgs: 1, maxArgs: 1 }], // an arrow is not a default
+    [[['replacer: (substring: string, ...args: any[]) => string']], { minArgs: 1, maxArgs: 1 }], // nested rest
+    [[['opts: { a?: number } = {}']], { minArgs: 0, maxArgs: 1 }],
+    [[['x: Map<string, number[]>']], { minArgs: 1, maxArgs: 1 }],
     [[['a'], ['a', 'b', 'c']], { minArgs: 1, maxArgs: 3 }], // overloads
     [[], null],
   ])('%j', (sigs, expected) => {
@@ -210,5 +214,52 @@ describe('decoding Python under monitors through pyright (random tiny model: it 
   it('without monitors the same model writes members that do not exist', async () => {
     const outcomes = await sample(false, 5);
     expect(outcomes.filter((o) => !o.legal).length).toBeGreaterThan(0);
+  });
+});
+
+describe('TypeScript 7 native server (tsgo) answers as typescript@6 in process', () => {
+  const ws = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
+  const FILE = 'src/site.ts';
+  const HEAD = `import { Account, Square, type Person } from './model.js';\n`;
+  const native = typescriptNativeServer();
+  let tsgo: LspOracle;
+  let inProcess: TypeScriptOracle;
+  beforeAll(() => {
+    if (!native) return;
+    tsgo = new LspOracle(ws, native);
+    inProcess = new TypeScriptOracle(ws);
+  });
+  afterAll(async () => {
+    await tsgo?.dispose();
+    inProcess?.dispose();
+  });
+
+  it.skipIf(!native).each([
+    ['cross-file class', `export function f(acc: Account) {\n  return acc.`, `\n}\n`],
+    ['generic + non-null', `export function f(m: Map<string, Account>, k: string) {\n  return m.get(k)!.`, `\n}\n`],
+    ['optional chaining', `export function f(p: Person) {\n  return p.address?.`, `\n}\n`],
+    ['narrowing', `export function f(x: Account | Person) {\n  if ('balance' in x) {\n    return x.`, `\n  }\n  return 0;\n}\n`],
+    ['this', `export class Savings extends Account {\n  rate = 0.02;\n  accrue() {\n    return this.`, `\n  }\n}\n`],
+    ['lib array', `export function f(xs: Account[]) {\n  return xs.`, `\n}\n`],
+    ['syntax error before the site', `export function f(acc: Account) {\n  const broken = (1 + ;\n  return acc.`, `\n}\n`],
+  ])('members: %s', async (_tag, body, after) => {
+    const text = HEAD + body;
+    const theirs = await tsgo.members(FILE, text + after, text.length);
+    expect(theirs).not.toBeNull();
+    expect(theirs).toEqual(inProcess.members(FILE, text + after, text.length));
+  });
+
+  it.skipIf(!native).each([
+    ['constructor', `new Account(`],
+    ['method', `declare const a: Account;\na.deposit(`],
+    ['overloads', `'x'.replace(`],
+    ['rest parameter', `Math.max(`],
+    ['optional parameters', `[1].slice(`],
+    ['subclass constructor', `new Square(`],
+  ])('call shape: %s', async (_tag, body) => {
+    const text = HEAD + body;
+    const theirs = await tsgo.callShape(FILE, text + ');\n', text.length);
+    expect(theirs).not.toBeNull();
+    expect(theirs).toEqual(inProcess.callShape(FILE, text + ');\n', text.length));
   });
 });

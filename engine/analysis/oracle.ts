@@ -37,21 +37,35 @@ export function shapeOfSignatures(signatures: { parameters: string[]; variadic?:
     let count = 0;
     let rest = !!s.variadic;
     for (const raw of s.parameters) {
-      const p = raw.trim();
+      // judge the parameter by its top level: `replacer: (s: string, ...args: any[]) => string` is not a rest parameter
+      const p = topLevel(raw.trim());
       // Python's markers for positional-only (`/`) and keyword-only (`*`) parameters are not parameters
       if (p === '/' || p === '*') continue;
       // rest parameters: `...args` (TS/JS), `*args`/`**kwargs` (Python), `args ...T` (Go), `T... args` (Java)
-      if (p.startsWith('*') || p.includes('...') || p.includes('…')) {
+      if (/^(\.\.\.|…|\*)/.test(p) || /^[\p{L}_][\p{L}\p{N}_]*\s+\.\.\./u.test(p) || /\.\.\.\s+[\p{L}_][\p{L}\p{N}_]*$/u.test(p)) {
         rest = true;
         continue;
       }
       count++;
       // optional: a default (`x=1`, `x: int = 1`), or TypeScript's `x?`
-      if (/=/.test(p.replace(/=>|==|!=|<=|>=/g, '')) || /^[\w$]+\?/.test(p)) continue;
+      if (p.includes('=') || /^[\p{L}_$][\p{L}\p{N}_$]*\?/u.test(p)) continue;
       required++;
     }
     minArgs = Math.min(minArgs, required);
     maxArgs = Math.max(maxArgs, rest ? Infinity : count);
   }
   return { minArgs, maxArgs };
+}
+
+/** A parameter label without what is nested in brackets (types, defaults' calls), arrows and comparisons removed. */
+function topLevel(label: string): string {
+  let out = '';
+  let depth = 0;
+  const text = label.replace(/=>|==|!=|<=|>=/g, ' ');
+  for (const c of text) {
+    if ('([{<'.includes(c)) depth++;
+    else if (')]}>'.includes(c)) depth = Math.max(0, depth - 1);
+    else if (depth === 0) out += c;
+  }
+  return out.trim();
 }

@@ -158,9 +158,11 @@ export class TypeScriptOracle implements TypeOracle {
     let minArgs = Infinity;
     let maxArgs = 0;
     for (const item of help.items) {
-      const required = item.parameters.filter((p) => !p.isOptional && !p.isRest).length;
+      // isRest is not set for every rest parameter (Math.max's `...values`): the display says it too
+      const isRest = (p: ts.SignatureHelpParameter) => p.isRest || ts.displayPartsToString(p.displayParts).startsWith('...');
+      const required = item.parameters.filter((p) => !p.isOptional && !isRest(p)).length;
       minArgs = Math.min(minArgs, required);
-      maxArgs = Math.max(maxArgs, item.isVariadic ? Infinity : item.parameters.length);
+      maxArgs = Math.max(maxArgs, item.isVariadic || item.parameters.some(isRest) ? Infinity : item.parameters.length);
     }
     return { minArgs, maxArgs };
   }
