@@ -263,3 +263,27 @@ describe('TypeScript 7 native server (tsgo) answers as typescript@6 in process',
     expect(theirs).toEqual(inProcess.callShape(FILE, text + ');\n', text.length));
   });
 });
+
+describe.skipIf(!defaultLanguageServers().cpp)('clangd (C++) through the same oracle, where installed', () => {
+  const ws = path.resolve(import.meta.dirname, '../fixtures/repos/cpp-shapes');
+  const BASE = '#include "shapes.h"\nvoid f(Account acc) {\n  ';
+  let o: LspOracle;
+  beforeAll(() => {
+    o = new LspOracle(ws, defaultLanguageServers().cpp!);
+  });
+  afterAll(() => o?.dispose());
+
+  it('members of a struct (after clangd has built the preamble) and call shapes with defaults and C varargs', async () => {
+    const text = BASE + 'acc.';
+    // until its preamble is built clangd answers with plain words (kind Text): no opinion, not a wrong list
+    let members: string[] | null = null;
+    for (let i = 0; i < 50 && !members; i++) {
+      members = await o.members('main.cpp', text + '\n}\n', text.length);
+      if (!members) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(members).toEqual(['balance', 'deposit', 'owner', 'withdraw']);
+    const call = (code: string) => o.callShape('main.cpp', BASE + code + ');\n}\n', (BASE + code).length);
+    expect(await call('acc.deposit(')).toEqual({ minArgs: 1, maxArgs: 2 });
+    expect(await call('total(')).toEqual({ minArgs: 1, maxArgs: Infinity });
+  });
+});
