@@ -62,6 +62,7 @@ const { scripts: _s, dependencies: _d, devDependencies: _dd, ...staged } = manif
 fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(staged, null, 2) + '\n');
 fs.copyFileSync(path.join(client, 'README.md'), path.join(stage, 'README.md'));
 fs.copyFileSync(path.join(client, 'dist/extension.js'), path.join(stage, 'dist/extension.js'));
+fs.writeFileSync(path.join(stage, '.vscodeignore'), '# everything staged ships: scripts/package.mjs puts only the package in client/.stage/\n');
 
 // 3. the server as a package of its own: engine/paths.ts finds the embedded model from server/package.json
 const server = path.join(stage, 'server');
