@@ -22,6 +22,13 @@ describe('post-processing', () => {
     ['const t = `hello ${name', false], // inside a template expression: code
     ['const t = `hello ', true],
     ['return acc.', false],
+    // after a template with substitutions the code goes on (the `}` continues the template, its backtick closes it)
+    ['const t = `a ${x} b ${y.z} c`;\nsum += c.', false],
+    ['const t = `a ${ {k: 1}.k } b`;\nx.', false],
+    ['const t = `a ${x} b ', true],
+    ['const t = `a ${x} b ${y', false],
+    ['const t = `a ${`inner ${x}`} b', true],
+    ['const t = `a ${`inner ${x}`} b`; f(', false],
   ])('inCommentOrString(%j) = %s', (prefix, expected) => {
     expect(inCommentOrString(prefix, 'a.ts')).toBe(expected);
   });

@@ -11,12 +11,23 @@ export function inCommentOrString(prefix: string, filePath: string | undefined):
   const from = Math.max(0, prefix.lastIndexOf('\n', Math.max(0, prefix.length - 4000)));
   const text = prefix.slice(from);
   const scanner = ts.createScanner(ts.ScriptTarget.Latest, false, /x$/.test(filePath) ? ts.LanguageVariant.JSX : ts.LanguageVariant.Standard, text);
-  let kind = scanner.scan();
-  for (; kind !== ts.SyntaxKind.EndOfFileToken; kind = scanner.scan()) {
+  // One entry per open `{`: true where it is a template's `${`, whose `}` continues the template. The scanner alone
+  // would read the rest of `...${x} tail` as code, and the closing backtick as the start of a template.
+  const braces: boolean[] = [];
+  for (let kind = scanner.scan(); kind !== ts.SyntaxKind.EndOfFileToken; kind = scanner.scan()) {
+    if (kind === ts.SyntaxKind.CloseBraceToken && braces.pop() === true) kind = scanner.reScanTemplateToken(false);
+    if (kind === ts.SyntaxKind.OpenBraceToken) braces.push(false);
+    else if ((kind === ts.SyntaxKind.TemplateHead || kind === ts.SyntaxKind.TemplateMiddle) && !scanner.isUnterminated()) braces.push(true);
     if (scanner.getTokenEnd() < text.length) continue;
     // the token that reaches the end of the text: an unterminated string, template or comment contains the cursor
     if (kind === ts.SyntaxKind.SingleLineCommentTrivia || kind === ts.SyntaxKind.MultiLineCommentTrivia) return !(kind === ts.SyntaxKind.MultiLineCommentTrivia && text.endsWith('*/'));
-    if (kind === ts.SyntaxKind.StringLiteral || kind === ts.SyntaxKind.NoSubstitutionTemplateLiteral || kind === ts.SyntaxKind.TemplateHead || kind === ts.SyntaxKind.TemplateMiddle)
+    if (
+      kind === ts.SyntaxKind.StringLiteral ||
+      kind === ts.SyntaxKind.NoSubstitutionTemplateLiteral ||
+      kind === ts.SyntaxKind.TemplateHead ||
+      kind === ts.SyntaxKind.TemplateMiddle ||
+      kind === ts.SyntaxKind.TemplateTail
+    )
       return scanner.isUnterminated();
     return false;
   }
