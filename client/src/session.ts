@@ -67,9 +67,9 @@ export class ServerSession implements vscode.Disposable {
         error: (_error, _message, count) => ({ action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown, handled: true }),
         closed: () => this.closed(),
       },
-      // a failed initialize is not retried: the status bar and the log say why
+      // a failed initialize is not retried: the status bar and the log say why (the library shows a notification)
       initializationFailedHandler: (error) => {
-        this.fail(`the server did not initialize: ${error instanceof Error ? error.message : String(error)}`);
+        this.fail(`the server did not initialize: ${error instanceof Error ? error.message : String(error)}`, false);
         return false;
       },
     };
@@ -87,7 +87,8 @@ export class ServerSession implements vscode.Disposable {
       await client.start();
       if (this.server.state === 'starting') this.setServer({ state: 'loading' });
     } catch (e) {
-      this.fail(`the server could not be started with ${cmd.runtime}: ${e instanceof Error ? e.message : String(e)}`);
+      // the library has already shown its own notification for this one
+      this.fail(`the server could not be started with ${cmd.runtime}: ${e instanceof Error ? e.message : String(e)}`, false);
       // the client is left stopped; the user restarts it once the cause is fixed
     }
   }
@@ -98,14 +99,10 @@ export class ServerSession implements vscode.Disposable {
     if (!client) return;
     this.stopping = true;
     try {
-      if (client.state !== State.Stopped) await client.stop(2000);
-    } catch (e) {
-      this.log.warn(`stopping the server: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    try {
       await client.dispose(2000);
-    } catch {
-      // already stopped
+    } catch (e) {
+      // a client that never started has nothing to stop
+      this.log.debug(`stopping the server: ${e instanceof Error ? e.message : String(e)}`);
     }
     this.setServer({ state: 'stopped' });
   }
@@ -147,23 +144,23 @@ export class ServerSession implements vscode.Disposable {
   }
 
   /** Error state: logged every time, shown to the user once until the server is started again. */
-  private fail(message: string): void {
+  private fail(message: string, notify = true): void {
     this.log.error(message);
     const shown = this.server.state === 'error';
     this.setServer({ state: 'error', message });
-    if (shown) return;
+    if (shown || !notify) return;
     void vscode.window.showErrorMessage(`mgd: ${message}`, 'Show Log').then((choice) => {
       if (choice) this.log.show(true);
     });
   }
 
   private serverLog(type: MessageType, message: string): void {
+    if (isModelLoadFailure(message)) return this.fail(message.replace(/^mgd: /, ''));
     if (type === MessageType.Error) this.log.error(message);
     else if (type === MessageType.Warning) this.log.warn(message);
     else if (type === MessageType.Info) this.log.info(message);
     else if (type === MessageType.Debug) this.log.debug(message);
     else this.log.appendLine(message);
-    if (isModelLoadFailure(message)) this.fail(message.replace(/^mgd: /, ''));
   }
 
   private closed(): { action: CloseAction; handled: boolean } {
