@@ -53,7 +53,7 @@ for (const f of ['bin/mgd.js', 'dist/server/cli.js', 'fixtures/models/mgd-coder-
 
 // 1. the extension, type-checked and bundled
 run(process.execPath, [path.join(client, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], client);
-run(process.execPath, [path.join(client, 'scripts/build.mjs'), '--minify'], client);
+run(process.execPath, [path.join(client, 'scripts/build.mjs')], client); // not minified: readable stacks in users' logs
 
 // 2. the stage: manifest without scripts or dependencies (the bundle has them), readme, bundle
 fs.rmSync(stage, { recursive: true, force: true });
