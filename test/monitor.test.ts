@@ -274,4 +274,36 @@ describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`
       await engine.dispose();
     }
   });
+
+  it('after a finished member (`acc.balance`), a fused `.xyz` token is a member of that member', async () => {
+    // Regression: the mask for the finished `balance` lets any non-identifier byte follow, `.` included; the strict
+    // pass must also hold the fused token to the new receiver's members (found by the dot-completion eval).
+    const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
+    try {
+      const dots = new Set<number>();
+      for (let id = 0; id < engine.tokenizer.vocabSize; id++) {
+        const b = engine.tokenizer.tokenBytes(id);
+        if (b.length > 1 && b[0] === 0x2e && /[A-Za-z_$]/.test(String.fromCharCode(b[1]!))) dots.add(id);
+      }
+      const eager: LogitsProcessor = {
+        process(logits) {
+          for (const id of dots) logits[id] = logits[id]! + 50;
+          return false;
+        },
+      };
+      const prefix = HEADER + `export function f(acc: Account) {\n  return acc.balance`;
+      const legal = oracle.members(FILE, prefix + '.' + '\n}\n', prefix.length + 1)!;
+      let checked = 0;
+      for (let seed = 0; seed < 8; seed++) {
+        const r = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 12, stop: 'line', temperature: 1, seed, processors: [eager] });
+        const m = /^\.([A-Za-z_$][\w$]*)/.exec(r.text);
+        if (!m || (r.stopReason === 'max-tokens' && /^\.[\w$]*$/.test(r.text))) continue;
+        expect(legal, r.text).toContain(m[1]);
+        checked++;
+      }
+      expect(checked).toBeGreaterThan(3);
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

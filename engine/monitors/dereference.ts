@@ -49,6 +49,13 @@ export class DereferenceMonitor implements Monitor {
       const names = this.members.get(site.dot);
       if (names && names.some((n) => n.startsWith(site.ident))) {
         applyMask(logits, this.masks.allowed(names, site.ident));
+        // A finished member (`issue.maximum`) may be followed by a token opening the next access (`.toString`);
+        // that mask lets any non-identifier byte through, so in the strict pass after such a token was rejected the
+        // token must also spell a legal member of the new receiver (both masks apply: their intersection).
+        if (state.strict && isReceiverEnd(text, text.length)) {
+          const dotted = this.dottedMask(text, this.members.get(text.length) ?? null);
+          if (dotted) applyMask(logits, dotted);
+        }
         this.stats.maskedSteps++;
         return true;
       }
