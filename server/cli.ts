@@ -33,7 +33,10 @@ const USAGE = `usage:
                [--prompt-tokens N] [--decode-tokens N] [--json]
   mgd bench mask [--steps N] [--model DIR] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
-  mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]`;
+  mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
+  mgd eval make-dots --package NAME@VERSION [--package ...] --out FILE [--limit N] [--seed S]
+  mgd eval dots TASKS.jsonl [--no-monitors] [--no-context] [--model DIR] [--samples k] [--limit N] [--jobs N] [--json] [--markdown FILE]
+  mgd eval report TASKS.jsonl --out FILE.md --svg FILE.svg [--model DIR] [--limit N] [--jobs N]`;
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 const defaultOut: Out = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
@@ -51,6 +54,8 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         return await bench(rest, out);
       case 'serve':
         return await serve(rest);
+      case 'eval':
+        return await (await import('./eval-cli.js')).evalCommand(rest, out);
       case undefined:
       case 'help':
       case '--help':
