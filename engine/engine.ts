@@ -17,7 +17,7 @@ import { buildPrompt } from './decode/fim.js';
 import { generate } from './decode/generate.js';
 import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
-import { embeddedModelDir } from './paths.js';
+import { cacheRoot, embeddedModelDir } from './paths.js';
 import { Analyses } from './analysis/analyses.js';
 import type { LanguageServerConfig } from './analysis/lsp-oracle.js';
 import { TokenMasks } from './decode/mask/token-mask.js';
@@ -26,7 +26,9 @@ import { DereferenceMonitor } from './monitors/dereference.js';
 import { CompletionSiteMonitor, IMPORT_NAMES, NEW_CLASS, SWITCH_ENUM, type SiteOracle } from './monitors/completion-site.js';
 import type { Monitor } from './monitors/monitor.js';
 import { BracketProfiles, CallArityMonitor } from './monitors/call-arity.js';
+import crypto from 'node:crypto';
 import path from 'node:path';
+import { KvManager, type KvStats } from './cache/kv-manager.js';
 
 export interface EngineOptions {
   /** Model directory (Hugging Face layout); default: the embedded model. */
@@ -38,6 +40,8 @@ export interface EngineOptions {
   languageServers?: Record<string, LanguageServerConfig>;
   /** TypeScript/JavaScript oracle: TypeScript 7's native server (default where installed) or typescript@6 in process. */
   typescript?: 'native' | 'in-process';
+  /** The managed KV cache: byte budget of its blocks, and whether it is persisted between runs (under MGD_CACHE_DIR). */
+  kvCache?: { budgetBytes?: number; persist?: boolean };
 }
 
 export interface CompletionRequest {
@@ -84,14 +88,23 @@ export interface CompletionResult {
     /** The first failure's message, when errors > 0. */
     error?: string;
   };
-  cache: { promptTokens: number; reusedTokens: number };
+  cache: {
+    promptTokens: number;
+    reusedTokens: number;
+    /** Where the reused prefix came from: the last request's sequence, the prefix cache's blocks, or nowhere. */
+    source: 'resident' | 'prefix-cache' | 'cold';
+    /** Time to find and gather a prefix from the prefix cache. */
+    spliceMs: number;
+    /** KV bytes held after the request (prefix cache + resident sequence). */
+    bytes: number;
+  };
   promptMode: 'fim' | 'prefix';
 }
 
 const DEFAULT_MAX_TOKENS = 64;
 
 export class Engine {
-  private resident: KvCache | null = null;
+  private readonly kv: KvManager;
   private readonly vocabLimit: LogitsProcessor;
   private readonly analyses: Analyses;
   private masks: TokenMasks | null = null;
@@ -110,6 +123,13 @@ export class Engine {
   ) {
     this.vocabLimit = vocabularyLimit(tokenizer.vocabSize);
     this.analyses = new Analyses({ languageServers: opts.languageServers, typescript: opts.typescript, log: (m) => this.onWarning?.(m) });
+    const modelKey = `${model.fingerprint()}:${backend.info.weights}`;
+    this.kv = new KvManager(backend, {
+      modelKey,
+      budgetBytes: opts.kvCache?.budgetBytes,
+      persistFile: opts.kvCache?.persist ? path.join(cacheRoot(), 'kv', `${crypto.createHash('sha256').update(modelKey).digest('hex').slice(0, 24)}.mgdkv`) : null,
+      log: (m) => this.onWarning?.(m),
+    });
   }
 
   static async load(opts: EngineOptions = {}): Promise<Engine> {
@@ -158,11 +178,11 @@ export class Engine {
     // With healing, generation starts by re-spelling the healed text: the document is prefix-without-it + output.
     const docPrefix = prompt.healed ? req.prefix.slice(0, req.prefix.length - prompt.healed.length) : req.prefix;
     const { monitors, oracle } = this.monitorsFor({ ...req, prefix: docPrefix });
-    this.resident ??= this.backend.createCache();
     // Headers (file path, control tokens) are outside the budgets: never decode past the model's positions.
     const room = this.backend.config.maxPositionEmbeddings - prompt.tokens.length;
     if (room < 1) throw new BadInputError(`the prompt (${prompt.tokens.length} tokens) fills the model's ${this.backend.config.maxPositionEmbeddings} positions`);
-    const out = await generate(this.backend, this.resident, this.tokenizer, prompt.tokens, {
+    const kv = this.kv.acquire(prompt.tokens, req.filePath && path.resolve(req.workspace ?? '.', req.filePath));
+    const out = await generate(this.backend, kv.cache, this.tokenizer, prompt.tokens, {
       maxTokens: Math.min(maxTokens, room),
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
       stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
@@ -195,7 +215,13 @@ export class Engine {
         ...(oracle ? { oracle } : {}),
         ...(error ? { error } : {}),
       },
-      cache: { promptTokens: prompt.tokens.length, reusedTokens: out.reusedTokens },
+      cache: {
+        promptTokens: prompt.tokens.length,
+        reusedTokens: out.reusedTokens,
+        source: kv.source,
+        spliceMs: round(kv.spliceMs),
+        bytes: this.kv.stats().bytes + this.kv.stats().residentBytes,
+      },
       promptMode: prompt.mode,
     };
   }
@@ -272,9 +298,13 @@ export class Engine {
     return { prefixTokens: Math.floor(room * 0.75), suffixTokens: Math.floor(room * 0.25), contextTokens: 0 };
   }
 
+  /** The managed KV cache's counters (blocks, bytes vs budget, hits, evictions, splices). */
+  kvStats(): KvStats {
+    return this.kv.stats();
+  }
+
   async dispose(): Promise<void> {
-    this.resident?.free();
-    this.resident = null;
+    this.kv.dispose();
     await this.analyses.dispose();
     await this.backend.dispose();
   }

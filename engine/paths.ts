@@ -3,6 +3,7 @@
  * root is found by walking up from this module to the directory holding package.json, not by a fixed relative path.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,4 +23,9 @@ export function packageRoot(): string {
 /** The model used when none is given: trained by fixtures/models/train and shipped in the repository. */
 export function embeddedModelDir(): string {
   return path.join(packageRoot(), 'fixtures', 'models', 'mgd-coder-5m');
+}
+
+/** Where mgd keeps what it builds or learns between runs (ONNX graphs, persisted KV, eval workspaces). */
+export function cacheRoot(): string {
+  return process.env.MGD_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'mgd');
 }

@@ -31,7 +31,8 @@ describe('mgd complete', () => {
     expect(j.promptTokens).toBeGreaterThan(10);
     for (const k of ['loadMs', 'analysisMs', 'prefillMs', 'decodeMs', 'totalMs']) expect(typeof j.timings[k]).toBe('number');
     for (const k of ['triggers', 'maskedSteps', 'interventions']) expect(typeof j.monitor[k]).toBe('number');
-    expect(j.cache).toEqual({ promptTokens: j.promptTokens, reusedTokens: 0 });
+    expect(j.cache).toMatchObject({ promptTokens: j.promptTokens, reusedTokens: 0, source: 'cold' });
+    expect(j.cache.bytes).toBeGreaterThan(0);
     expect(j.promptMode).toBe('prefix'); // the embedded model declares left-to-right prompts (its card says why)
   });
 

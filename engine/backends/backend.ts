@@ -54,5 +54,17 @@ export interface Backend {
    * Long inputs are processed in chunks; the signal is checked between chunks.
    */
   forward(cache: KvCache, tokens: readonly number[], opts?: ForwardOptions): Promise<Float32Array>;
+  /**
+   * Copies positions [start, end) of a handle out, for engine/cache's blocks: a Float32Array laid out
+   * [layer][key, value][kvHead][position][headDim] (KV_LAYOUT), independent of the backend's own storage.
+   */
+  exportKv(cache: KvCache, start: number, end: number): Float32Array;
+  /** A new handle holding `tokens`, its keys/values the concatenation of consecutive exported ranges. */
+  importKv(tokens: readonly number[], ranges: readonly Float32Array[]): KvCache;
   dispose(): Promise<void>;
+}
+
+/** Floats per position in exported KV ranges: keys and values of every layer and KV head. */
+export function kvFloatsPerToken(config: Pick<ModelConfig, 'numLayers' | 'numKvHeads' | 'headDim'>): number {
+  return 2 * config.numLayers * config.numKvHeads * config.headDim;
 }

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ModelDir } from '../../model/directory.js';
+import { cacheRoot } from '../../paths.js';
 import type { WeightFormat } from '../backend.js';
 import { buildLlamaGraph, type GraphBuildResult, type GraphIo } from './llama-graph.js';
 
@@ -24,9 +25,7 @@ export interface BuiltGraph extends GraphBuildResult {
   built: boolean;
 }
 
-export function cacheRoot(): string {
-  return process.env.MGD_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'mgd');
-}
+export { cacheRoot };
 
 export function ensureGraph(model: ModelDir, weights: WeightFormat, io: GraphIo = 'native'): BuiltGraph {
   const key = crypto.createHash('sha256').update(JSON.stringify([BUILDER_VERSION, model.fingerprint(), weights, io])).digest('hex').slice(0, 24);

@@ -72,6 +72,51 @@ export class OrtKvCache implements KvCache {
     this.toks = this.toks.slice(0, n);
   }
 
+  /** Positions [start, end) as [layer][key, value][kvHead][position][headDim] (the Backend.exportKv layout). */
+  exportRange(start: number, end: number): Float32Array {
+    this.check();
+    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= this.toks.length))
+      throw new RangeError(`kv cache: cannot export [${start}, ${end}) of ${this.toks.length} positions`);
+    const { layers, kvHeads: H, headDim: D } = this.shape;
+    const n = end - start;
+    const len = this.toks.length;
+    const out = new Float32Array(2 * layers * H * n * D);
+    let o = 0;
+    for (let l = 0; l < layers; l++) {
+      for (const t of [this.keys[l]!, this.values[l]!]) {
+        const src = t.data as Float32Array;
+        for (let h = 0; h < H; h++, o += n * D) out.set(src.subarray((h * len + start) * D, (h * len + end) * D), o);
+      }
+    }
+    return out;
+  }
+
+  /** A handle for `tokens` whose keys/values are consecutive exported ranges (exportRange's layout), copied into place. */
+  static fromRanges(shape: KvShape, tokens: readonly number[], ranges: readonly Float32Array[]): OrtKvCache {
+    const { layers, kvHeads: H, headDim: D } = shape;
+    const perToken = 2 * layers * H * D;
+    const total = tokens.length;
+    if (ranges.reduce((a, r) => a + r.length, 0) !== total * perToken) throw new RangeError(`kv cache: ranges hold ${ranges.reduce((a, r) => a + r.length, 0) / perToken} positions, tokens ${total}`);
+    const keys: ort.Tensor[] = [];
+    const values: ort.Tensor[] = [];
+    for (let l = 0; l < layers; l++) {
+      for (let kv = 0; kv < 2; kv++) {
+        const dst = new Float32Array(H * total * D);
+        let at = 0; // position where the current range starts
+        for (const r of ranges) {
+          const n = r.length / perToken;
+          for (let h = 0; h < H; h++) {
+            const from = ((l * 2 + kv) * H + h) * n * D;
+            dst.set(r.subarray(from, from + n * D), (h * total + at) * D);
+          }
+          at += n;
+        }
+        (kv === 0 ? keys : values).push(new ort.Tensor('float32', dst, [1, H, total, D]));
+      }
+    }
+    return new OrtKvCache(shape, keys, values, tokens.slice());
+  }
+
   fork(): OrtKvCache {
     this.check();
     return new OrtKvCache(this.shape, this.keys.slice(), this.values.slice(), this.toks.slice());

@@ -142,6 +142,15 @@ export class OnnxBackend implements Backend {
     return data.subarray(data.length - rows * V);
   }
 
+  exportKv(cache: KvCache, start: number, end: number): Float32Array {
+    if (!(cache instanceof OrtKvCache)) throw new TypeError('onnx backend: foreign KV cache handle');
+    return cache.exportRange(start, end);
+  }
+
+  importKv(tokens: readonly number[], ranges: readonly Float32Array[]): OrtKvCache {
+    return OrtKvCache.fromRanges(this.kvShape, tokens, ranges);
+  }
+
   /** Fails with a clear message when an ONNX file does not have the Optimum decoder-with-past signature. */
   checkOptimumSignature(): void {
     const inputs = new Set(this.session.inputNames);
