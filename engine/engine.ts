@@ -54,6 +54,8 @@ export interface CompletionRequest {
   language?: string;
   /** Monitor-guided decoding (default on where a type oracle exists for the file's language). */
   monitors?: boolean;
+  /** Turn single monitors off by kind (MONITOR_KINDS): e.g. { 'call-arity': false }. */
+  monitorKinds?: Partial<Record<MonitorKind, boolean>>;
   /** Prompt format: FIM (with the suffix) or left-to-right prefix; default: what the model declares. */
   fim?: boolean;
   maxTokens?: number;
@@ -102,6 +104,10 @@ export interface CompletionResult {
 }
 
 const DEFAULT_MAX_TOKENS = 64;
+
+/** The monitors, by the kind names settings and JSON use. */
+export const MONITOR_KINDS = ['dereference', 'call-arity', 'new-class', 'import-names', 'switch-enum'] as const;
+export type MonitorKind = (typeof MONITOR_KINDS)[number];
 
 export class Engine {
   private readonly kv: KvManager;
@@ -257,7 +263,8 @@ export class Engine {
       };
       for (const kind of [NEW_CLASS, IMPORT_NAMES, SWITCH_ENUM]) monitors.push(new CompletionSiteMonitor(kind, req.prefix, suffix, sites, masks));
     }
-    return { monitors, oracle: oracle.name };
+    const kinds = req.monitorKinds ?? {};
+    return { monitors: monitors.filter((m) => kinds[m.kind as MonitorKind] !== false), oracle: oracle.name };
   }
 
   /**
