@@ -29,6 +29,8 @@ import { BracketProfiles, CallArityMonitor } from './monitors/call-arity.js';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { KvManager, type KvStats } from './cache/kv-manager.js';
+import { RepoIndex } from './context/repo-index.js';
+import { retrieveContext, type ContextBlock } from './context/retrieve.js';
 
 export interface EngineOptions {
   /** Model directory (Hugging Face layout); default: the embedded model. */
@@ -40,7 +42,10 @@ export interface EngineOptions {
   languageServers?: Record<string, LanguageServerConfig>;
   /** TypeScript/JavaScript oracle: TypeScript 7's native server (default where installed) or typescript@6 in process. */
   typescript?: 'native' | 'in-process';
-  /** The managed KV cache: byte budget of its blocks, and whether it is persisted between runs (under MGD_CACHE_DIR). */
+  /**
+   * The managed KV cache: byte budget of its blocks, and whether what the engine learns is persisted between runs
+   * under MGD_CACHE_DIR (the KV cache's hottest blocks, and the workspaces' repository indexes).
+   */
   kvCache?: { budgetBytes?: number; persist?: boolean };
 }
 
@@ -67,8 +72,13 @@ export interface CompletionRequest {
   seed?: number;
   /** Logits processors (the monitors) for this request. */
   processors?: LogitsProcessor[];
-  /** Repository context blocks placed before the file (most stable first). */
+  /**
+   * Repository context blocks placed before the file (most stable first). Default: retrieved from the workspace's
+   * index (engine/context) when `workspace` is given; [] for none.
+   */
   context?: Array<{ path: string; text: string }>;
+  /** Token budget for repository context (default: 30% of the prompt's room, and only what is used). */
+  contextTokens?: number;
   signal?: AbortSignal;
   onText?: (delta: string) => void;
 }
@@ -101,6 +111,8 @@ export interface CompletionResult {
     bytes: number;
   };
   promptMode: 'fim' | 'prefix';
+  /** Repository context offered to the prompt (blocks) and how many tokens of it fit. */
+  context: { blocks: number; tokens: number };
 }
 
 const DEFAULT_MAX_TOKENS = 64;
@@ -111,6 +123,8 @@ export type MonitorKind = (typeof MONITOR_KINDS)[number];
 
 export class Engine {
   private readonly kv: KvManager;
+  private readonly indexes = new Map<string, RepoIndex>();
+  private readonly persist: boolean;
   private readonly vocabLimit: LogitsProcessor;
   private readonly analyses: Analyses;
   private masks: TokenMasks | null = null;
@@ -129,6 +143,7 @@ export class Engine {
   ) {
     this.vocabLimit = vocabularyLimit(tokenizer.vocabSize);
     this.analyses = new Analyses({ languageServers: opts.languageServers, typescript: opts.typescript, log: (m) => this.onWarning?.(m) });
+    this.persist = opts.kvCache?.persist ?? false;
     const modelKey = `${model.fingerprint()}:${backend.info.weights}`;
     this.kv = new KvManager(backend, {
       modelKey,
@@ -170,12 +185,13 @@ export class Engine {
     const t0 = performance.now();
     const maxTokens = req.maxTokens ?? DEFAULT_MAX_TOKENS;
     if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 4096) throw new BadInputError(`max tokens must be an integer in 1..4096, got ${maxTokens}`);
+    const context = req.context ?? this.retrieveContext(req);
     const prompt = await buildPrompt(this.tokenizer, {
       prefix: req.prefix,
       suffix: req.suffix ?? '',
       filePath: req.filePath,
-      context: req.context,
-      budget: this.promptBudget(maxTokens),
+      context,
+      budget: this.promptBudget(maxTokens, context.length ? req.contextTokens : 0),
       // Healing moves a monitor's trigger into the first token (`new ` + ` Account`). Only the dereference monitor
       // handles such fused tokens (`.length`, by sample-then-verify), so with monitors only a trailing `.` is healed.
       heal: this.monitorsApply(req) ? (t) => t === '.' : true,
@@ -229,6 +245,7 @@ export class Engine {
         bytes: this.kv.stats().bytes + this.kv.stats().residentBytes,
       },
       promptMode: prompt.mode,
+      context: { blocks: context.length, tokens: prompt.contextTokens },
     };
   }
 
@@ -296,13 +313,52 @@ export class Engine {
   }
 
   /**
-   * Splits the context window: generation first, 32 tokens for headers and control tokens, then 3/4 of the rest to
-   * the prefix, 1/4 to the suffix.
+   * Splits the context window: generation first, 32 tokens for headers and control tokens; then repository context
+   * (30% of the rest unless the request says; what it does not use goes to the prefix), then 3/4 of the remainder
+   * to the prefix and 1/4 to the suffix.
    */
-  private promptBudget(maxTokens: number): { prefixTokens: number; suffixTokens: number; contextTokens: number } {
+  private promptBudget(maxTokens: number, contextTokens?: number): { prefixTokens: number; suffixTokens: number; contextTokens: number } {
     const window = Math.min(this.backend.config.maxPositionEmbeddings, 4096);
     const room = Math.max(16, window - Math.min(maxTokens, window / 2) - 32);
-    return { prefixTokens: Math.floor(room * 0.75), suffixTokens: Math.floor(room * 0.25), contextTokens: 0 };
+    const context = Math.max(0, Math.min(contextTokens ?? Math.floor(room * 0.3), Math.floor(room / 2)));
+    const rest = room - context;
+    return { prefixTokens: Math.floor(rest * 0.75), suffixTokens: Math.floor(rest * 0.25), contextTokens: context };
+  }
+
+  /**
+   * Repository context from the workspace's index (built in the background on first use; what is indexed so far is
+   * used). Never fails a completion: an error means no context.
+   */
+  private retrieveContext(req: CompletionRequest): ContextBlock[] {
+    if (!req.workspace || !req.filePath) return [];
+    const workspace = path.resolve(req.workspace);
+    try {
+      if (!this.indexes.has(workspace)) void this.indexWorkspace(workspace);
+      const index = this.indexes.get(workspace)!;
+      const abs = path.resolve(workspace, req.filePath);
+      index.update(abs, req.prefix + (req.suffix ?? ''));
+      return retrieveContext(index, abs, req.prefix, req.suffix ?? '');
+    } catch (e) {
+      this.onWarning?.(`repository context unavailable: ${oneLine(e)}; completing without it`);
+      return [];
+    }
+  }
+
+  /** Indexes a workspace now (the CLI waits for it; servers let it run in the background). */
+  indexWorkspace(workspace: string): Promise<void> {
+    const ws = path.resolve(workspace);
+    let index = this.indexes.get(ws);
+    if (!index) {
+      const persistFile = this.persist ? path.join(cacheRoot(), 'context', `${crypto.createHash('sha256').update(ws).digest('hex').slice(0, 24)}.json`) : null;
+      index = new RepoIndex(ws, { persistFile, log: (m) => this.onWarning?.(m) });
+      this.indexes.set(ws, index);
+    }
+    return index.whenIndexed();
+  }
+
+  /** The repository index of a workspace (started on first use), for stats and tests. */
+  repoIndex(workspace: string): RepoIndex | undefined {
+    return this.indexes.get(path.resolve(workspace));
   }
 
   /** The managed KV cache's counters (blocks, bytes vs budget, hits, evictions, splices). */

@@ -156,14 +156,19 @@ async function complete(args: string[], out: Out): Promise<number> {
     languageServers: languageServers(values['language-server']),
     typescript: oneOf(values.typescript, 'typescript', TYPESCRIPT_ORACLES, 'native'),
   });
+  // the workspace is where analysis and repository context look (default: the file's directory)
+  const workspace = path.resolve(values.workspace ?? path.dirname(file));
   try {
+    // one shot: index the workspace first so retrieval sees all of it (servers index in the background instead)
+    if (!values['no-context']) await engine.indexWorkspace(workspace);
     const result = await engine.complete({
       prefix: text.slice(0, offset),
       // Completions fill the rest of the cursor's line: the suffix starts at the next line (design.md's task format).
       suffix: lineEnd < 0 ? '' : text.slice(lineEnd),
-      filePath: values.workspace ? path.relative(path.resolve(values.workspace), file) : file,
-      workspace: values.workspace ? path.resolve(values.workspace) : undefined,
+      filePath: path.relative(workspace, file),
+      workspace,
       monitors: !values['no-monitors'],
+      context: values['no-context'] ? [] : undefined,
       maxTokens: int(values['max-tokens'], 'max-tokens', 1, 64),
       stop: oneOf<StopMode>(values.stop, 'stop', ['line', 'block', 'none'], 'block'),
       temperature,

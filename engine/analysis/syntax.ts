@@ -102,6 +102,11 @@ function grammar(language: SyntaxLanguage): Parser.Language {
   }
 }
 
+/** A one-off parse (indexing files that are not being edited). Throws if the grammar cannot load. */
+export function parseOnce(language: SyntaxLanguage, text: string): Parser.Tree {
+  return parserFor(language).parse(text);
+}
+
 /** A document's syntax tree, kept across edits. */
 export class SyntaxDocument {
   private text = '';

@@ -43,35 +43,39 @@ export interface Prompt {
 
 export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promise<Prompt> {
   const budget = input.budget ?? { prefixTokens: 2048, suffixTokens: 512, contextTokens: 1024 };
-  const prefix = await keepEnd(tok, input.prefix, budget.prefixTokens);
+  const fim = input.fim === false ? null : tok.fim;
+  // Context first: what it leaves of its budget goes to the prefix.
+  const blocks: number[][] = [];
+  let contextTokens = 0;
+  const withFileSep = !!fim && fim.style !== 'codellama' && fim.fileSep !== null;
+  for (const block of input.context ?? []) {
+    const t = withFileSep
+      ? [fim!.fileSep!, ...(await tok.encode(`${block.path}\n${block.text}\n`))]
+      : await tok.encode(`// ${block.path}\n${block.text.replace(/^/gm, '// ')}\n\n`);
+    if (contextTokens + t.length > budget.contextTokens) break;
+    blocks.push(t);
+    contextTokens += t.length;
+  }
+  const prefix = await keepEnd(tok, input.prefix, budget.prefixTokens + (budget.contextTokens - contextTokens));
   let healed = input.heal ? healable(tok, prefix) : '';
   if (healed && typeof input.heal === 'function' && !input.heal(healed)) healed = '';
   if (healed) prefix.pop();
-  const fim = input.fim === false ? null : tok.fim;
   const out: number[] = tok.addBos && tok.bosId !== null ? [tok.bosId] : [];
-  let contextTokens = 0;
 
   if (!fim) {
-    for (const block of input.context ?? []) {
-      const t = await tok.encode(`// ${block.path}\n${block.text.replace(/^/gm, '// ')}\n\n`);
-      if (contextTokens + t.length > budget.contextTokens) break;
-      out.push(...t);
-      contextTokens += t.length;
-    }
+    for (const t of blocks) out.push(...t);
     out.push(...prefix);
     return { tokens: out, mode: 'prefix', prefixTokens: prefix.length, suffixTokens: 0, contextTokens, healed };
   }
 
   const suffix = await keepStart(tok, input.suffix, budget.suffixTokens);
-  if (fim.style !== 'codellama' && fim.fileSep !== null && (input.context?.length || input.filePath)) {
+  if (withFileSep && (blocks.length || input.filePath)) {
     if (input.repoName && fim.repoName !== null) out.push(fim.repoName, ...(await tok.encode(`${input.repoName}\n`)));
-    for (const block of input.context ?? []) {
-      const t = [fim.fileSep, ...(await tok.encode(`${block.path}\n${block.text}\n`))];
-      if (contextTokens + t.length > budget.contextTokens) break;
-      out.push(...t);
-      contextTokens += t.length;
-    }
-    if (input.filePath) out.push(fim.fileSep, ...(await tok.encode(`${input.filePath}\n`)));
+    for (const t of blocks) out.push(...t);
+    if (input.filePath) out.push(fim.fileSep!, ...(await tok.encode(`${input.filePath}\n`)));
+  } else {
+    // CodeLlama's format has no file separator: context goes in as comments at the start of the prefix
+    for (const t of blocks) out.push(...t);
   }
   // (CodeLlama's format has a space after <PRE> and before <MID>: its ▁-prefixed control tokens carry it.)
   out.push(fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle);
@@ -90,21 +94,32 @@ function healable(tok: TextTokenizer, tokens: number[]): string {
   }
 }
 
-/** Tokens of the last part of `text` that fits `budget`, starting at a line boundary when one is in reach. */
+/**
+ * Tokens of the last part of `text` that fits `budget`, starting at a line boundary. The cut moves in steps of
+ * CUT_LINES lines, so while the user types the prompt's start stays put and the KV cache keeps serving it.
+ */
 async function keepEnd(tok: TextTokenizer, text: string, budget: number): Promise<number[]> {
   let t = await tok.encode(text);
   if (t.length <= budget) return t;
-  // Cut by characters first (about 3 per token), then tighten to a line start, then re-check.
-  let from = Math.max(0, text.length - budget * 3);
-  for (;;) {
-    const nl = text.indexOf('\n', from);
-    const start = nl >= 0 && nl < text.length - 1 ? nl + 1 : from;
-    t = await tok.encode(text.slice(start));
-    if (t.length <= budget) return t;
-    from = start + Math.ceil((text.length - start) / 4);
-    if (from >= text.length) return t.slice(t.length - budget);
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i !== -1 && i < text.length - 1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  const cuts = starts.filter((_, line) => line % CUT_LINES === 0);
+  // the first cut that fits, searched from a character estimate (about 3 per token) outwards
+  let k = cuts.findIndex((c) => text.length - c <= budget * 3);
+  if (k < 0) k = cuts.length - 1;
+  t = await tok.encode(text.slice(cuts[k]));
+  while (t.length > budget && k + 1 < cuts.length) t = await tok.encode(text.slice(cuts[++k]));
+  while (k > 0) {
+    const wider = await tok.encode(text.slice(cuts[k - 1]));
+    if (wider.length > budget) break;
+    t = wider;
+    k--;
   }
+  // a single block of CUT_LINES lines longer than the budget: fall back to its last tokens
+  return t.length <= budget ? t : t.slice(t.length - budget);
 }
+
+const CUT_LINES = 16;
 
 /** Tokens of the first part of `text` that fits `budget`, ending at a line end when one is in reach. */
 async function keepStart(tok: TextTokenizer, text: string, budget: number): Promise<number[]> {
