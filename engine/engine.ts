@@ -214,6 +214,8 @@ export class Engine {
       signal: req.signal,
       onText: req.onText,
     });
+    // the departed document's blocks go to the prefix cache once this answer is out, before the next request
+    setImmediate(() => this.kv.flush());
     const errors = monitors.reduce((a, m) => a + m.stats.errors, 0);
     const error = monitors.find((m) => m.stats.lastError)?.stats.lastError;
     if (error) this.onWarning?.(`analysis failed at ${errors} site(s) (${error}); those sites were decoded unmonitored`);
@@ -314,13 +316,13 @@ export class Engine {
 
   /**
    * Splits the context window: generation first, 32 tokens for headers and control tokens; then repository context
-   * (30% of the rest unless the request says; what it does not use goes to the prefix), then 3/4 of the remainder
+   * (30% of the rest unless the request says, at most 60%; what it does not use goes to the prefix), then 3/4 of the remainder
    * to the prefix and 1/4 to the suffix.
    */
   private promptBudget(maxTokens: number, contextTokens?: number): { prefixTokens: number; suffixTokens: number; contextTokens: number } {
     const window = Math.min(this.backend.config.maxPositionEmbeddings, 4096);
     const room = Math.max(16, window - Math.min(maxTokens, window / 2) - 32);
-    const context = Math.max(0, Math.min(contextTokens ?? Math.floor(room * 0.3), Math.floor(room / 2)));
+    const context = Math.max(0, Math.min(contextTokens ?? Math.floor(room * 0.3), Math.floor(room * 0.6)));
     const rest = room - context;
     return { prefixTokens: Math.floor(rest * 0.75), suffixTokens: Math.floor(rest * 0.25), contextTokens: context };
   }

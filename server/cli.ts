@@ -32,6 +32,7 @@ const USAGE = `usage:
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]
   mgd bench mask [--steps N] [--model DIR] [--json]
+  mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
   mgd eval make-dots --package NAME@VERSION [--package ...] --out FILE [--limit N] [--seed S]
@@ -270,6 +271,20 @@ async function bench(args: string[], out: Out): Promise<number> {
     const { values, positionals } = parse(rest, { steps: { type: 'string' }, model: { type: 'string' } });
     if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
     const result = await benchMask({ steps: int(values.steps, 'steps', 1, 200), model: values.model });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
+  if (sub === 'cache') {
+    const { values, positionals } = parse(rest, { model: { type: 'string' }, keystrokes: { type: 'string' }, threads: { type: 'string' }, 'context-tokens': { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { benchCache } = await import('../engine/bench/cache.js');
+    const result = await benchCache({
+      model: values.model,
+      keystrokes: int(values.keystrokes, 'keystrokes', 1, 240),
+      threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+      contextTokens: values['context-tokens'] === undefined ? undefined : int(values['context-tokens'], 'context-tokens', 0),
+      log: values.json ? undefined : (l) => process.stderr.write(l + '\n'),
+    });
     out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
     return 0;
   }

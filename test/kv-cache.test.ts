@@ -216,3 +216,15 @@ describe('the engine across documents and restarts (tiny random model)', () => {
     }
   });
 });
+
+describe('mgd bench cache (a typing session with 2k tokens of repository context)', () => {
+  it('serves almost every prompt token from the cache, and the prefix cache serves the return to a file', async () => {
+    const { benchCache } = await import('../engine/bench/cache.js');
+    const r = await benchCache({ keystrokes: 60, threads: 2 });
+    expect(r.contextTokensP50).toBeGreaterThanOrEqual(2000);
+    expect(r.reusedFraction).toBeGreaterThan(0.95);
+    expect(r.hitNewTokensP50).toBeLessThan(20);
+    expect(r.prefixCacheServed).toBeGreaterThan(0);
+    expect(r.bytesHeld).toBeLessThanOrEqual(r.budgetBytes + 64 * 2 ** 20);
+  });
+});

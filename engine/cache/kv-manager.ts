@@ -50,6 +50,7 @@ export class KvManager {
   readonly prefix: PrefixCache;
   private resident: KvCache | null = null;
   private residentDoc: string | undefined;
+  private departing: KvCache | null = null;
   private splices = 0;
   private loaded = 0;
   private readonly identity: PersistIdentity;
@@ -73,13 +74,15 @@ export class KvManager {
 
   /** The handle to decode `tokens` with (document: the file being completed, to notice a switch). */
   acquire(tokens: readonly number[], document: string | undefined): KvAcquire {
+    this.flush();
     const resident = (this.resident ??= this.backend.createCache());
-    const t0 = performance.now();
     if (this.residentDoc !== undefined && document !== this.residentDoc && resident.length >= this.prefix.blockTokens) {
-      // leaving a document: keep its sequence's blocks before the decode loop truncates them away
-      this.stash(resident);
+      // Leaving a document: its sequence's blocks go to the prefix cache, but after this request (flush()), not
+      // before its first token. A fork is free (immutable storage) and keeps them while the decode loop truncates.
+      this.departing = resident.fork();
     }
     this.residentDoc = document;
+    const t0 = performance.now();
     const common = commonPrefix(resident.tokens, tokens);
     const match = this.prefix.match(tokens);
     try {
@@ -96,6 +99,18 @@ export class KvManager {
       match.release();
     }
     return { cache: resident, source: common > 0 ? 'resident' : 'cold', reusable: common, spliceMs: performance.now() - t0 };
+  }
+
+  /** Stashes the sequence of a document the engine left (call when idle; acquire() does it first anyway). */
+  flush(): void {
+    const d = this.departing;
+    if (!d) return;
+    this.departing = null;
+    try {
+      this.stash(d);
+    } finally {
+      d.free();
+    }
   }
 
   /** Puts the whole blocks of a handle's sequence into the prefix cache. */
@@ -118,6 +133,7 @@ export class KvManager {
   save(): void {
     if (!this.o.persistFile) return;
     try {
+      this.flush();
       if (this.resident && this.resident.length >= this.prefix.blockTokens) this.stash(this.resident);
       saveCache(this.prefix, this.identity, this.o.persistFile, this.o.persistBytes ?? 64 * 2 ** 20);
     } catch (e) {
@@ -128,6 +144,8 @@ export class KvManager {
 
   dispose(): void {
     this.save();
+    this.departing?.free();
+    this.departing = null;
     this.resident?.free();
     this.resident = null;
   }

@@ -14,7 +14,7 @@ import { writeSafetensors } from './safetensors.js';
 import type { DType } from './tensor-types.js';
 import { makeTinyTokenizerConfig, makeTinyTokenizerJson } from './tiny-tokenizer.js';
 
-export const RANDOM_MODEL_PRESETS = ['tiny', 'tiny-llama', 'qwen-vocab', 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b'] as const;
+export const RANDOM_MODEL_PRESETS = ['tiny', 'tiny-llama', 'tiny-long', 'qwen-vocab', 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b'] as const;
 export type RandomModelPreset = (typeof RANDOM_MODEL_PRESETS)[number];
 
 interface Preset {
@@ -44,6 +44,14 @@ function preset(like: RandomModelPreset, tinyVocab: number, tinyEos: number): Pr
     case 'tiny':
       return {
         config: { ...QWEN2_COMMON, ...TINY_SHAPE, vocab_size: tinyVocab, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: null, eos_token_id: tinyEos },
+        tokenizer: 'tiny',
+        dtype: 'F32',
+        std: 0.15,
+      };
+    case 'tiny-long':
+      // the tiny tokenizer with a longer window and a few more layers: repository-context and KV-cache benchmarks
+      return {
+        config: { ...QWEN2_COMMON, ...TINY_SHAPE, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4, max_position_embeddings: 8192, vocab_size: tinyVocab, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: null, eos_token_id: tinyEos },
         tokenizer: 'tiny',
         dtype: 'F32',
         std: 0.15,
