@@ -124,6 +124,7 @@ export type MonitorKind = (typeof MONITOR_KINDS)[number];
 export class Engine {
   private readonly kv: KvManager;
   private readonly indexes = new Map<string, RepoIndex>();
+  private readonly prefetches = new Set<AbortController>();
   private readonly persist: boolean;
   private readonly vocabLimit: LogitsProcessor;
   private readonly analyses: Analyses;
@@ -175,9 +176,51 @@ export class Engine {
 
   /** Completes at the cursor between `prefix` and `suffix`. Queued behind requests already running. */
   complete(req: CompletionRequest): Promise<CompletionResult> {
+    // a real request never waits for background prefill: stop it between chunks (or before it starts)
+    for (const p of this.prefetches) p.abort();
     const run = this.queue.then(() => this.run(req));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Background prefill when idle: computes the KV of the prompt a completion at this position would use (repository
+   * context, then the file up to the cursor) and keeps it in the prefix cache, so the first real request there (a
+   * file just opened, a file switched to) prefills only what changed. Any completion request cancels it between
+   * chunks. Resolves to the tokens prefilled (0 if cancelled or already cached); never throws.
+   */
+  prefetch(req: CompletionRequest): Promise<number> {
+    const controller = new AbortController();
+    this.prefetches.add(controller);
+    const job = this.queue.then(async () => {
+      if (controller.signal.aborted) return 0;
+      try {
+        const context = req.context ?? this.retrieveContext(req);
+        const prompt = await buildPrompt(this.tokenizer, {
+          prefix: req.prefix,
+          suffix: req.suffix ?? '',
+          filePath: req.filePath,
+          context,
+          budget: this.promptBudget(req.maxTokens ?? DEFAULT_MAX_TOKENS, context.length ? req.contextTokens : 0),
+          fim: req.fim ?? this.model.generation.promptMode === 'fim',
+        });
+        // the stable part: everything before the prefix's text (the suffix changes with every keystroke anyway)
+        const tokens = prompt.tokens.slice(0, Math.max(0, prompt.tokens.length - prompt.suffixTokens - 1));
+        const kv = this.kv.acquire(tokens, req.filePath && path.resolve(req.workspace ?? '.', req.filePath));
+        if (kv.reusable >= tokens.length - 1 || tokens.length < 2) return 0;
+        const cache = kv.cache;
+        if (cache.length > kv.reusable) cache.truncate(kv.reusable);
+        await this.backend.forward(cache, tokens.slice(kv.reusable), { signal: controller.signal });
+        this.kv.stash(cache);
+        return tokens.length - kv.reusable;
+      } catch {
+        return 0; // cancelled by a real request, or nothing to do: a prefetch is only ever a bonus
+      } finally {
+        this.prefetches.delete(controller);
+      }
+    });
+    this.queue = job.catch(() => undefined);
+    return job;
   }
 
   private async run(req: CompletionRequest): Promise<CompletionResult> {

@@ -228,3 +228,32 @@ describe('mgd bench cache (a typing session with 2k tokens of repository context
     expect(r.bytesHeld).toBeLessThanOrEqual(r.budgetBytes + 64 * 2 ** 20);
   });
 });
+
+describe('background prefill (prefetch)', () => {
+  const text = Array.from({ length: 60 }, (_, i) => `const item${i} = compute(${i});`).join('\n') + '\n';
+  it('prefills a file opened in the background, so the first completion there computes only the rest', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      await engine.complete({ prefix: 'let a = 1;\n', filePath: '/ws/other.ts', monitors: false, maxTokens: 1 });
+      const req = { prefix: text, suffix: '\n', filePath: '/ws/opened.ts', monitors: false, maxTokens: 2, stop: 'none' as const };
+      const prefilled = await engine.prefetch(req);
+      expect(prefilled).toBeGreaterThan(100);
+      const r = await engine.complete(req);
+      expect(r.cache.reusedTokens).toBeGreaterThanOrEqual(prefilled);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('a real request cancels a queued or running prefetch and is answered first', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const pending = engine.prefetch({ prefix: text.repeat(3), filePath: '/ws/big.ts', monitors: false });
+      const answer = await engine.complete({ prefix: 'let b = ', filePath: '/ws/now.ts', monitors: false, maxTokens: 1 });
+      expect(answer.tokens).toBe(1);
+      expect(await pending).toBe(0);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
