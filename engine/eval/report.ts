@@ -66,6 +66,8 @@ export function writeEvalDoc(reports: DotsReport[], o: EvalDocOptions): void {
     '|---|--:|--:|--:|--:|',
     ...perTagRows(reports.find((r) => !r.monitors && !r.context), reports.find((r) => r.monitors && !r.context)),
     '',
+    'Repository context in the prompt, mean tokens per task: ' + reports.map((r) => `${label(r)} ${Math.round(r.perTask.reduce((a, t) => a + t.context.tokens, 0) / Math.max(1, r.perTask.length))}`).join('; ') + '.',
+    '',
     'Wall time per configuration: ' + reports.map((r) => `${label(r)} ${(r.timings.wallMs / 1000).toFixed(0)} s (${r.timings.jobs} job(s))`).join('; ') + '.',
     '',
     END,

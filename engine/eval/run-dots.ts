@@ -23,7 +23,7 @@ import { TAGS, type DotTask, type Tag } from './tasks.js';
 export interface DotsOptions {
   model?: string;
   monitors: boolean;
-  /** Passed to the engine as a request without context blocks when false. Repository context is not implemented. */
+  /** Repository context (the engine's retrieval from the workspace index); false sends no context blocks. */
   context: boolean;
   samples: number;
   maxTokens?: number;
@@ -45,6 +45,8 @@ export interface TaskResult {
   /** New diagnostics of the first sample (at most 3), for reading failures. */
   newDiagnostics: string[];
   monitor: { triggers: number; interventions: number; errors: number };
+  /** Repository context in the first sample's prompt: blocks retrieved and tokens that fit. */
+  context: { blocks: number; tokens: number };
   ms: number;
 }
 
@@ -192,6 +194,7 @@ interface WorkerSettings {
 /** One engine and one judge per workspace: what a worker (or the main thread, for one job) runs tasks with. */
 export class DotsRunner {
   private readonly judges = new Map<string, CompileJudge>();
+  private readonly indexed = new Set<string>();
 
   private constructor(
     private readonly engine: Engine,
@@ -210,6 +213,12 @@ export class DotsRunner {
 
   async runGroup(g: FileGroup): Promise<Array<{ index: number; result: TaskResult }>> {
     const ws = this.workspaces.get(g.package)!;
+    // The engine indexes a workspace for repository context in the background and uses what is indexed so far; the
+    // eval waits for the whole index so that a task's context does not depend on when it ran.
+    if (this.settings.context && !this.indexed.has(g.package)) {
+      await this.engine.indexWorkspace(ws.dir);
+      this.indexed.add(g.package);
+    }
     let judge = this.judges.get(g.package);
     if (!judge) this.judges.set(g.package, (judge = new CompileJudge(ws.dir)));
     const text = readSource(ws, g.file);
@@ -229,6 +238,7 @@ export class DotsRunner {
     const samples: SampleScore[] = [];
     const monitor = { triggers: 0, interventions: 0, errors: 0 };
     let firstAdded: ts.Diagnostic[] = [];
+    let context = { blocks: 0, tokens: 0 };
     for (let s = 0; s < k; s++) {
       const r = await this.engine.complete({
         prefix,
@@ -236,8 +246,7 @@ export class DotsRunner {
         filePath: task.file,
         workspace: this.workspaces.get(task.package)!.dir,
         monitors: this.settings.monitors,
-        // Without context: explicitly no context blocks. With it, the engine's default, which today is also none
-        // (repository context retrieval is an open issue), so the two settings give the same completions for now.
+        // Without context: explicitly no blocks. With it, the engine's default: retrieval from the workspace's index.
         ...(this.settings.context ? {} : { context: [] }),
         stop: 'line',
         maxTokens: this.settings.maxTokens,
@@ -251,7 +260,10 @@ export class DotsRunner {
       monitor.interventions += r.monitor.interventions;
       monitor.errors += r.monitor.errors;
       const judged = judge.judge(task.file, text, prefix + completion + suffix, offset);
-      if (s === 0) firstAdded = judged.added;
+      if (s === 0) {
+        firstAdded = judged.added;
+        context = { blocks: r.context.blocks, tokens: r.context.tokens };
+      }
       samples.push({ ...matchMetrics(completion, task.truth), compiles: judged.compiles, invalidMember: judged.invalidMember });
     }
     return {
@@ -265,6 +277,7 @@ export class DotsRunner {
       samples,
       newDiagnostics: firstAdded.slice(0, 3).map(diagnosticKey),
       monitor,
+      context,
       ms: Math.round(performance.now() - t0),
     };
   }
