@@ -9,7 +9,7 @@
  *  no FIM tokens:         context as commented blocks, then the prefix; the suffix is dropped
  *
  * Budgets keep what matters near the cursor: the END of the prefix and the START of the suffix, cut at line
- * boundaries; context blocks in the order given until their budget is spent. User text goes through encode(), which
+ * boundaries; context blocks in the order given, each that still fits its budget. User text goes through encode(), which
  * never yields control tokens.
  */
 import type { TextTokenizer } from '../tokenizer/types.js';
@@ -52,7 +52,7 @@ export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promi
     const t = withFileSep
       ? [fim!.fileSep!, ...(await tok.encode(`${block.path}\n${block.text}\n`))]
       : await tok.encode(`// ${block.path}\n${block.text.replace(/^/gm, '// ')}\n\n`);
-    if (contextTokens + t.length > budget.contextTokens) break;
+    if (contextTokens + t.length > budget.contextTokens) continue; // too big for what is left: a smaller block may fit
     blocks.push(t);
     contextTokens += t.length;
   }
