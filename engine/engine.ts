@@ -125,6 +125,7 @@ export class Engine {
   private readonly kv: KvManager;
   private readonly indexes = new Map<string, RepoIndex>();
   private readonly prefetches = new Set<AbortController>();
+  private readonly unwatch: (() => void)[] = [];
   private readonly persist: boolean;
   private readonly vocabLimit: LogitsProcessor;
   private readonly analyses: Analyses;
@@ -397,6 +398,7 @@ export class Engine {
       const persistFile = this.persist ? path.join(cacheRoot(), 'context', `${crypto.createHash('sha256').update(ws).digest('hex').slice(0, 24)}.json`) : null;
       index = new RepoIndex(ws, { persistFile, log: (m) => this.onWarning?.(m) });
       this.indexes.set(ws, index);
+      this.unwatch.push(index.watch());
     }
     return index.whenIndexed();
   }
@@ -412,6 +414,8 @@ export class Engine {
   }
 
   async dispose(): Promise<void> {
+    for (const stop of this.unwatch.splice(0)) stop();
+    for (const index of this.indexes.values()) index.save();
     this.kv.dispose();
     await this.analyses.dispose();
     await this.backend.dispose();

@@ -161,3 +161,28 @@ describe('retrieval', () => {
     }
   });
 });
+
+describe('the index follows the disk', () => {
+  it('re-indexes files changed, added and deleted while watching', async () => {
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-watch-'));
+    fs.mkdirSync(path.join(ws, 'src'));
+    fs.writeFileSync(path.join(ws, 'src/a.ts'), 'export function before(): void {}\n');
+    const index = new RepoIndex(ws);
+    await index.whenIndexed();
+    const stop = index.watch();
+    try {
+      fs.writeFileSync(path.join(ws, 'src/a.ts'), 'export function after(): void {}\n');
+      fs.writeFileSync(path.join(ws, 'src/b.ts'), 'export class Added {}\n');
+      const until = async (ok: () => boolean) => {
+        for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+        return ok();
+      };
+      expect(await until(() => index.definitions('after').length === 1 && index.definitions('Added').length === 1)).toBe(true);
+      expect(index.definitions('before')).toHaveLength(0);
+      fs.rmSync(path.join(ws, 'src/b.ts'));
+      expect(await until(() => index.definitions('Added').length === 0)).toBe(true);
+    } finally {
+      stop();
+    }
+  });
+});

@@ -92,6 +92,42 @@ export class RepoIndex {
     });
   }
 
+  /**
+   * Keeps the index current while files change on disk (saves, git checkouts, generated code): a recursive watch
+   * (inotify on Linux) marks changed paths, which are re-indexed in a later slice. Where watching is not possible
+   * the index stays as built, and open documents still come from the editor. Returns a function that stops it.
+   */
+  watch(): () => void {
+    let watcher: fs.FSWatcher;
+    const dirty = new Set<string>();
+    let scheduled = false;
+    try {
+      watcher = fs.watch(this.workspace, { recursive: true, persistent: false }, (_event, name) => {
+        if (!name) return;
+        const rel = name.toString().split(path.sep).join('/');
+        if (rel.split('/').some((part) => part.startsWith('.') || SKIP_DIRS.has(part)) || !syntaxLanguageOf(rel)) return;
+        dirty.add(rel);
+        if (scheduled) return;
+        scheduled = true;
+        // coalesce bursts (a checkout touches many files) into one pass a little later
+        setTimeout(() => {
+          scheduled = false;
+          for (const f of dirty) {
+            if (this.recent.has(f)) continue; // open in the editor: its text wins
+            if (fs.existsSync(path.join(this.workspace, f))) this.indexFile(path.join(this.workspace, f));
+            else this.remove(f);
+          }
+          dirty.clear();
+        }, 200).unref();
+      });
+    } catch (e) {
+      this.log(`not watching ${this.workspace} for changes: ${(e as Error).message.split('\n')[0]}`);
+      return () => {};
+    }
+    watcher.on('error', () => watcher.close());
+    return () => watcher.close();
+  }
+
   whenIndexed(): Promise<void> {
     this.start();
     return this.idle;
@@ -190,7 +226,7 @@ export class RepoIndex {
     }
     if (stat.size > this.maxFileBytes) return this.skip(`files over ${this.maxFileBytes} bytes`);
     if (this.recent.has(rel)) return; // the editor's text is newer than the disk's
-    const known = this.persisted.get(rel);
+    const known = this.persisted.get(rel) ?? this.files.get(rel);
     if (known && known.mtimeMs === stat.mtimeMs && known.size === stat.size) {
       this.put(known);
       return;
@@ -208,6 +244,13 @@ export class RepoIndex {
     const hash = sha(text);
     const symbols = known?.hash === hash ? known.symbols : safeExtract(language, text);
     this.put({ path: rel, language, hash, mtimeMs: stat.mtimeMs, size: stat.size, symbols });
+  }
+
+  private remove(rel: string): void {
+    const old = this.files.get(rel);
+    if (!old) return;
+    for (const d of old.symbols.definitions) this.byName.set(d.name, (this.byName.get(d.name) ?? []).filter((x) => x.file !== rel));
+    this.files.delete(rel);
   }
 
   private put(file: IndexedFile): void {
@@ -236,8 +279,9 @@ export class RepoIndex {
     }
   }
 
-  private save(): void {
-    if (!this.o.persistFile) return;
+  /** Writes the index to its persist file (at the end of the walk, and when the engine shuts down). */
+  save(): void {
+    if (!this.o.persistFile || !this.done) return;
     const tmp = `${this.o.persistFile}.${process.pid}.tmp`;
     try {
       fs.mkdirSync(path.dirname(this.o.persistFile), { recursive: true });
