@@ -307,3 +307,32 @@ describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`
     }
   });
 });
+
+describe('dereference sites found by the evaluation (tiny random model)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+  });
+  afterAll(() => engine?.dispose());
+
+  it.each([
+    ['a chained call on the next line', `export function f(acc: Account) {\n  return acc\n    .`, `\n}\n`, 'deposit'],
+    ['a string literal receiver', `export const pad = " ".`, `\n`, 'repeat'],
+    ['a site whose next line would be read as the member', `export function f(acc: Account) {\n  const ok = !acc.`, `\n  if (ok) return 1;\n  return 0;\n}\n`, 'withdraw'],
+  ])('%s', async (_tag, body, after, expected) => {
+    const prefix = HEADER + body;
+    // (what the checker lists there, asked the way the monitor asks)
+    const legal = oracle.members(FILE, prefix + ';' + after, prefix.length)!;
+    expect(legal).toContain(expected);
+    let judged = 0;
+    for (let seed = 0; seed < 5; seed++) {
+      const r = await engine.complete({ prefix, suffix: after, filePath: FILE, workspace, maxTokens: 10, stop: 'line', temperature: 1, seed, context: [] });
+      expect(r.monitor.triggers).toBeGreaterThan(0);
+      const member = /^[A-Za-z_$][\w$]*/.exec(r.text)?.[0];
+      if (!member || (r.stopReason === 'max-tokens' && /^[\w$]*$/.test(r.text))) continue;
+      expect(legal).toContain(member);
+      judged++;
+    }
+    expect(judged).toBeGreaterThan(0);
+  });
+});

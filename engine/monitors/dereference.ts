@@ -100,8 +100,10 @@ export class DereferenceMonitor implements Monitor {
   }
 
   private lookup(text: string, dot: number): Promise<string[] | null> {
-    // The shadow document: everything up to the dot, the dot, then the rest of the file after the cursor.
-    return this.members.ask(dot, () => this.oracle(text.slice(0, dot + 1) + this.suffix, dot + 1));
+    // The shadow document: everything up to the dot, the dot, then the rest of the file after the cursor. A `;`
+    // after the dot keeps the next line from being read as the member (`keys.` + `if (x) ...` would parse as
+    // `keys.if(x)`, and the checker then offers nothing); the position asked is still just after the dot.
+    return this.members.ask(dot, () => this.oracle(text.slice(0, dot + 1) + ';' + this.suffix, dot + 1));
   }
 }
 
@@ -112,9 +114,16 @@ function memberSite(text: string): { dot: number; ident: string } | null {
   return dot >= 0 && text[dot] === '.' && isReceiverEnd(text, dot) ? { dot, ident } : null;
 }
 
-/** Can the character before `at` end a receiver expression (identifier, `)`, `]`, `>` of a generic call... )? */
+/**
+ * Can the text before `at` end a receiver expression: an identifier, `)`, `]`, `!` (non-null), `?` (of `?.`), or a
+ * string literal's closing quote (`" ".repeat`: an opening quote is inside a string, where the syntax gate keeps
+ * the oracle out)? Whitespace and newlines before a dot are skipped: a chained call continues on the next line
+ * (`promise\n  .then(...)`).
+ */
 function isReceiverEnd(text: string, at: number): boolean {
-  const c = text.charCodeAt(at - 1);
+  let i = at - 1;
+  while (i >= 0 && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i--;
+  const c = text.charCodeAt(i);
   if (Number.isNaN(c)) return false;
-  return isIdentifierByte(c) || c === 0x29 /* ) */ || c === 0x5d /* ] */ || c === 0x21 /* ! non-null */ || c === 0x3f /* ?. */;
+  return isIdentifierByte(c) || c === 0x29 /* ) */ || c === 0x5d /* ] */ || c === 0x21 /* ! */ || c === 0x3f /* ? */ || c === 0x22 || c === 0x27 || c === 0x60;
 }
