@@ -29,6 +29,7 @@ const USAGE = `usage:
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
+  mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]
   mgd bench mask [--steps N] [--model DIR] [--json]
@@ -214,7 +215,16 @@ async function model(args: string[], out: Out): Promise<number> {
     out.stdout(values.json ? JSON.stringify({ dir: made.dir, parameters: made.parameters }) + '\n' : `wrote ${made.dir} (${made.parameters} parameters)\n`);
     return 0;
   }
-  throw new BadInputError(`unknown model subcommand "${sub ?? ''}" (info, make-random)`);
+  if (sub === 'export-gguf') {
+    const { values, positionals } = parse(rest, { out: { type: 'string' }, type: { type: 'string' } });
+    if (positionals.length !== 1) throw new BadInputError('model export-gguf takes one model directory');
+    if (!values.out) throw new BadInputError('--out FILE is required');
+    const { exportGguf, GGUF_TYPES } = await import('../engine/model/gguf.js');
+    const r = exportGguf(positionals[0]!, values.out, oneOf(values.type, 'type', GGUF_TYPES, 'f32'));
+    out.stdout(values.json ? JSON.stringify(r) + '\n' : `wrote ${r.file} (${r.architecture}, ${r.type}, ${r.tensors} tensors, ${r.bytes} bytes)\n`);
+    return 0;
+  }
+  throw new BadInputError(`unknown model subcommand "${sub ?? ''}" (info, make-random, export-gguf)`);
 }
 
 async function serve(args: string[]): Promise<number> {
