@@ -1,0 +1,218 @@
+/**
+ * What every kernel dispatcher shares: a device (Dawn through the `webgpu` package), WGSL sources read beside this
+ * module with a tiny `#if NAME` preprocessor for variants, a pipeline cache keyed by (kernel, variant), and buffer
+ * helpers. Kernels know tensors, not models.
+ */
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface GpuContext {
+  device: GPUDevice;
+  adapterInfo: GPUAdapterInfo;
+  /** e.g. 'webgpu: llvmpipe (opengles)'. */
+  description: string;
+  /** llvmpipe, SwiftShader, lavapipe, WARP... where the CPU backend is faster. */
+  software: boolean;
+  /** Resolves with the reason once the device is lost (destroyed or a driver failure). */
+  lost: Promise<string>;
+  pipelines: Map<string, GPUComputePipeline>;
+  /** Dawn's instance: it must outlive the device (collected, it takes the device down with it). */
+  instance: GPU;
+}
+
+const SOFTWARE = /llvmpipe|lavapipe|softpipe|swiftshader|software|basic render|warp/i;
+
+export interface OpenGpuOptions {
+  /** Dawn backends to try in order: 'default' is the platform's native API (Vulkan, Metal, D3D12). */
+  backends?: Array<'default' | 'opengles'>;
+  /** Accept a software adapter (llvmpipe...). Default true. */
+  allowSoftware?: boolean;
+}
+
+/** Loads Dawn and requests a device with the adapter's largest buffer limits. Null when no adapter qualifies. */
+export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | null> {
+  // Mesa's EGL needs a platform to run without a display.
+  process.env.EGL_PLATFORM ??= 'surfaceless';
+  const { create, globals } = await import('webgpu');
+  Object.assign(globalThis, globals);
+  for (const backend of opts.backends ?? ['default', 'opengles']) {
+    let adapter: GPUAdapter | null = null;
+    let gpu: GPU | null = null;
+    try {
+      gpu = create(backend === 'opengles' ? ['backend=opengles'] : []);
+      adapter = await gpu.requestAdapter(backend === 'opengles' ? ({ featureLevel: 'compatibility' } as GPURequestAdapterOptions) : { powerPreference: 'high-performance' });
+    } catch {
+      adapter = null;
+    }
+    if (!adapter || !gpu) continue;
+    const info = adapter.info;
+    const name = [info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(' ') || 'unknown adapter';
+    const software = SOFTWARE.test(name) || (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+    if (software && opts.allowSoftware === false) continue;
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredLimits: {
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      },
+    });
+    const lost = device.lost.then((i) => `${i.reason}: ${i.message}`);
+    return { device, adapterInfo: info, description: `webgpu: ${name} (${backend})`, software, lost, pipelines: new Map(), instance: gpu };
+  }
+  return null;
+}
+
+// ---- WGSL sources
+
+const sources = new Map<string, string>();
+
+/** A kernel's WGSL text, read beside this module (dist/kernels after the build copies it, else the source tree). */
+export function wgslSource(name: string): string {
+  let s = sources.get(name);
+  if (s === undefined) {
+    const candidates = [new URL(`./${name}.wgsl`, import.meta.url), new URL(`../../kernels/${name}.wgsl`, import.meta.url)];
+    const file = candidates.map((u) => fileURLToPath(u)).find((f) => fs.existsSync(f));
+    if (!file) throw new Error(`kernel source ${name}.wgsl not found beside ${fileURLToPath(import.meta.url)}`);
+    s = fs.readFileSync(file, 'utf8');
+    sources.set(name, s);
+  }
+  return s;
+}
+
+/**
+ * Variant selection: lines between `#if NAME` and `#else`/`#endif` are kept when NAME is defined (`#if !NAME` negates);
+ * `{{NAME}}` is replaced by the define's value. No nesting of the same line; nesting of blocks is supported.
+ */
+export function preprocess(src: string, defines: Record<string, string | number | boolean>): string {
+  const out: string[] = [];
+  const stack: Array<{ active: boolean; taken: boolean }> = [];
+  const on = () => stack.every((s) => s.active);
+  for (const line of src.split('\n')) {
+    const t = line.trim();
+    const m = /^#if\s+(!?)(\w+)$/.exec(t);
+    if (m) {
+      const v = defines[m[2]!];
+      const truthy = v !== undefined && v !== false && v !== 0;
+      const active = m[1] ? !truthy : truthy;
+      stack.push({ active, taken: active });
+    } else if (t === '#else') {
+      const top = stack[stack.length - 1];
+      if (!top) throw new Error('wgsl: #else without #if');
+      top.active = !top.taken;
+    } else if (t === '#endif') {
+      if (!stack.pop()) throw new Error('wgsl: #endif without #if');
+    } else if (on()) {
+      out.push(line.replace(/\{\{(\w+)\}\}/g, (_, k: string) => {
+        if (!(k in defines)) throw new Error(`wgsl: undefined {{${k}}}`);
+        return String(defines[k]);
+      }));
+    }
+  }
+  if (stack.length) throw new Error('wgsl: unterminated #if');
+  return out.join('\n');
+}
+
+/** The compute pipeline for (kernel, entry point, defines), compiled once per device. */
+export function pipeline(ctx: GpuContext, kernel: string, entry: string, defines: Record<string, string | number | boolean>): GPUComputePipeline {
+  const key = `${kernel}:${entry}:${Object.entries(defines).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',')}`;
+  let p = ctx.pipelines.get(key);
+  if (!p) {
+    const code = preprocess(wgslSource(kernel), defines);
+    const module = ctx.device.createShaderModule({ code, label: key });
+    p = ctx.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: entry }, label: key });
+    ctx.pipelines.set(key, p);
+  }
+  return p;
+}
+
+// ---- buffers
+
+export const STORAGE = 0x80 | 0x08 | 0x04; // STORAGE | COPY_DST | COPY_SRC (GPUBufferUsage, without the global)
+
+/** A storage buffer holding `data` (padded to 4 bytes; at least 16). */
+export function upload(device: GPUDevice, data: ArrayBufferView, label?: string): GPUBuffer {
+  const size = Math.max(16, Math.ceil(data.byteLength / 4) * 4);
+  const buf = device.createBuffer({ size, usage: STORAGE, mappedAtCreation: true, label });
+  new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  buf.unmap();
+  return buf;
+}
+
+export function storage(device: GPUDevice, bytes: number, label?: string): GPUBuffer {
+  return device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE, label });
+}
+
+/** A uniform buffer with the params, fields as u32/f32 in WGSL order (each 4 bytes; f32 fields given as {f: x}). */
+export function params(device: GPUDevice, fields: Array<number | { f: number }>): GPUBuffer {
+  const n = Math.max(4, Math.ceil(fields.length / 4) * 4);
+  const raw = new ArrayBuffer(n * 4);
+  const u = new Uint32Array(raw);
+  const f = new Float32Array(raw);
+  fields.forEach((v, i) => {
+    if (typeof v === 'number') {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`params: field ${i} = ${v} is not a u32`);
+      u[i] = v;
+    } else f[i] = v.f;
+  });
+  const buf = device.createBuffer({ size: raw.byteLength, usage: 0x40 | 0x08 /* UNIFORM | COPY_DST */, mappedAtCreation: true });
+  new Uint8Array(buf.getMappedRange()).set(new Uint8Array(raw));
+  buf.unmap();
+  return buf;
+}
+
+/** Buffers by binding number (null: the variant has no such binding). */
+export function bindGroup(device: GPUDevice, p: GPUComputePipeline, buffers: Array<GPUBuffer | null>): GPUBindGroup {
+  const entries: GPUBindGroupEntry[] = [];
+  buffers.forEach((buffer, binding) => {
+    if (buffer) entries.push({ binding, resource: { buffer } });
+  });
+  return device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
+}
+
+/** One recorded dispatch: a pipeline, its bindings (params first) and the workgroup grid. */
+export interface Dispatch {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  grid: [number, number, number];
+  /** Uniform buffers made for this dispatch, destroyed after submission. */
+  transient: GPUBuffer[];
+}
+
+export function encode(pass: GPUComputePassEncoder, d: Dispatch): void {
+  pass.setPipeline(d.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  pass.dispatchWorkgroups(...d.grid);
+}
+
+/** Runs dispatches in one command buffer (one compute pass) and releases their transient buffers. */
+export function submit(device: GPUDevice, dispatches: Dispatch[], after?: (enc: GPUCommandEncoder) => void): void {
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  for (const d of dispatches) encode(pass, d);
+  pass.end();
+  after?.(enc);
+  device.queue.submit([enc.finish()]);
+  for (const d of dispatches) for (const b of d.transient) b.destroy();
+}
+
+/** Copies `bytes` of a buffer back to the host. */
+export async function readBack(device: GPUDevice, src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+  const staging = device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: 0x01 | 0x08 /* MAP_READ | COPY_DST */ });
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(src, offset, staging, 0, Math.ceil(bytes / 4) * 4);
+  device.queue.submit([enc.finish()]);
+  await staging.mapAsync(1 /* GPUMapMode.READ */);
+  const out = staging.getMappedRange().slice(0, bytes);
+  staging.unmap();
+  staging.destroy();
+  return out;
+}
+
+/** Workgroups along x for n items, spread over y when n exceeds the per-dimension limit (65535). */
+export function grid1d(groups: number): [number, number] {
+  if (groups <= 65535) return [Math.max(1, groups), 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}

@@ -1,0 +1,235 @@
+/**
+ * Each WGSL kernel against a float64 TypeScript reference, on fresh random inputs (seed printed on failure) and
+ * shapes that are not multiples of the kernels' tiles (TN = 4 columns, TM = 4 rows, 8-wide K groups, 64-key splits).
+ * Runs on whatever adapter Dawn offers; on a machine without a GPU that is Mesa's llvmpipe through OpenGL ES.
+ * Tolerance: f32 accumulation over <= a few hundred O(1) terms, 1e-5 relative to the result's scale.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { argmax } from '../kernels/argmax.js';
+import { attention, partialFloats } from '../kernels/attention.js';
+import { embedding, uploadTable } from '../kernels/embedding.js';
+import { openGpu, readBack, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
+import { matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../kernels/matmul.js';
+import { ropeAppend, ropeTables } from '../kernels/rope.js';
+import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
+import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
+
+let ctx: GpuContext | null = null;
+const seed = Date.now() % 100000;
+let state = seed;
+function rand(): number {
+  // mulberry32
+  state = (state + 0x6d2b79f5) | 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * s);
+
+function expectClose(actual: Float32Array, expected: ArrayLike<number>, rel = 1e-5): void {
+  expect(actual.length, `seed ${seed}`).toBe(expected.length);
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < actual.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) || (Number.isNaN(actual[i]) ? Infinity : 0));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  expect(worst, `seed ${seed}`).toBeLessThanOrEqual(rel * (1 + scale));
+}
+
+async function read(buf: GPUBuffer, floats: number): Promise<Float32Array> {
+  return new Float32Array(await readBack(ctx!.device, buf, 0, floats * 4));
+}
+
+beforeAll(async () => {
+  ctx = await openGpu();
+});
+afterAll(() => ctx?.device.destroy());
+
+describe('webgpu kernels', () => {
+  it('has an adapter (llvmpipe at least)', () => {
+    expect(ctx, 'no WebGPU adapter: Dawn needs libEGL/libGLESv2 from Mesa (apt: libegl1 libgles2 libegl-mesa0 libgl1-mesa-dri)').not.toBeNull();
+  });
+
+  // y = x·Wᵀ (+ bias) (+ y) with x optionally RMS-normalized or SwiGLU'd, in float64
+  function refMatmul(M: number, N: number, K: number, x: Float32Array, W: ArrayLike<number>, o: { bias?: Float32Array; y0?: Float32Array; gamma?: Float32Array; eps?: number; swiglu?: boolean }): Float64Array {
+    const y = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) {
+      const xr = new Float64Array(K);
+      for (let k = 0; k < K; k++) {
+        if (o.swiglu) {
+          const a = x[m * 2 * K + k]!;
+          xr[k] = (a / (1 + Math.exp(-a))) * x[m * 2 * K + K + k]!;
+        } else xr[k] = x[m * K + k]!;
+      }
+      if (o.gamma) {
+        let ss = 0;
+        for (let k = 0; k < K; k++) ss += xr[k]! * xr[k]!;
+        const r = 1 / Math.sqrt(ss / K + o.eps!);
+        for (let k = 0; k < K; k++) xr[k] = xr[k]! * r * o.gamma[k]!;
+      }
+      for (let n = 0; n < N; n++) {
+        let s = o.bias ? o.bias[n]! : 0;
+        for (let k = 0; k < K; k++) s += xr[k]! * W[n * K + k]!;
+        y[m * N + n] = s + (o.y0 ? o.y0[m * N + n]! : 0);
+      }
+    }
+    return y;
+  }
+
+  const shapes: Array<[number, number, number]> = [
+    [1, 37, 53],
+    [1, 64, 160],
+    [5, 30, 71],
+    [9, 13, 96],
+  ];
+  for (const fmt of ['f32', 'q8', 'q4'] as const)
+    for (const [M, N, K] of shapes)
+      it(`matmul ${fmt} M=${M} N=${N} K=${K}`, async () => {
+        const W = randn(N * K, 0.5);
+        let w: GpuMatrix;
+        let Wd: ArrayLike<number> = W;
+        if (fmt === 'f32') w = uploadMatrixF32(ctx!, W, N, K);
+        else {
+          const bits = fmt === 'q8' ? 8 : 4;
+          const q = quantizeBlocks(W, N, K, bits, 32);
+          w = uploadMatrixQuant(ctx!, q, bits, N, K);
+          Wd = dequantize(q, N, K, bits, 32);
+        }
+        const x = randn(M * K);
+        const y = storage(ctx!.device, M * N * 4);
+        submit(ctx!.device, [matmul(ctx!, { M, x: upload(ctx!.device, x), w, y })]);
+        expectClose(await read(y, M * N), refMatmul(M, N, K, x, Wd, {}));
+      });
+
+  it('matmul with bias, RMSNorm input and residual accumulate', async () => {
+    const [M, N, K] = [6, 19, 45];
+    const W = randn(N * K);
+    const x = randn(M * K, 3);
+    const bias = randn(N);
+    const gamma = randn(K);
+    const y0 = randn(M * N);
+    const y = upload(ctx!.device, y0);
+    const w = uploadMatrixF32(ctx!, W, N, K);
+    const d = ctx!.device;
+    submit(d, [matmul(ctx!, { M, x: upload(d, x), w, y, bias: upload(d, bias), accumulate: true, norm: { gamma: upload(d, gamma), eps: 1e-6 } })]);
+    expectClose(await read(y, M * N), refMatmul(M, N, K, x, W, { bias, y0, gamma, eps: 1e-6 }));
+  });
+
+  it('matmul with SwiGLU input, from a row offset', async () => {
+    const [M, N, K] = [3, 21, 40];
+    const W = randn(N * K);
+    const x = randn((M + 2) * 2 * K);
+    const w = uploadMatrixF32(ctx!, W, N, K);
+    const y = storage(ctx!.device, M * N * 4);
+    submit(ctx!.device, [matmul(ctx!, { M, x: upload(ctx!.device, x), xOffset: 2 * 2 * K, w, y, swiglu: true })]);
+    expectClose(await read(y, M * N), refMatmul(M, N, K, x.subarray(2 * 2 * K), W, { swiglu: true }));
+  });
+
+  it('rope + KV append, then attention (decode and causal prefill, GQA, sliding window)', async () => {
+    const d = ctx!.device;
+    const [nH, kvH, hd, cap] = [6, 2, 24, 200];
+    const half = hd / 2;
+    const inv = Float64Array.from({ length: half }, (_, i) => 1 / Math.pow(10000, (2 * i) / hd));
+    const tables = ropeTables(ctx!, inv, cap);
+    const kv = storage(d, 2 * kvH * cap * hd * 4);
+    const stride = (nH + 2 * kvH) * hd;
+    // reference state: rotated keys and values per position, [pos][kvH*hd]
+    const keys: Float64Array[] = [];
+    const vals: Float64Array[] = [];
+    const rot = (x: Float32Array, off: number, pos: number) => {
+      const out = new Float64Array(hd);
+      for (let i = 0; i < half; i++) {
+        const c = Math.cos(pos * inv[i]!);
+        const s = Math.sin(pos * inv[i]!);
+        out[i] = x[off + i]! * c - x[off + i + half]! * s;
+        out[i + half] = x[off + i + half]! * c + x[off + i]! * s;
+      }
+      return out;
+    };
+    let pos0 = 0;
+    // a prefill of 70 rows (two splits), a decode step, another prefill of 3, decode again; window on the last
+    for (const [M, window] of [[70, 0], [1, 0], [3, 0], [1, 0], [2, 17]] as const) {
+      const qkvHost = randn(M * stride, 2);
+      const qkv = upload(d, qkvHost);
+      const part = storage(d, partialFloats(M, nH, hd, pos0 + M) * 4);
+      const out = storage(d, M * nH * hd * 4);
+      submit(d, [ropeAppend(ctx!, { M, nH, kvH, hd, pos0, cap, qkv, tables, kv }), ...attention(ctx!, { M, nH, kvH, hd, pos0, cap, window, q: qkv, qStride: stride, kv, part, out })]);
+      const expected = new Float64Array(M * nH * hd);
+      const expectedQ = new Float64Array(M * stride);
+      for (let m = 0; m < M; m++) {
+        const pos = pos0 + m;
+        const k = new Float64Array(kvH * hd);
+        const v = new Float64Array(kvH * hd);
+        for (let h = 0; h < kvH; h++) {
+          k.set(rot(qkvHost, m * stride + (nH + h) * hd, pos), h * hd);
+          for (let j = 0; j < hd; j++) v[h * hd + j] = qkvHost[m * stride + (nH + kvH + h) * hd + j]!;
+        }
+        keys.push(k);
+        vals.push(v);
+        expectedQ.set(qkvHost.subarray(m * stride, (m + 1) * stride), m * stride);
+        for (let h = 0; h < nH; h++) {
+          const q = rot(qkvHost, m * stride + h * hd, pos);
+          expectedQ.set(q, m * stride + h * hd);
+          const kh = Math.floor(h / (nH / kvH));
+          const T = pos + 1;
+          const first = window ? Math.max(0, T - window) : 0;
+          const sc: number[] = [];
+          for (let t = first; t < T; t++) {
+            let s = 0;
+            for (let j = 0; j < hd; j++) s += q[j]! * keys[t]![kh * hd + j]!;
+            sc.push(s / Math.sqrt(hd));
+          }
+          const mx = Math.max(...sc);
+          const e = sc.map((s) => Math.exp(s - mx));
+          const sum = e.reduce((a, b) => a + b, 0);
+          for (let t = first; t < T; t++)
+            for (let j = 0; j < hd; j++) expected[(m * nH + h) * hd + j]! += (e[t - first]! / sum) * vals[t]![kh * hd + j]!;
+        }
+      }
+      expectClose(await read(qkv, M * stride), expectedQ);
+      expectClose(await read(out, M * nH * hd), expected);
+      pos0 += M;
+    }
+    // the cache holds every rotated key and value at its position
+    const all = await read(kv, 2 * kvH * cap * hd);
+    const gotK = new Float64Array(pos0 * kvH * hd);
+    const wantK = new Float64Array(pos0 * kvH * hd);
+    for (let t = 0; t < pos0; t++)
+      for (let h = 0; h < kvH; h++)
+        for (let j = 0; j < hd; j++) {
+          gotK[(t * kvH + h) * hd + j] = all[(h * cap + t) * hd + j]! - all[((kvH + h) * cap + t) * hd + j]!;
+          wantK[(t * kvH + h) * hd + j] = keys[t]![h * hd + j]! - vals[t]![h * hd + j]!;
+        }
+    expectClose(Float32Array.from(gotK), wantK);
+  });
+
+  it('embedding lookup, f32 and f16 tables', async () => {
+    const d = ctx!.device;
+    const [V, H] = [50, 38];
+    const table = randn(V * H);
+    const toks = Uint32Array.of(3, 49, 0, 3, 17);
+    for (const format of ['f32', 'f16'] as const) {
+      const out = storage(d, toks.length * H * 4);
+      submit(d, [embedding(ctx!, uploadTable(ctx!, table, V, H, format), toks.length, upload(d, toks), out)]);
+      const src = format === 'f16' ? f16ToF32(f32ToF16(table)) : table;
+      const want = new Float32Array(toks.length * H);
+      toks.forEach((t, m) => want.set(src.subarray(t * H, (t + 1) * H), m * H));
+      expectClose(await read(out, toks.length * H), want, 0);
+    }
+  });
+
+  it('argmax on the device (lowest index on ties)', async () => {
+    const d = ctx!.device;
+    for (const N of [1, 255, 1000, 5003]) {
+      const x = randn(N + 7);
+      const best = 7 + Math.floor(rand() * N);
+      x[best] = 5;
+      if (best + 1 < N + 7) x[best + 1] = 5; // a tie after it
+      const out = storage(d, 4);
+      submit(d, [argmax(ctx!, upload(d, x), 7, N, out)]);
+      expect(new Uint32Array(await readBack(d, out, 0, 4))[0], `seed ${seed}, N ${N}`).toBe(best - 7);
+    }
+  });
+});
