@@ -32,6 +32,7 @@ const USAGE = `usage:
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]
+  mgd bench decode --peer llamacpp [--model DIR | --like PRESET] [--weights f32|q8] ...   (ours vs llama.cpp, same weights)
   mgd bench mask [--steps N] [--model DIR] [--json]
   mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
@@ -332,9 +333,26 @@ async function bench(args: string[], out: Out): Promise<number> {
     threads: { type: 'string' },
     'prompt-tokens': { type: 'string' },
     'decode-tokens': { type: 'string' },
+    peer: { type: 'string' },
   });
   if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
   if (values.model && values.like) throw new BadInputError('give --model or --like, not both');
+  if (values.peer !== undefined) {
+    // ours against llama.cpp on the same weights (exported to GGUF): f32 and q8 unless --weights picks one
+    oneOf(values.peer, 'peer', ['llamacpp'] as const, 'llamacpp');
+    const { benchDecodePeer } = await import('../engine/bench/decode-peer.js');
+    const peerResult = await benchDecodePeer({
+      model: values.model,
+      like: values.like === undefined ? undefined : oneOf<RandomModelPreset>(values.like, 'like', RANDOM_MODEL_PRESETS, 'tiny'),
+      weights: values.weights === undefined ? undefined : [oneOf(values.weights, 'weights', ['f32', 'q8'] as const, 'f32')],
+      threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+      promptTokens: int(values['prompt-tokens'], 'prompt-tokens', 1, 128),
+      decodeTokens: int(values['decode-tokens'], 'decode-tokens', 1, 32),
+      log: (s) => out.stderr(s + '\n'),
+    });
+    out.stdout(JSON.stringify(peerResult, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
   const result = await benchDecode({
     model: values.model,
     like: values.like === undefined ? undefined : oneOf<RandomModelPreset>(values.like, 'like', RANDOM_MODEL_PRESETS, 'tiny'),

@@ -263,3 +263,19 @@ describe.skipIf(!peer.ok).each(['tiny', 'tiny-llama', 'qwen-vocab'] as const)(`l
     expect(agree / ids.length).toBeGreaterThanOrEqual(0.8);
   });
 });
+
+describe.skipIf(!peer.ok)(`mgd bench decode --peer llamacpp${peer.ok ? '' : ` (skipped: ${peer.reason})`}`, () => {
+  it('times both engines on the same weights, f32 and q8 against q8_0, with ratios', async () => {
+    const { benchDecodePeer } = await import('../engine/bench/decode-peer.js');
+    const r = await benchDecodePeer({ model: ensureFixtureModel('tiny'), threads: 1, promptTokens: 16, decodeTokens: 4 });
+    expect(r.runs.map((x) => [x.weights, x.ggufType])).toEqual([
+      ['f32', 'f32'],
+      ['q8', 'q8_0'],
+    ]);
+    for (const run of r.runs) {
+      expect(run.ours.decodeTokPerS).toBeGreaterThan(0);
+      expect(run.llamacpp.decodeTokPerS).toBeGreaterThan(0);
+      expect(run.decodeRatio).toBeCloseTo(run.ours.decodeTokPerS / run.llamacpp.decodeTokPerS, 1);
+    }
+  });
+});
