@@ -9,7 +9,7 @@
  */
 import { BadInputError, CancelledError, oneLine } from './errors.js';
 import type { Backend, BackendName, KvCache, WeightFormat } from './backends/backend.js';
-import { loadOnnxBackend } from './backends/onnx/onnx-backend.js';
+import { selectBackend } from './backends/select.js';
 import { openModelDir, type ModelDir } from './model/directory.js';
 import { loadTokenizer } from './tokenizer/tokenizer.js';
 import type { TextTokenizer } from './tokenizer/types.js';
@@ -132,8 +132,17 @@ export class Engine {
   private masks: TokenMasks | null = null;
   private readonly healMasks = new Map<string, Uint32Array>();
   private brackets: BracketProfiles | null = null;
+  private warnSink: ((message: string) => void) | null = null;
+  /** Warnings from before anyone listened (backend selection during load), delivered to the first listener. */
+  private readonly earlyWarnings: string[] = [];
   /** Where degraded-mode messages go (the servers log them; the CLI prints them with --verbose). */
-  onWarning: ((message: string) => void) | null = null;
+  get onWarning(): ((message: string) => void) | null {
+    return this.warnSink ?? ((m) => void (this.earlyWarnings.length < 50 && this.earlyWarnings.push(m)));
+  }
+  set onWarning(sink: ((message: string) => void) | null) {
+    this.warnSink = sink;
+    if (sink) for (const m of this.earlyWarnings.splice(0)) sink(m);
+  }
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
@@ -158,21 +167,26 @@ export class Engine {
   static async load(opts: EngineOptions = {}): Promise<Engine> {
     const t0 = performance.now();
     const model = openModelDir(opts.model ?? embeddedModelDir());
-    const backendName = opts.backend ?? 'auto';
-    if (backendName === 'webgpu') throw new BadInputError('the webgpu backend is not available in this build yet; use --backend onnx');
     const tokenizer = await loadTokenizer(model.tokenizerFile, {
       tokenizerConfig: model.tokenizerConfig,
       eosTokenIds: model.generation.eosTokenIds,
       bosTokenId: model.generation.bosTokenId,
     });
-    const backend = await loadOnnxBackend(model, { weights: opts.weights, threads: opts.threads });
+    // WebGPU (on request, or on a hardware adapter for auto) or ONNX Runtime; WebGPU failures fall back to ONNX
+    // Runtime with a warning, at load or later when the device is lost.
+    let engine: Engine | null = null;
+    const early: string[] = [];
+    const warn = (m: string) => (engine ? engine.onWarning?.(m) : early.push(m));
+    const backend = await selectBackend(model, opts, warn);
     // Checkpoints often pad the embedding past the tokenizer (Qwen2: 151,936 rows for 151,665 ids); the reverse
     // would let the tokenizer emit ids the model has no row for.
     if (tokenizer.vocabSize > model.config.vocabSize) {
       await backend.dispose();
       throw new BadInputError(`tokenizer.json has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize} embeddings`);
     }
-    return new Engine(model, backend, tokenizer, performance.now() - t0, opts);
+    engine = new Engine(model, backend, tokenizer, performance.now() - t0, opts);
+    for (const m of early) engine.onWarning?.(m);
+    return engine;
   }
 
   /** Completes at the cursor between `prefix` and `suffix`. Queued behind requests already running. */

@@ -35,7 +35,7 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
   process.env.EGL_PLATFORM ??= 'surfaceless';
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  for (const backend of opts.backends ?? ['default', 'opengles']) {
+  for (const backend of opts.backends ?? (nativeGpuApiPresent() ? ['default', 'opengles'] : ['opengles'])) {
     let adapter: GPUAdapter | null = null;
     let gpu: GPU | null = null;
     try {
@@ -62,6 +62,16 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
     return { device, adapterInfo: info, description: `webgpu: ${name} (${backend})`, software, lost, pipelines: new Map(), instance: gpu };
   }
   return null;
+}
+
+/**
+ * Whether Dawn's native backend can exist here: on Linux it needs the Vulkan loader (without it Dawn only prints a
+ * warning on stderr). Metal and D3D12 are always present on their platforms.
+ */
+export function nativeGpuApiPresent(): boolean {
+  if (process.platform !== 'linux') return true;
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'];
+  return dirs.some((d) => fs.existsSync(`${d}/libvulkan.so.1`));
 }
 
 // ---- WGSL sources

@@ -1,0 +1,289 @@
+/**
+ * The WebGPU backend: the Llama-family forward pass on our WGSL kernels (kernels/), through Dawn.
+ *
+ * Weights are uploaded once at load (linear layers as f32 or MatMulNBits-style q8/q4 blocks; q, k, v stacked into one
+ * matrix and gate, up into another). A forward chunk is one command buffer, per layer:
+ *   qkv = RMSNorm(h)·Wqkvᵀ + b        matmul (norm fused into its input)
+ *   rope(q, k); k, v -> cache          rope (fused with the KV append)
+ *   attn = softmax(q·kᵀ/√d)·v          attention partial + reduce (flash-decoding splits)
+ *   h += attn·Woᵀ                      matmul (residual add fused into its output)
+ *   gu = RMSNorm(h)·[Wg; Wu]ᵀ           matmul
+ *   h += (silu(g)·u)·Wdᵀ               matmul (SwiGLU fused into its input)
+ * = 7 dispatches per layer, plus the embedding lookup and the final norm + lm_head over the rows whose logits are
+ * wanted. Logits and the new positions' keys/values come back in one readback per chunk.
+ */
+import { BadInputError, throwIfAborted } from '../../errors.js';
+import { ropeInvFreq, type ModelConfig } from '../../model/config.js';
+import type { ModelDir } from '../../model/directory.js';
+import { EMBED, FINAL_NORM, LM_HEAD, checkWeights, layerWeight } from '../../model/llama.js';
+import { quantizeBlocks } from '../../model/quantize.js';
+import type { WeightSource } from '../../model/tensor-types.js';
+import { openWeights } from '../../model/weights.js';
+import { attention, partialFloats } from '../../../kernels/attention.js';
+import { embedding, uploadTable, type GpuTable } from '../../../kernels/embedding.js';
+import { openGpu, storage, submit, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
+import { QUANT_BLOCK, matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../../../kernels/matmul.js';
+import { ropeAppend, ropeTables } from '../../../kernels/rope.js';
+import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
+import { WebGpuKvCache, type KvGeometry } from './kv-cache.js';
+
+export interface WebGpuBackendOptions {
+  weights?: WeightFormat;
+  /** Accept a software adapter (llvmpipe, SwiftShader). Default true; `auto` passes false. */
+  allowSoftware?: boolean;
+  /** Tokens per prefill chunk (bounds scratch memory). */
+  chunkSize?: number;
+  /** Positions a cache may hold (default: the model's, at most 32768). */
+  maxPositions?: number;
+}
+
+interface Layer {
+  inNorm: GPUBuffer;
+  qkv: GpuMatrix;
+  qkvBias: GPUBuffer | null;
+  o: GpuMatrix;
+  postNorm: GPUBuffer;
+  gateUp: GpuMatrix;
+  down: GpuMatrix;
+}
+
+interface Scratch {
+  tokens: GPUBuffer;
+  h: GPUBuffer;
+  qkv: GPUBuffer;
+  attn: GPUBuffer;
+  gu: GPUBuffer;
+  part: GPUBuffer;
+  logits: GPUBuffer;
+}
+
+const DEFAULT_CHUNK = 128;
+
+/** Loads the model onto a WebGPU device. Throws (BadInputError or the device's error) when it cannot. */
+export async function loadWebGpuBackend(model: ModelDir, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+  if (model.layout !== 'safetensors') throw new BadInputError('the webgpu backend needs safetensors weights (not a ready-made ONNX file)');
+  const weights = opts.weights ?? 'f32';
+  if (weights !== 'f32' && weights !== 'q8' && weights !== 'q4') throw new BadInputError(`the webgpu backend runs f32, q8 or q4 weights, not ${weights}`);
+  const ctx = await openGpu({ allowSoftware: opts.allowSoftware ?? true });
+  if (!ctx) throw new Error(opts.allowSoftware === false ? 'no hardware WebGPU adapter' : 'no WebGPU adapter');
+  try {
+    const w = openWeights(model.dir);
+    try {
+      return new WebGpuBackend(ctx, model.config, w, weights, opts);
+    } finally {
+      w.close();
+    }
+  } catch (e) {
+    ctx.device.destroy();
+    throw e;
+  }
+}
+
+export class WebGpuBackend implements Backend {
+  readonly info: BackendInfo;
+  private readonly geo: KvGeometry;
+  private readonly embed: GpuTable;
+  private readonly lmHead: GpuMatrix;
+  private readonly finalNorm: GPUBuffer;
+  private readonly layers: Layer[];
+  private readonly rope: { cos: GPUBuffer; sin: GPUBuffer };
+  private readonly scratch: Scratch;
+  private readonly chunkSize: number;
+  readonly maxPositions: number;
+  /** Set once the device is lost: the reason. The backend is unusable from then on. */
+  lostReason: string | null = null;
+  /** Dispatches recorded by the last forward chunk (for benchmarks). */
+  lastDispatches = 0;
+  private disposed = false;
+
+  constructor(
+    readonly ctx: GpuContext,
+    readonly config: ModelConfig,
+    w: WeightSource,
+    format: 'f32' | 'q8' | 'q4',
+    opts: WebGpuBackendOptions,
+  ) {
+    checkWeights(config, w);
+    const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, intermediateSize: I, vocabSize: V } = config;
+    const d = ctx.device;
+    const limit = d.limits.maxStorageBufferBindingSize;
+    let bytes = 0;
+    const matrix = (names: string[], label: string): GpuMatrix => {
+      const parts = names.map((n) => w.readF32(n));
+      const K = w.info(names[0]!).shape[1]!;
+      const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
+      const stacked = parts.length === 1 ? parts[0]! : concat(parts);
+      const size = format === 'f32' ? N * K * 4 : (N * Math.ceil(K / QUANT_BLOCK) * QUANT_BLOCK * (format === 'q8' ? 8 : 4)) / 8;
+      if (size > limit) throw new Error(`${label}: ${size} bytes exceed the device's storage binding limit (${limit})`);
+      const m = format === 'f32' ? uploadMatrixF32(ctx, stacked, N, K, label) : uploadMatrixQuant(ctx, quantizeBlocks(stacked, N, K, format === 'q8' ? 8 : 4, QUANT_BLOCK), format === 'q8' ? 8 : 4, N, K, label);
+      bytes += m.bytes;
+      return m;
+    };
+    const vec = (name: string) => upload(d, w.readF32(name), name);
+    const L = (i: number, s: string) => layerWeight(i, s);
+
+    // Embedding: f32 (shared with a tied f32 lm_head), or f16 beside quantized weights (as the ONNX graph does).
+    if (format === 'f32') {
+      if (V * H * 4 > limit) throw new Error(`embedding: ${V * H * 4} bytes exceed the device's storage binding limit (${limit})`);
+      this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, 'f32');
+      if (config.tieWordEmbeddings) {
+        this.lmHead = { format: 'f32', N: V, K: H, data: this.embed.data, scales: null, bytes: V * H * 4 };
+        bytes += V * H * 4;
+      } else this.lmHead = matrix([LM_HEAD], 'lm_head');
+    } else {
+      if (V * H * 2 > limit) throw new Error(`embedding: ${V * H * 2} bytes exceed the device's storage binding limit (${limit})`);
+      this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, 'f16');
+      this.lmHead = matrix([config.tieWordEmbeddings ? EMBED : LM_HEAD], 'lm_head');
+    }
+    this.finalNorm = vec(FINAL_NORM);
+    this.layers = Array.from({ length: config.numLayers }, (_, i) => ({
+      inNorm: vec(L(i, 'input_layernorm.weight')),
+      qkv: matrix(['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.weight`)), L(i, 'self_attn.qkv_proj')),
+      qkvBias: config.attentionBias ? upload(d, concat(['q_proj', 'k_proj', 'v_proj'].map((p) => w.readF32(L(i, `self_attn.${p}.bias`))))) : null,
+      o: matrix([L(i, 'self_attn.o_proj.weight')], L(i, 'self_attn.o_proj')),
+      postNorm: vec(L(i, 'post_attention_layernorm.weight')),
+      gateUp: matrix([L(i, 'mlp.gate_proj.weight'), L(i, 'mlp.up_proj.weight')], L(i, 'mlp.gate_up_proj')),
+      down: matrix([L(i, 'mlp.down_proj.weight')], L(i, 'mlp.down_proj')),
+    }));
+    this.maxPositions = Math.min(opts.maxPositions ?? config.maxPositionEmbeddings, 32768);
+    this.rope = ropeTables(ctx, ropeInvFreq(config), this.maxPositions);
+    this.geo = { layers: config.numLayers, kvHeads: kvH, headDim: hd, maxPositions: this.maxPositions };
+    const C = (this.chunkSize = opts.chunkSize ?? DEFAULT_CHUNK);
+    this.scratch = {
+      tokens: storage(d, C * 4),
+      h: storage(d, C * H * 4),
+      qkv: storage(d, C * (nH + 2 * kvH) * hd * 4),
+      attn: storage(d, C * nH * hd * 4),
+      gu: storage(d, C * 2 * I * 4),
+      part: storage(d, partialFloats(C, nH, hd, this.maxPositions) * 4),
+      logits: storage(d, C * V * 4),
+    };
+    this.info = { name: 'webgpu', device: ctx.description, weights: format, weightBytesPerToken: bytes };
+    void ctx.lost.then((reason) => {
+      if (!this.disposed) this.lostReason = reason;
+    });
+  }
+
+  createCache(): WebGpuKvCache {
+    this.checkUsable();
+    return WebGpuKvCache.create(this.ctx.device, this.geo);
+  }
+
+  async forward(cache: KvCache, tokens: readonly number[], opts: ForwardOptions = {}): Promise<Float32Array> {
+    if (!(cache instanceof WebGpuKvCache)) throw new TypeError('webgpu backend: foreign KV cache handle');
+    this.checkUsable();
+    const rows = opts.logitsFor ?? 1;
+    if (tokens.length === 0) throw new RangeError('forward: no tokens');
+    if (!Number.isInteger(rows) || rows < 1 || rows > tokens.length) throw new RangeError(`forward: logitsFor ${rows} outside 1..${tokens.length}`);
+    if (cache.length + tokens.length > this.maxPositions)
+      throw new BadInputError(`context of ${cache.length + tokens.length} tokens exceeds the model's ${this.maxPositions} positions`);
+    for (const t of tokens)
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new RangeError(`forward: token id ${t} outside the vocabulary (${this.config.vocabSize})`);
+    // Earlier chunks only fill the cache; the last one holds every row whose logits are wanted.
+    const out = new Float32Array(rows * this.config.vocabSize);
+    let start = 0;
+    while (start < tokens.length) {
+      throwIfAborted(opts.signal);
+      const rest = tokens.length - start;
+      let n = Math.min(this.chunkSize, rest);
+      if (rest > n && rest - n < rows) n = rest - rows; // keep the wanted rows together in the last chunk
+      const last = start + n === tokens.length;
+      const chunkRows = last ? rows : 0;
+      const logits = await this.step(cache, tokens.slice(start, start + n), chunkRows);
+      if (last) out.set(logits);
+      start += n;
+    }
+    return out;
+  }
+
+  /** One chunk: one command buffer, one readback (logits of the last `rows` rows and the new keys/values). */
+  private async step(cache: WebGpuKvCache, tokens: number[], rows: number): Promise<Float32Array> {
+    const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, vocabSize: V, rmsNormEps: eps } = this.config;
+    const d = this.ctx.device;
+    const s = this.scratch;
+    const M = tokens.length;
+    const pos0 = cache.length;
+    cache.reserve(pos0 + M);
+    d.queue.writeBuffer(s.tokens, 0, Uint32Array.from(tokens));
+    const ds: Dispatch[] = [embedding(this.ctx, this.embed, M, s.tokens, s.h)];
+    const qStride = (nH + 2 * kvH) * hd;
+    this.layers.forEach((l, i) => {
+      const kv = cache.buffers[i]!;
+      ds.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps } }));
+      ds.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0, cap: cache.capacity, qkv: s.qkv, tables: this.rope, kv }));
+      ds.push(...attention(this.ctx, { M, nH, kvH, hd, pos0, cap: cache.capacity, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn }));
+      ds.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true }));
+      ds.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps } }));
+      ds.push(matmul(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true }));
+    });
+    if (rows) ds.push(matmul(this.ctx, { M: rows, x: s.h, xOffset: (M - rows) * H, w: this.lmHead, y: s.logits, norm: { gamma: this.finalNorm, eps } }));
+    this.lastDispatches = ds.length;
+
+    // the readback: logits, then per layer and (key|value, head) slot the M new rows
+    const logitBytes = rows * V * 4;
+    const slotBytes = M * hd * 4;
+    const slots = this.config.numLayers * 2 * kvH;
+    const staging = d.createBuffer({ size: Math.max(16, logitBytes + slots * slotBytes), usage: 0x01 | 0x08 /* MAP_READ | COPY_DST */ });
+    submit(d, ds, (enc) => {
+      if (rows) enc.copyBufferToBuffer(s.logits, 0, staging, 0, logitBytes);
+      for (let l = 0; l < this.config.numLayers; l++)
+        for (let j = 0; j < 2 * kvH; j++) enc.copyBufferToBuffer(cache.buffers[l]!, (j * cache.capacity + pos0) * hd * 4, staging, logitBytes + (l * 2 * kvH + j) * slotBytes, slotBytes);
+    });
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+    } catch (e) {
+      staging.destroy();
+      this.checkUsable();
+      throw e;
+    }
+    const all = new Float32Array(staging.getMappedRange());
+    const logits = all.slice(0, rows * V);
+    for (let l = 0; l < this.config.numLayers; l++)
+      for (let j = 0; j < 2 * kvH; j++) {
+        const from = (logitBytes + (l * 2 * kvH + j) * slotBytes) / 4;
+        cache.mirror[l]!.set(all.subarray(from, from + M * hd), (j * cache.capacity + pos0) * hd);
+      }
+    staging.unmap();
+    staging.destroy();
+    cache.appended(tokens);
+    return logits;
+  }
+
+  exportKv(cache: KvCache, start: number, end: number): Float32Array {
+    if (!(cache instanceof WebGpuKvCache)) throw new TypeError('webgpu backend: foreign KV cache handle');
+    return cache.exportRange(start, end);
+  }
+
+  importKv(tokens: readonly number[], ranges: readonly Float32Array[]): WebGpuKvCache {
+    this.checkUsable();
+    return WebGpuKvCache.fromRanges(this.ctx.device, this.geo, tokens, ranges);
+  }
+
+  private checkUsable(): void {
+    if (this.lostReason !== null) throw new DeviceLostError(this.lostReason);
+    if (this.disposed) throw new Error('webgpu backend: used after dispose()');
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ctx.device.destroy();
+  }
+}
+
+export class DeviceLostError extends Error {
+  constructor(reason: string) {
+    super(`WebGPU device lost (${reason})`);
+    this.name = 'DeviceLostError';
+  }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

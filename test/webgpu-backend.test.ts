@@ -1,0 +1,137 @@
+/**
+ * The WebGPU backend against the ONNX Runtime backend on the fixture models (same weights): logits of a prefill and
+ * of decode steps, chunked prefill, fork/truncate, KV export/import across backends, device loss (the engine's
+ * FallbackBackend moves to ONNX Runtime and keeps answering), and identical greedy completions through Engine.
+ * Tolerance for f32 as in onnx-backend.test.ts: 1e-4 · (1 + max |logit|); summation orders differ, bugs move > 1e-2.
+ * Quantized weights: both backends decode the same MatMulNBits blocks, but ORT's accuracy_level 4 also quantizes
+ * the activations to int8, so q8/q4 agree to a few percent only.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadOnnxBackend, type OnnxBackend } from '../engine/backends/onnx/onnx-backend.js';
+import { FallbackBackend } from '../engine/backends/webgpu/fallback-backend.js';
+import { loadWebGpuBackend, type WebGpuBackend } from '../engine/backends/webgpu/webgpu-backend.js';
+import { Engine } from '../engine/engine.js';
+import { openModelDir, type ModelDir } from '../engine/model/directory.js';
+import { ensureFixtureModel } from '../engine/model/fixtures.js';
+
+function expectClose(actual: Float32Array, expected: Float32Array, rel = 1e-4): void {
+  expect(actual.length).toBe(expected.length);
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < actual.length; i++) {
+    worst = Math.max(worst, Number.isNaN(actual[i]) ? Infinity : Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  expect(worst).toBeLessThanOrEqual(rel * (1 + scale));
+}
+
+const prompt = Array.from({ length: 23 }, (_, i) => (i * 37 + 5) % 200);
+
+for (const fixture of ['tiny', 'tiny-llama'] as const)
+  describe(`webgpu backend on ${fixture}`, () => {
+    let model: ModelDir;
+    let gpu: WebGpuBackend;
+    let ort: OnnxBackend;
+    beforeAll(async () => {
+      model = openModelDir(ensureFixtureModel(fixture));
+      gpu = await loadWebGpuBackend(model, { chunkSize: 16 });
+      ort = await loadOnnxBackend(model, { threads: 2 });
+    });
+    afterAll(async () => {
+      await gpu?.dispose();
+      await ort?.dispose();
+    });
+
+    it('prefill (chunked) and decode logits match ONNX Runtime', async () => {
+      const g = gpu.createCache();
+      const o = ort.createCache();
+      // 23 tokens in chunks of 16: the last 10 rows' logits span both chunks
+      expectClose(await gpu.forward(g, prompt, { logitsFor: 10 }), await ort.forward(o, prompt, { logitsFor: 10 }));
+      for (const t of [3, 77, 150]) expectClose(await gpu.forward(g, [t]), await ort.forward(o, [t]));
+      expect(g.tokens).toEqual(o.tokens);
+      g.free();
+      o.free();
+    });
+
+    it('fork and truncate; exported KV continues on ONNX Runtime and back', async () => {
+      const g = gpu.createCache();
+      await gpu.forward(g, prompt.slice(0, 12));
+      const f = g.fork();
+      await gpu.forward(g, [9, 9, 9]); // the fork must not see these
+      g.truncate(10);
+      const o = ort.createCache();
+      await ort.forward(o, prompt.slice(0, 10));
+      expectClose(await gpu.forward(g, [42]), await ort.forward(o, [42]));
+      expect(gpu.exportKv(f, 0, 12).length).toBe(12 * 2 * model.config.numLayers * model.config.numKvHeads * model.config.headDim);
+      // webgpu -> onnx
+      const moved = ort.importKv(f.tokens, [gpu.exportKv(f, 0, 5), gpu.exportKv(f, 5, 12)]);
+      const ref = ort.createCache();
+      await ort.forward(ref, prompt.slice(0, 12));
+      expectClose(await ort.forward(moved, [7]), await ort.forward(ref, [7]));
+      // onnx -> webgpu (and past the 64-position initial capacity, which makes the cache grow)
+      const back = gpu.importKv(ref.tokens, [ort.exportKv(ref, 0, ref.length)]);
+      const long = Array.from({ length: 70 }, (_, i) => (i * 13) % 200);
+      expectClose(await gpu.forward(back, long), await ort.forward(ref, long));
+      for (const c of [g, f, o, moved, ref, back]) c.free();
+    });
+
+    it('q8 and q4 weights agree with ONNX Runtime MatMulNBits', async () => {
+      for (const weights of ['q8', 'q4'] as const) {
+        const gq = await loadWebGpuBackend(model, { weights });
+        const oq = await loadOnnxBackend(model, { weights, threads: 2 });
+        try {
+          expect(gq.info.weightBytesPerToken).toBe(oq.info.weightBytesPerToken);
+          expectClose(await gq.forward(gq.createCache(), prompt), await oq.forward(oq.createCache(), prompt), 0.05);
+        } finally {
+          await gq.dispose();
+          await oq.dispose();
+        }
+      }
+    });
+  });
+
+describe('webgpu device loss', () => {
+  it('moves to ONNX Runtime mid-sequence and keeps answering with the same logits', async () => {
+    const model = openModelDir(ensureFixtureModel('tiny'));
+    const warnings: string[] = [];
+    const ort = await loadOnnxBackend(model, { threads: 2 });
+    const gpu = await loadWebGpuBackend(model);
+    const fb = new FallbackBackend(gpu, () => loadOnnxBackend(model, { threads: 2 }), (m) => warnings.push(m));
+    try {
+      const c = fb.createCache();
+      const o = ort.createCache();
+      expectClose(await fb.forward(c, prompt), await ort.forward(o, prompt));
+      gpu.ctx.device.destroy(); // what a driver reset looks like to us
+      await gpu.ctx.lost;
+      expectClose(await fb.forward(c, [5, 6]), await ort.forward(o, [5, 6]));
+      expect(fb.info.name).toBe('onnx');
+      expect(warnings.join('\n')).toMatch(/lost|destroyed/i);
+      const d = fb.createCache();
+      await fb.forward(d, [1, 2, 3]);
+      expect(d.length).toBe(3);
+    } finally {
+      await fb.dispose();
+      await ort.dispose();
+    }
+  });
+});
+
+describe('Engine with --backend webgpu', () => {
+  it('gives the same greedy completion as onnx', async () => {
+    const dir = ensureFixtureModel('tiny');
+    const req = { prefix: 'function add(a, b) {\n  return ', suffix: '\n}\n', filePath: 'a.js', maxTokens: 12, monitors: false, stop: 'none' as const };
+    const texts: string[] = [];
+    for (const backend of ['onnx', 'webgpu'] as const) {
+      const engine = await Engine.load({ model: dir, backend, threads: 2 });
+      try {
+        expect(engine.backend.info.name).toBe(backend);
+        const r = await engine.complete(req);
+        texts.push(r.text);
+        expect(r.tokens).toBeGreaterThan(0);
+      } finally {
+        await engine.dispose();
+      }
+    }
+    expect(texts[1]).toBe(texts[0]);
+  });
+});
