@@ -135,3 +135,15 @@ describe('Engine with --backend webgpu', () => {
     expect(texts[1]).toBe(texts[0]);
   });
 });
+
+describe('mgd bench decode --backend webgpu', () => {
+  it('reports speed, dispatches per layer (<= 8) and the device roofline', async () => {
+    const { benchDecode } = await import('../engine/bench/decode.js');
+    const r = await benchDecode({ like: 'tiny', backend: 'webgpu', promptTokens: 8, decodeTokens: 3 });
+    expect(r.backend).toBe('webgpu');
+    expect(r.decodeTokPerS).toBeGreaterThan(0);
+    expect(r.dispatchesPerLayer).toBeLessThanOrEqual(8);
+    expect(r.deviceCopyGBps).toBeGreaterThan(0);
+    expect(r.gemvGBps).toBeGreaterThan(0);
+  });
+});

@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { BackendName, WeightFormat } from '../backends/backend.js';
 import { cacheRoot } from '../backends/onnx/build-cache.js';
 import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
-import { BadInputError } from '../errors.js';
+import { deviceCopyGBps, gemvGBps } from '../backends/webgpu/microbench.js';
+import { loadWebGpuBackend } from '../backends/webgpu/webgpu-backend.js';
 import { openModelDir } from '../model/directory.js';
 import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
 import { embeddedModelDir } from '../paths.js';
@@ -26,7 +27,6 @@ export interface BenchDecodeOptions {
 }
 
 export async function benchDecode(o: BenchDecodeOptions) {
-  if (o.backend === 'webgpu') throw new BadInputError('the webgpu backend is not available in this build yet');
   const log = o.log ?? (() => {});
   let dir = o.model ?? embeddedModelDir();
   if (o.like) {
@@ -40,11 +40,14 @@ export async function benchDecode(o: BenchDecodeOptions) {
   const weights = o.weights ?? 'f32';
   log(`loading ${dir} (${weights}) ...`);
   const t0 = performance.now();
-  const backend = await loadOnnxBackend(model, { weights, threads: o.threads });
+  // WebGPU on request (any adapter, llvmpipe included); otherwise ONNX Runtime on the CPU
+  const gpu = o.backend === 'webgpu' ? await loadWebGpuBackend(model, { weights }) : null;
+  const backend = gpu ?? (await loadOnnxBackend(model, { weights, threads: o.threads }));
+  const maxPositions = gpu ? gpu.maxPositions : (backend as Awaited<ReturnType<typeof loadOnnxBackend>>).maxPositions;
   const loadMs = performance.now() - t0;
   try {
     const V = model.config.vocabSize;
-    const maxPrompt = Math.min(o.promptTokens, backend.maxPositions - o.decodeTokens - 1);
+    const maxPrompt = Math.min(o.promptTokens, maxPositions - o.decodeTokens - 1);
     // Deterministic pseudo-random prompt: ids spread over the vocabulary, as real text is.
     const prompt = Array.from({ length: maxPrompt }, (_, i) => (i * 7919 + 13) % Math.min(V, 50000));
 
@@ -76,6 +79,23 @@ export async function benchDecode(o: BenchDecodeOptions) {
     const copyGBps = measureCopyGBps();
     const bytes = backend.info.weightBytesPerToken;
     const achievedGBps = bytes > 0 ? (bytes * decodeTokPerS) / 1e9 : null;
+    // On WebGPU the roofline is the device's own copy bandwidth; the GEMV figure is one 8192x2048 product alone.
+    let device: Record<string, number | string | null> = {};
+    if (gpu) {
+      log('measuring device copy bandwidth and a GEMV ...');
+      const deviceCopy = await deviceCopyGBps(gpu.ctx);
+      const [N, K] = [8192, 2048]; // the shape the issue's llvmpipe-vs-ORT figure was taken on
+      const gemv = await gemvGBps(gpu.ctx, N, K, backend.info.weights === 'f16' ? 'f32' : backend.info.weights);
+      device = {
+        dispatchesPerToken: gpu.lastDispatches,
+        dispatchesPerLayer: round((gpu.lastDispatches - 2) / model.config.numLayers),
+        deviceCopyGBps: round(deviceCopy),
+        fractionOfDeviceCopy: achievedGBps === null ? null : round(achievedGBps / deviceCopy),
+        gemvShape: `${N}x${K}`,
+        gemvGBps: round(gemv),
+        gemvFractionOfDeviceCopy: round(gemv / deviceCopy),
+      };
+    }
     return {
       bench: 'decode',
       model: model.dir,
@@ -96,6 +116,7 @@ export async function benchDecode(o: BenchDecodeOptions) {
       achievedGBps: achievedGBps === null ? null : round(achievedGBps),
       copyGBps: round(copyGBps),
       fractionOfCopy: achievedGBps === null ? null : round(achievedGBps / copyGBps),
+      ...device,
     };
   } finally {
     await backend.dispose();
