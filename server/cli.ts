@@ -24,6 +24,7 @@ const USAGE = `usage:
                [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
                [--typescript native|in-process] [--json] [--verbose]
+  mgd complete <file> ... --backend remote --engine vllm|sglang|llamacpp --url URL [--token T] [--model DIR (its tokenizer)]
   mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N] [--language-server LANG=CMD ...]
                [--typescript native|in-process]
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
@@ -135,6 +136,9 @@ async function complete(args: string[], out: Out): Promise<number> {
     'no-context': { type: 'boolean' },
     'language-server': { type: 'string', multiple: true },
     typescript: { type: 'string' },
+    engine: { type: 'string' },
+    url: { type: 'string' },
+    token: { type: 'string' },
   });
   if (positionals.length !== 1) throw new BadInputError('complete takes exactly one file');
   const file = path.resolve(positionals[0]!);
@@ -151,6 +155,37 @@ async function complete(args: string[], out: Out): Promise<number> {
   const temperature = values.temperature === undefined ? 0 : Number(values.temperature);
   if (!(temperature >= 0)) throw new BadInputError(`--temperature must be >= 0, got "${values.temperature}"`);
 
+  if (values.backend === 'remote') {
+    // a serving engine decodes; the member-after-dot monitor steers it segment by segment (engine/backends/remote)
+    const { createRemoteEngine, REMOTE_ENGINES } = await import('../engine/backends/remote/engines.js');
+    const { RemoteCompleter } = await import('../engine/backends/remote/complete.js');
+    const { embeddedModelDir } = await import('../engine/paths.js');
+    if (!values.engine || !values.url) throw new BadInputError(`--backend remote needs --engine ${REMOTE_ENGINES.join('|')} and --url URL`);
+    const remote = createRemoteEngine({ engine: oneOf(values.engine, 'engine', REMOTE_ENGINES, 'llamacpp'), url: values.url, token: values.token });
+    const completer = await RemoteCompleter.load(remote, values.model ?? embeddedModelDir(), {
+      languageServers: languageServers(values['language-server']),
+      typescript: oneOf(values.typescript, 'typescript', TYPESCRIPT_ORACLES, 'native'),
+      monitors: !values['no-monitors'],
+    });
+    const workspace = path.resolve(values.workspace ?? path.dirname(file));
+    try {
+      const result = await completer.complete({
+        prefix: text.slice(0, offset),
+        suffix: lineEnd < 0 ? '' : text.slice(lineEnd),
+        filePath: path.relative(workspace, file),
+        workspace,
+        monitors: !values['no-monitors'],
+        maxTokens: int(values['max-tokens'], 'max-tokens', 1, 64),
+        stop: oneOf(values.stop, 'stop', ['line', 'block', 'none'] as const, 'block'),
+        temperature,
+        seed: int(values.seed, 'seed', 0, 0),
+      });
+      out.stdout(values.json ? JSON.stringify(result) + '\n' : result.text + '\n');
+      return 0;
+    } finally {
+      await completer.dispose();
+    }
+  }
   const engine = await Engine.load({
     model: values.model,
     backend: oneOf(values.backend, 'backend', ['onnx', 'webgpu', 'auto'] as const, 'auto'),

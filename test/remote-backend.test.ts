@@ -21,6 +21,7 @@ import { ensureFixtureModel } from '../engine/model/fixtures.js';
 import { exportGguf } from '../engine/model/gguf.js';
 import { getCpuLlama, loadNodeLlamaCpp, type LlamaModel, type LlamaContext, type NodeLlamaCpp, type Llama } from '../engine/peers/node-llama-cpp.js';
 import { loadTokenizer, type TextTokenizer } from '../engine/tokenizer/tokenizer.js';
+import { main } from '../server/cli.js';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures', 'remote');
 
@@ -263,5 +264,31 @@ describe.skipIf(!peer.ok)(`llama.cpp server shape, node-llama-cpp on the exporte
     } finally {
       adapter.setDotBias(0);
     }
+  });
+
+  it('mgd complete --backend remote --engine llamacpp: the type oracle steers the engine; a dead engine is one line, exit 2', async () => {
+    const root = path.resolve(import.meta.dirname, '..');
+    const workspace = path.join(root, 'fixtures/repos/shapes');
+    let stdout = '';
+    let stderr = '';
+    const io = { stdout: (x: string) => (stdout += x), stderr: (x: string) => (stderr += x) };
+    const args = ['complete', path.join(workspace, 'src/main.ts'), '--line', '10', '--character', '13', '--workspace', workspace, '--model', ensureFixtureModel('tiny'), '--typescript', 'in-process', '--max-tokens', '12', '--json'];
+    const before = adapter.log.length;
+    expect(await main([...args, '--backend', 'remote', '--engine', 'llamacpp', '--url', adapter.url], io), stderr).toBe(0);
+    const r = JSON.parse(stdout) as { text: string; monitor: { triggers: number; errors: number }; remote: { requests: number } };
+    // `sum += c.` is healed: the completion re-spells the dot, then a member of Circle
+    expect(r.text).toMatch(/^\.(?:center|radius|area|translate)(?![A-Za-z0-9_$])/);
+    expect(r.monitor).toMatchObject({ errors: 0 });
+    expect(r.monitor.triggers).toBeGreaterThanOrEqual(1);
+    expect(r.remote.requests).toBe(adapter.log.length - before);
+
+    const closed = http.createServer();
+    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((res) => closed.close(() => res()));
+    stderr = '';
+    expect(await main([...args, '--backend', 'remote', '--engine', 'llamacpp', '--url', `http://127.0.0.1:${port}`], io)).toBe(2);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/^mgd: llamacpp at http:\/\/127\.0\.0\.1:\d+\/completion: unreachable \(ECONNREFUSED\)$/m);
   });
 });

@@ -15,6 +15,7 @@
  * request when its connection closes. Timeouts, HTTP errors and unreachable engines become RemoteEngineError with
  * one line naming the engine and URL.
  */
+import { BadInputError } from '../../errors.js';
 import type { SegmentConstraint } from './constraint.js';
 
 export const REMOTE_ENGINES = ['vllm', 'sglang', 'llamacpp'] as const;
@@ -39,9 +40,8 @@ export interface SegmentResult {
   stoppedBy: string | null;
 }
 
-export class RemoteEngineError extends Error {
-  override readonly name = 'RemoteEngineError';
-}
+/** The engine failed, timed out or is unreachable: the user's setup to fix, so bad input (exit 2; servers answer it). */
+export class RemoteEngineError extends BadInputError {}
 
 export interface RemoteEngineOptions {
   engine: RemoteEngineName;
