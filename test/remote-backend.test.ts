@@ -15,7 +15,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memberSegmentConstraint, namesRegex } from '../engine/backends/remote/constraint.js';
-import { createRemoteEngine, RemoteEngineError, type RemoteEngineName } from '../engine/backends/remote/engines.js';
+import { createRemoteEngine, REMOTE_ENGINES as REMOTE_ENGINE_NAMES, RemoteEngineError, type RemoteEngineName } from '../engine/backends/remote/engines.js';
 import { decodeSegmentwise, type SegmentMonitor } from '../engine/backends/remote/segments.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
 import { exportGguf } from '../engine/model/gguf.js';
@@ -82,6 +82,68 @@ describe.each([
     const r = await decodeSegmentwise(remote, { prompt: [1, 2, 3], encode: charCodes, maxTokens: 16, stop: ['\n'], monitor: members, startsAtDot });
     expect(pending).toEqual([]);
     expect({ text: r.text, requests: r.requests, triggers: r.triggers, finish: r.finish }).toEqual(expected);
+  });
+});
+
+/** Server-Sent Events as the engines write them. */
+const sse = (events: unknown[]) => new Response(events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`).join(''), { headers: { 'content-type': 'text/event-stream' } });
+
+describe('streaming: recorded event streams, the text streamed as it comes, no dot shown twice', () => {
+  const streams: Record<RemoteEngineName, { startsAtDot: boolean; answers: Record<string, unknown>; streams: unknown[][]; text: string }> = {
+    llamacpp: {
+      startsAtDot: true,
+      answers: {},
+      streams: [
+        [{ content: '.len', stop: false }, { content: 'gth', stop: false }, { content: '.', stop: false }, { content: '', stop: true, stop_type: 'eos', tokens_predicted: 3 }],
+        [{ content: '.to', stop: false }, { content: 'Fixed(2)', stop: false }, { content: '', stop: true, stop_type: 'word', stopping_word: '\n', tokens_predicted: 4 }],
+      ],
+      text: '.length.toFixed(2)',
+    },
+    vllm: {
+      startsAtDot: false,
+      answers: { '/version': { version: '0.12.0' }, '/v1/models': { data: [{ id: 'm' }] } },
+      streams: [
+        [{ choices: [{ text: 'items', finish_reason: null }] }, { choices: [{ text: '', finish_reason: 'stop', stop_reason: '.' }] }, { choices: [], usage: { completion_tokens: 2 } }, '[DONE]'],
+        [{ choices: [{ text: '.pu', finish_reason: null }] }, { choices: [{ text: 'sh(x);', finish_reason: null }] }, { choices: [{ text: '', finish_reason: 'stop', stop_reason: null }] }, { choices: [], usage: { completion_tokens: 4 } }, '[DONE]'],
+      ],
+      text: 'items.push(x);',
+    },
+    sglang: {
+      startsAtDot: true,
+      answers: {},
+      streams: [
+        [{ text: '.le', meta_info: { finish_reason: null, completion_tokens: 1 } }, { text: '.length.', meta_info: { finish_reason: { type: 'stop', matched: 151643 }, completion_tokens: 3 } }, '[DONE]'],
+        [{ text: '.toS', meta_info: { finish_reason: null, completion_tokens: 1 } }, { text: '.toString()', meta_info: { finish_reason: { type: 'stop', matched: '\n' }, completion_tokens: 3 } }, '[DONE]'],
+      ],
+      text: '.length.toString()',
+    },
+  };
+  it.each(REMOTE_ENGINE_NAMES)('%s', async (engine) => {
+    const rec = streams[engine];
+    const pending = [...rec.streams];
+    const bodies: Array<Record<string, unknown>> = [];
+    const fake = (async (url: string | URL, init?: RequestInit) => {
+      const route = new URL(String(url)).pathname;
+      if (rec.answers[route]) return new Response(JSON.stringify(rec.answers[route]));
+      bodies.push(JSON.parse(String(init!.body)) as Record<string, unknown>);
+      return sse(pending.shift()!);
+    }) as typeof fetch;
+    const deltas: string[] = [];
+    const r = await decodeSegmentwise(createRemoteEngine({ engine, url: 'http://e', fetch: fake }), {
+      prompt: [1],
+      encode: charCodes,
+      maxTokens: 16,
+      stop: ['\n'],
+      monitor: members,
+      startsAtDot: rec.startsAtDot,
+      onText: (d) => deltas.push(d),
+    });
+    expect(r.text).toBe(rec.text);
+    expect(deltas.join('')).toBe(rec.text);
+    expect(deltas.length).toBeGreaterThan(2);
+    expect(pending).toEqual([]);
+    for (const b of bodies) expect(b.stream).toBe(true);
+    if (engine === 'vllm') expect(bodies[0]).toMatchObject({ stream_options: { include_usage: true } });
   });
 });
 

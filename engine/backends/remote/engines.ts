@@ -28,6 +28,8 @@ export interface SegmentRequest {
   constraint: SegmentConstraint | null;
   temperature: number;
   seed?: number;
+  /** Stream: called with each piece of text as the engine sends it (the request then uses the engine's SSE mode). */
+  onText?: (delta: string) => void;
 }
 
 export interface SegmentResult {
@@ -84,8 +86,60 @@ class Http {
   }
 
   async json(method: 'GET' | 'POST', route: string, body: unknown, signal?: AbortSignal): Promise<Json> {
-    const timeout = AbortSignal.timeout(this.o.timeoutMs ?? 30_000);
+    const { res, where, fail } = await this.send(method, route, body, signal);
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      return fail(e);
+    }
+    try {
+      return JSON.parse(text) as Json;
+    } catch {
+      throw new RemoteEngineError(`${where}: answer is not JSON: ${text.slice(0, 100)}`);
+    }
+  }
+
+  /** POST with a streamed answer: the JSON payload of each Server-Sent Event's `data:` line, until `[DONE]` or the end. */
+  async *events(route: string, body: unknown, signal?: AbortSignal): AsyncGenerator<Json> {
+    const { res, where, fail } = await this.send('POST', route, body, signal);
+    if (!res.body) throw new RemoteEngineError(`${where}: streamed answer has no body`);
+    const decoder = new TextDecoder();
+    let pending = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        pending += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl).replace(/\r$/, '');
+          pending = pending.slice(nl + 1);
+          if (!line.startsWith('data:')) continue; // comments, event names, blank separators
+          const data = line.slice(5).trim();
+          if (data === '[DONE]') return;
+          try {
+            yield JSON.parse(data) as Json;
+          } catch {
+            throw new RemoteEngineError(`${where}: streamed event is not JSON: ${data.slice(0, 100)}`);
+          }
+        }
+      }
+    } catch (e) {
+      if (e instanceof RemoteEngineError) throw e;
+      fail(e);
+    }
+  }
+
+  private async send(method: 'GET' | 'POST', route: string, body: unknown, signal?: AbortSignal) {
+    const timeoutMs = this.o.timeoutMs ?? 30_000;
+    const timeout = AbortSignal.timeout(timeoutMs);
     const where = `${this.o.engine} at ${this.url}${route}`;
+    /** Transport failures in one line; the caller's own cancellation passes through untouched. */
+    const fail = (e: unknown): never => {
+      if (signal?.aborted) throw e;
+      if (timeout.aborted) throw new RemoteEngineError(`${where}: no answer within ${timeoutMs} ms`);
+      const cause = (e as { cause?: { code?: string } }).cause?.code;
+      throw new RemoteEngineError(`${where}: unreachable (${cause ?? (e instanceof Error ? e.message : String(e))})`);
+    };
     let res: Response;
     try {
       res = await this.fetch(this.url + route, {
@@ -95,18 +149,13 @@ class Http {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
     } catch (e) {
-      if (signal?.aborted) throw e; // the caller's cancellation, not the engine's fault
-      if (timeout.aborted) throw new RemoteEngineError(`${where}: no answer within ${this.o.timeoutMs ?? 30_000} ms`);
-      const cause = (e as { cause?: { code?: string } }).cause?.code;
-      throw new RemoteEngineError(`${where}: unreachable (${cause ?? (e instanceof Error ? e.message : String(e))})`);
+      return fail(e);
     }
-    const text = await res.text();
-    if (!res.ok) throw new RemoteEngineError(`${where}: HTTP ${res.status}: ${text.replace(/\s+/g, ' ').slice(0, 200)}`);
-    try {
-      return JSON.parse(text) as Json;
-    } catch {
-      throw new RemoteEngineError(`${where}: answer is not JSON: ${text.slice(0, 100)}`);
+    if (!res.ok) {
+      const text = await res.text().catch(() => '');
+      throw new RemoteEngineError(`${where}: HTTP ${res.status}: ${text.replace(/\s+/g, ' ').slice(0, 200)}`);
     }
+    return { res, where, fail };
   }
 }
 
@@ -127,12 +176,24 @@ class LlamaCppServer implements RemoteEngine {
       ...(req.constraint ? { grammar: req.constraint.gbnf } : {}),
       cache_prompt: true,
       return_tokens: true,
-      stream: false,
+      stream: req.onText !== undefined,
     };
   }
 
   async complete(req: SegmentRequest, signal?: AbortSignal): Promise<SegmentResult> {
-    const r = await this.http.json('POST', '/completion', LlamaCppServer.body(req), signal);
+    let r: Json;
+    if (req.onText) {
+      // events carry text pieces; the last one (stop: true) carries how it ended
+      let content = '';
+      r = {};
+      for await (const ev of this.http.events('/completion', LlamaCppServer.body(req), signal)) {
+        const piece = typeof ev.content === 'string' ? ev.content : '';
+        if (piece) req.onText(piece);
+        content += piece;
+        if (ev.stop === true) r = ev;
+      }
+      r = { ...r, content };
+    } else r = await this.http.json('POST', '/completion', LlamaCppServer.body(req), signal);
     const stopType = r.stop_type as string | undefined;
     const word = typeof r.stopping_word === 'string' && r.stopping_word !== '' ? r.stopping_word : null;
     return {
@@ -195,14 +256,32 @@ class Vllm implements RemoteEngine {
       ...(req.seed === undefined ? {} : { seed: req.seed }),
       ...constraint,
       skip_special_tokens: true,
-      stream: false,
+      stream: req.onText !== undefined,
+      ...(req.onText ? { stream_options: { include_usage: true } } : {}),
     };
   }
 
   async complete(req: SegmentRequest, signal?: AbortSignal): Promise<SegmentResult> {
     const field = await this.constraintField(signal); // asked before the first request, constrained or not
     const body = Vllm.body(req, await this.servedModel(signal), field);
-    const r = await this.http.json('POST', '/v1/completions', body, signal);
+    let r: Json;
+    if (req.onText) {
+      // chunks carry text pieces; the last choice chunk how it ended, a final chunk (include_usage) the token count
+      const last: Json = { finish_reason: null, stop_reason: null };
+      let text = '';
+      let usage: unknown;
+      for await (const ev of this.http.events('/v1/completions', body, signal)) {
+        const c = (ev.choices as Json[] | undefined)?.[0];
+        if (c) {
+          const piece = typeof c.text === 'string' ? c.text : '';
+          if (piece) req.onText(piece);
+          text += piece;
+          if (c.finish_reason != null) [last.finish_reason, last.stop_reason] = [c.finish_reason, c.stop_reason ?? null];
+        }
+        if (ev.usage) usage = ev.usage;
+      }
+      r = { choices: [{ ...last, text }], usage };
+    } else r = await this.http.json('POST', '/v1/completions', body, signal);
     const choice = (r.choices as Json[] | undefined)?.[0];
     if (!choice) throw new RemoteEngineError(`vllm at ${this.url}: answer has no choices`);
     const stopReason = choice.stop_reason;
@@ -233,12 +312,25 @@ class Sglang implements RemoteEngine {
         ...(req.seed === undefined ? {} : { sampling_seed: req.seed }),
         ...(req.constraint ? { regex: req.constraint.regex } : {}),
       },
-      stream: false,
+      stream: req.onText !== undefined,
     };
   }
 
   async complete(req: SegmentRequest, signal?: AbortSignal): Promise<SegmentResult> {
-    const r = await this.http.json('POST', '/generate', Sglang.body(req), signal);
+    let r: Json;
+    if (req.onText) {
+      // each event carries the text so far (or, with --incremental-streaming-output, the new piece) and meta_info
+      let text = '';
+      r = {};
+      for await (const ev of this.http.events('/generate', Sglang.body(req), signal)) {
+        const t = typeof ev.text === 'string' ? ev.text : '';
+        const piece = t.startsWith(text) ? t.slice(text.length) : t;
+        if (piece) req.onText(piece);
+        text += piece;
+        r = ev;
+      }
+      r = { ...r, text };
+    } else r = await this.http.json('POST', '/generate', Sglang.body(req), signal);
     const meta = (r.meta_info as Json | undefined) ?? {};
     const fr = (meta.finish_reason as Json | null | undefined) ?? null;
     const matched = fr?.matched;

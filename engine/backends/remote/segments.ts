@@ -33,6 +33,11 @@ export interface SegmentDecodeOptions {
   startsAtDot?: boolean;
   monitor: SegmentMonitor | null;
   signal?: AbortSignal;
+  /**
+   * Stream the completion's text as the engine sends it. A constrained segment's final dot is held back until it
+   * is known not to be the start of the next constrained segment (which re-spells it), so no dot is shown twice.
+   */
+  onText?: (delta: string) => void;
 }
 
 export interface SegmentDecodeResult {
@@ -47,13 +52,29 @@ export interface SegmentDecodeResult {
 }
 
 export async function decodeSegmentwise(engine: RemoteEngine, o: SegmentDecodeOptions): Promise<SegmentDecodeResult> {
-  const userStops = [...(o.stop ?? [])];
   const out: SegmentDecodeResult = { text: '', tokens: 0, requests: 0, triggers: 0, unmonitoredDots: 0, finish: 'length' };
+  let emitted = 0;
+  /** Streams what is settled: the text so far plus this segment's, less a constrained segment's trailing dot. */
+  const emit = (segment: string, holdDot: boolean) => {
+    let t = out.text + segment;
+    if (holdDot && t.endsWith('.')) t = t.slice(0, -1);
+    if (t.length > emitted) o.onText!(t.slice(emitted));
+    emitted = Math.max(emitted, t.length);
+  };
+  const result = await segments(engine, o, out, o.onText ? emit : null);
+  if (o.onText) emit('', false);
+  return result;
+}
+
+async function segments(engine: RemoteEngine, o: SegmentDecodeOptions, out: SegmentDecodeResult, emit: ((segment: string, holdDot: boolean) => void) | null): Promise<SegmentDecodeResult> {
+  const userStops = [...(o.stop ?? [])];
   let atDot = o.startsAtDot === true;
   const request = async (constraint: ReturnType<typeof memberSegmentConstraint> | null, stop: string[]): Promise<SegmentResult> => {
     const prompt = [...o.prompt, ...(out.text ? await o.encode(out.text) : [])];
     out.requests++;
-    const r = await engine.complete({ prompt, maxTokens: o.maxTokens - out.tokens, stop, constraint, temperature: o.temperature ?? 0, seed: o.seed }, o.signal);
+    let segment = '';
+    const onText = emit ? (d: string) => emit((segment += d), constraint !== null) : undefined;
+    const r = await engine.complete({ prompt, maxTokens: o.maxTokens - out.tokens, stop, constraint, temperature: o.temperature ?? 0, seed: o.seed, onText }, o.signal);
     out.tokens += r.tokens;
     return r;
   };
