@@ -71,7 +71,8 @@ let loading: Promise<PeerResult> | null = null;
 
 /** Imports node-llama-cpp from the cache, installing it first when `install` (default true) and it is missing. */
 export function loadNodeLlamaCpp(opts: { install?: boolean; timeoutMs?: number } = {}): Promise<PeerResult> {
-  loading ??= load(opts.install ?? true, opts.timeoutMs ?? 300_000);
+  if (opts.install === false) return load(false, 0); // a look without installing is not remembered as the answer
+  loading ??= load(true, opts.timeoutMs ?? 300_000);
   return loading;
 }
 
