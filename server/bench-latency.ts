@@ -34,7 +34,7 @@ export async function benchLatency(o: { engine: EngineOptions; file?: string; ke
     pending?.source.cancel(); // superseded by this keystroke
     const source = new CancellationTokenSource();
     const sent = performance.now();
-    const done = runner.complete(doc, doc.positionAt(start + k), source.token, true).then((r) => {
+    const done = runner.complete(doc, doc.positionAt(start + k), source.token, { automatic: true }).then((r) => {
       if (r === null && source.token.isCancellationRequested) cancelled++;
       else if (r !== null) {
         answered++;

@@ -11,8 +11,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
+import { MONITOR_KINDS } from '../engine/engine.js';
 import { CompletionRunner } from '../server/lsp/completion-runner.js';
-import { applySettings } from '../server/lsp/server.js';
+import { applySettings, MAX_CONTEXT_TOKENS } from '../server/lsp/server.js';
+import * as contract from '../client/src/contract.js';
 import { COMMANDS, DEFAULTS, findNodeOnPath, findServerDir, formatStats, isModelLoadFailure, readSettings, serverCommand, serverSettings, SETTINGS } from '../client/src/contract.js';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -21,7 +23,9 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'client/package.json
   engines: { vscode: string };
   activationEvents: string[];
   contributes: {
-    configuration: { properties: Record<string, { type: string; default: unknown; minimum?: number; maximum?: number; enum?: string[] }> };
+    configuration: {
+      properties: Record<string, { type: string | string[]; default: unknown; minimum?: number; maximum?: number; enum?: string[]; properties?: Record<string, { type: string; default: unknown }> }>;
+    };
     commands: Array<{ command: string; title: string; category?: string }>;
   };
   dependencies: Record<string, string>;
@@ -57,11 +61,60 @@ describe('client/package.json', () => {
     // the server takes each one by that name (a value other than the default must change it)
     for (const key of serverKeys) {
       const p = properties[`mgd.${key}`]!;
-      const other = p.type === 'boolean' ? !p.default : p.maximum;
+      const other =
+        p.type === 'boolean' ? !p.default : p.type === 'object' ? Object.fromEntries(Object.keys(p.properties!).map((k) => [k, !(p.default as Record<string, boolean>)[k]])) : p.maximum;
+      expect(other, key).not.toEqual(p.default);
       const r = newRunner();
       applySettings(r, { [key]: other });
-      expect((r.settings as unknown as Record<string, unknown>)[key], key).toBe(other);
+      expect((r.settings as unknown as Record<string, unknown>)[key], key).toEqual(other);
     }
+  });
+
+  it("lists the engine's monitor kinds, each on by default", () => {
+    const p = properties['mgd.monitorKinds']!;
+    expect(Object.keys(p.properties!)).toEqual([...MONITOR_KINDS]);
+    expect(contract.MONITOR_KINDS).toEqual(MONITOR_KINDS);
+    expect(p.default).toEqual(Object.fromEntries(MONITOR_KINDS.map((k) => [k, true])));
+    for (const k of MONITOR_KINDS) expect(p.properties![k]).toMatchObject({ type: 'boolean', default: true });
+  });
+
+  it('takes monitorKinds whole: kinds left out are on, unknown kinds and non-objects are ignored', () => {
+    const r = newRunner();
+    applySettings(r, { monitorKinds: { dereference: false, 'switch-enum': false, teleport: false } });
+    expect(r.settings.monitorKinds).toEqual({ dereference: false, 'call-arity': true, 'new-class': true, 'import-names': true, 'switch-enum': false });
+    applySettings(r, { monitorKinds: ['dereference'] });
+    applySettings(r, { monitorKinds: null });
+    applySettings(r, { maxTokens: 10 });
+    expect(r.settings.monitorKinds.dereference).toBe(false);
+    applySettings(r, { monitorKinds: { 'call-arity': false } });
+    expect(r.settings.monitorKinds).toEqual({ dereference: true, 'call-arity': false, 'new-class': true, 'import-names': true, 'switch-enum': true });
+    // the extension reads it the same way
+    expect(readSettings((k) => (k === 'monitorKinds' ? { 'call-arity': false, teleport: false } : undefined)).monitorKinds).toEqual(r.settings.monitorKinds);
+  });
+
+  it('bounds contextTokens as the server does, null meaning the default', () => {
+    const p = properties['mgd.contextTokens']!;
+    expect([p.minimum, p.maximum]).toEqual([0, MAX_CONTEXT_TOKENS]);
+    expect(contract.MAX_CONTEXT_TOKENS).toBe(MAX_CONTEXT_TOKENS);
+    expect(p.type).toEqual(['integer', 'null']);
+    for (const [value, taken] of [
+      [0, true],
+      [p.maximum!, true],
+      [-1, false],
+      [p.maximum! + 1, false],
+      [1.5, false],
+      ['100', false],
+    ] as const) {
+      const r = newRunner();
+      applySettings(r, { contextTokens: 5 });
+      applySettings(r, { contextTokens: value });
+      expect(r.settings.contextTokens, `contextTokens ${value}`).toBe(taken ? value : 5);
+      expect(readSettings((k) => (k === 'contextTokens' ? value : undefined)).contextTokens, `client: contextTokens ${value}`).toBe(taken ? value : null);
+    }
+    const r = newRunner();
+    applySettings(r, { contextTokens: 5 });
+    applySettings(r, { contextTokens: null });
+    expect(r.settings.contextTokens).toBeNull();
   });
 
   it('bounds maxTokens as the server does', () => {
@@ -93,7 +146,7 @@ describe('client/package.json', () => {
 
 describe('client/src/contract.ts', () => {
   it('ignores invalid settings', () => {
-    const bad: Record<string, unknown> = { enable: 'yes', maxTokens: 0, monitors: 1, model: 3, weights: 'q2', threads: -1, nodePath: null, debounceMs: 2.5 };
+    const bad: Record<string, unknown> = { enable: 'yes', maxTokens: 0, monitors: 1, monitorKinds: 'none', contextTokens: -5, model: 3, weights: 'q2', threads: -1, nodePath: null, debounceMs: 2.5 };
     expect(readSettings((k) => bad[k])).toEqual(DEFAULTS);
   });
 
@@ -172,6 +225,9 @@ describe('client/src/contract.ts', () => {
   it("formats the server's statistics one per line", async () => {
     expect(formatStats({ requests: 3, accepted: 1 })).toBe('accepted: 1\nrequests: 3');
     expect(formatStats({})).toBe('no statistics yet');
+    // groups (the KV cache's counters) flattened; a group not there yet (null) left out
+    expect(formatStats({ requests: 3, kvCache: { hits: 2, persisted: '/tmp/kv', blocks: 1 } })).toBe('kvCache.blocks: 1\nkvCache.hits: 2\nkvCache.persisted: /tmp/kv\nrequests: 3');
+    expect(formatStats({ requests: 0, kvCache: null })).toBe('requests: 0');
     expect(Object.keys(newRunner().stats)).toContain('accepted');
   });
 });

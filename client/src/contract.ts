@@ -19,6 +19,8 @@ export const SETTINGS = {
   'mgd.enable': 'client',
   'mgd.maxTokens': 'server',
   'mgd.monitors': 'server',
+  'mgd.monitorKinds': 'server',
+  'mgd.contextTokens': 'server',
   'mgd.model': 'launch',
   'mgd.weights': 'launch',
   'mgd.threads': 'launch',
@@ -45,11 +47,22 @@ export const ACCEPT_COMMAND = 'mgd.didAccept';
 
 export type Weights = 'f32' | 'q8' | 'q4';
 
+/** The server's monitors by kind (the engine's MONITOR_KINDS; the repository's tests check they are the same). */
+export const MONITOR_KINDS = ['dereference', 'call-arity', 'new-class', 'import-names', 'switch-enum'] as const;
+export type MonitorKind = (typeof MONITOR_KINDS)[number];
+
+/** The most repository-context tokens the server takes (`mgd.contextTokens`). */
+export const MAX_CONTEXT_TOKENS = 8192;
+
 /** The settings as the extension uses them, validated; anything invalid falls back to the default. */
 export interface ExtensionSettings {
   enable: boolean;
   maxTokens: number;
   monitors: boolean;
+  /** Each monitor on or off (with `monitors` on). */
+  monitorKinds: Record<MonitorKind, boolean>;
+  /** Repository-context budget in tokens; null: the server's default. */
+  contextTokens: number | null;
   /** A model directory; empty for the embedded model. */
   model: string;
   weights: Weights;
@@ -64,6 +77,8 @@ export const DEFAULTS: ExtensionSettings = {
   enable: true,
   maxTokens: 48,
   monitors: true,
+  monitorKinds: { dereference: true, 'call-arity': true, 'new-class': true, 'import-names': true, 'switch-enum': true },
+  contextTokens: null,
   model: '',
   weights: 'f32',
   threads: 0,
@@ -80,10 +95,15 @@ export function readSettings(get: (key: string) => unknown): ExtensionSettings {
   };
   const str = (key: keyof ExtensionSettings & string) => (typeof get(key) === 'string' ? (get(key) as string).trim() : '');
   const weights = get('weights');
+  const kinds = get('monitorKinds');
+  const given = typeof kinds === 'object' && kinds !== null ? (kinds as Record<string, unknown>) : {};
+  const contextTokens = get('contextTokens');
   return {
     enable: bool('enable', DEFAULTS.enable),
     maxTokens: int('maxTokens', 1, 512, DEFAULTS.maxTokens),
     monitors: bool('monitors', DEFAULTS.monitors),
+    monitorKinds: Object.fromEntries(MONITOR_KINDS.map((k) => [k, given[k] !== false])) as Record<MonitorKind, boolean>,
+    contextTokens: typeof contextTokens === 'number' && Number.isInteger(contextTokens) && contextTokens >= 0 && contextTokens <= MAX_CONTEXT_TOKENS ? contextTokens : DEFAULTS.contextTokens,
     model: str('model'),
     weights: weights === 'f32' || weights === 'q8' || weights === 'q4' ? weights : DEFAULTS.weights,
     threads: int('threads', 0, 1024, DEFAULTS.threads),
@@ -93,8 +113,8 @@ export function readSettings(get: (key: string) => unknown): ExtensionSettings {
 }
 
 /** The settings the server reads, as initializationOptions (the same names as its `mgd` section). */
-export function serverSettings(s: ExtensionSettings): { maxTokens: number; monitors: boolean } {
-  return { maxTokens: s.maxTokens, monitors: s.monitors };
+export function serverSettings(s: ExtensionSettings): Pick<ExtensionSettings, 'maxTokens' | 'monitors' | 'monitorKinds' | 'contextTokens'> {
+  return { maxTokens: s.maxTokens, monitors: s.monitors, monitorKinds: { ...s.monitorKinds }, contextTokens: s.contextTokens };
 }
 
 /** Where the server lies: `server/` inside a packaged extension, the repository root in a development checkout. */
@@ -151,12 +171,22 @@ export function isModelLoadFailure(message: string): boolean {
   return message.includes('the model could not be loaded');
 }
 
-/** The answer of `mgd/stats`, as the server sends it (server/lsp/completion-runner.ts). */
-export type ServerStats = Record<string, number>;
+/**
+ * The answer of `mgd/stats`, as the server sends it (server/lsp/completion-runner.ts): counters, and groups of them
+ * (`kvCache`, null until the model is loaded).
+ */
+export type ServerStats = Record<string, unknown>;
 
-/** The stats as lines for a person. */
+/** The stats as lines for a person, one per counter; a group's counters as `group.name`. */
 export function formatStats(stats: ServerStats): string {
-  const names = Object.keys(stats).sort();
-  if (names.length === 0) return 'no statistics yet';
-  return names.map((k) => `${k}: ${stats[k]}`).join('\n');
+  const lines: string[] = [];
+  const walk = (o: Record<string, unknown>, at: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) walk(v as Record<string, unknown>, `${at}${k}.`);
+      else if (v !== null && v !== undefined) lines.push(`${at}${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    }
+  };
+  walk(stats, '');
+  if (lines.length === 0) return 'no statistics yet';
+  return lines.sort().join('\n');
 }

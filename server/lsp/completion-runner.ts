@@ -7,8 +7,9 @@
 import { fileURLToPath } from 'node:url';
 import type { CancellationToken, Position } from 'vscode-languageserver';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
-import { Engine, type CompletionResult, type EngineOptions } from '../../engine/engine.js';
+import { Engine, MONITOR_KINDS, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
+import { balanceBrackets } from '../postprocess/balance-brackets.js';
 import { inCommentOrString } from '../postprocess/in-comment-or-string.js';
 import { trimSuffixOverlap } from '../postprocess/suffix-overlap.js';
 
@@ -18,13 +19,45 @@ const SHOWN_LIMIT = 64;
 export interface RunnerSettings {
   maxTokens: number;
   monitors: boolean;
+  /** Each monitor on or off (with `monitors` on); every kind is present. */
+  monitorKinds: Record<MonitorKind, boolean>;
+  /** Repository-context budget in tokens; null: the engine's default (a share of the prompt). 0: no context. */
+  contextTokens: number | null;
+}
+
+export function defaultSettings(): RunnerSettings {
+  return { maxTokens: 48, monitors: true, monitorKinds: Object.fromEntries(MONITOR_KINDS.map((k) => [k, true])) as Record<MonitorKind, boolean>, contextTokens: null };
+}
+
+/** What the editor shows: the text, and how many characters after the cursor (on its line) it replaces. */
+export interface Shown {
+  text: string;
+  replace: number;
+}
+
+/** Stop reasons of a completion that ended on its own (the others: the token limit, masked out, cancelled). */
+const FINISHED = new Set(['eos', 'line', 'block', 'stop-string']);
+
+/**
+ * The post-processing chain, after the model: drop the completion's end that the line's rest already has, then
+ * balance the brackets it opened. `replace`: whether the answer may replace closers after the cursor.
+ */
+export function postProcess(raw: string, o: { prefix: string; suffix: string; filePath?: string; stopReason: string; replace: boolean }): Shown {
+  const nl = o.suffix.indexOf('\n');
+  const lineRest = nl < 0 ? o.suffix : o.suffix.slice(0, nl);
+  const trimmed = trimSuffixOverlap(raw, lineRest);
+  // a completion that runs into the text after the cursor ended there, whatever stopped the model
+  const finished = FINISHED.has(o.stopReason) || trimmed !== raw;
+  return balanceBrackets(trimmed, { prefix: o.prefix, suffix: o.suffix, filePath: o.filePath, finished, replace: o.replace });
 }
 
 export class CompletionRunner {
   private engine: Promise<Engine> | null = null;
+  /** The engine once loaded (for statistics, which never wait for a load). */
+  private loaded: Engine | null = null;
   private readonly inFlight = new Map<string, AbortController>();
   workspace: string | null = null;
-  settings: RunnerSettings = { maxTokens: 48, monitors: true };
+  settings: RunnerSettings = defaultSettings();
 
   constructor(
     private readonly engineOptions: EngineOptions,
@@ -35,6 +68,7 @@ export class CompletionRunner {
   load(): Promise<Engine | null> {
     this.engine ??= Engine.load(this.engineOptions).then((e) => {
       e.onWarning = this.log;
+      this.loaded = e;
       return e;
     });
     return this.engine.catch((e: unknown) => {
@@ -43,36 +77,48 @@ export class CompletionRunner {
     });
   }
 
-  /** The last completion shown per document, for typed-through reuse. */
-  private readonly shown = new Map<string, { prefix: string; text: string; result: CompletionResult }>();
+  /** The last completion shown per document, for typed-through reuse (valid while the cursor line's rest is the same). */
+  private readonly shown = new Map<string, { prefix: string; lineRest: string; shown: Shown; result: CompletionResult }>();
   readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0 };
 
+  /** The session's counters and, once the model is loaded, its KV cache's (`kvCache`, null before). */
+  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null } {
+    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null };
+  }
+
+  /**
+   * A completion at `position`: the shown text (post-processed), the cursor's offset, the end of its line, and how
+   * many characters after the cursor the text replaces. `automatic`: typed, not invoked (none in comments or strings).
+   * `replace: false` when the answer must insert at the cursor (an inline item extending the editor's selection).
+   */
   async complete(
     doc: TextDocument,
     position: Position,
     token: CancellationToken,
-    automatic = false,
-  ): Promise<{ result: CompletionResult; offset: number; lineEnd: number } | null> {
+    opts: { automatic?: boolean; replace?: boolean } = {},
+  ): Promise<{ result: CompletionResult; offset: number; lineEnd: number; replace: number } | null> {
     this.stats.requests++;
     const engine = await this.load();
     if (!engine || token.isCancellationRequested) return null;
-    const full = doc.getText();
-    const at = doc.offsetAt(position);
-    let end = full.indexOf('\n', at);
-    if (end < 0) end = full.length;
+    const canReplace = opts.replace ?? true;
+    const text = doc.getText();
+    const offset = doc.offsetAt(position);
+    let lineEnd = text.indexOf('\n', offset);
+    if (lineEnd < 0) lineEnd = text.length;
+    const prefix = text.slice(0, offset);
+    const lineRest = text.slice(offset, lineEnd);
     // Typed through: the user typed the start of the completion last shown here; answer the rest without the model.
     const last = this.shown.get(doc.uri);
-    const prefixNow = full.slice(0, at);
-    if (last && prefixNow.startsWith(last.prefix)) {
-      const typed = prefixNow.slice(last.prefix.length);
-      if (typed.length > 0 && typed.length < last.text.length && last.text.startsWith(typed)) {
+    if (last && prefix.startsWith(last.prefix) && lineRest === last.lineRest && (canReplace || last.shown.replace === 0)) {
+      const typed = prefix.slice(last.prefix.length);
+      if (typed.length > 0 && typed.length < last.shown.text.length && last.shown.text.startsWith(typed)) {
         this.stats.typedThrough++;
-        const text = last.text.slice(typed.length);
-        return { result: { ...last.result, text, tokens: 0, timings: { ...last.result.timings, prefillMs: 0, decodeMs: 0, totalMs: 0 } }, offset: at, lineEnd: end };
+        const rest = last.shown.text.slice(typed.length);
+        return { result: { ...last.result, text: rest, tokens: 0, timings: { ...last.result.timings, prefillMs: 0, decodeMs: 0, totalMs: 0 } }, offset, lineEnd, replace: last.shown.replace };
       }
     }
-    const filePathForCheck = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
-    if (automatic && inCommentOrString(prefixNow, filePathForCheck)) {
+    const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
+    if (opts.automatic && inCommentOrString(prefix, filePath)) {
       this.stats.suppressed++;
       return null;
     }
@@ -82,19 +128,19 @@ export class CompletionRunner {
     this.inFlight.set(doc.uri, ac);
     const sub = token.onCancellationRequested(() => ac.abort());
     try {
-      const text = doc.getText();
-      const offset = doc.offsetAt(position);
-      let lineEnd = text.indexOf('\n', offset);
-      if (lineEnd < 0) lineEnd = text.length;
-      const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
+      const suffix = text.slice(offset);
+      const { contextTokens } = this.settings;
       const result = await engine.complete({
-        prefix: text.slice(0, offset),
+        prefix,
         // in an editor the rest of the cursor's line matters (`foo(|)`); post-processing drops what it duplicates
-        suffix: text.slice(offset),
+        suffix,
         filePath,
         workspace: this.workspace ?? undefined,
         maxTokens: this.settings.maxTokens,
         monitors: this.settings.monitors,
+        monitorKinds: { ...this.settings.monitorKinds },
+        // null: the engine's default budget; 0: no repository context at all (not even retrieved)
+        ...(contextTokens === 0 ? { context: [] } : contextTokens !== null ? { contextTokens } : {}),
         stop: 'block',
         signal: ac.signal,
       });
@@ -104,12 +150,12 @@ export class CompletionRunner {
       }
       this.stats.lastTokens = result.tokens;
       this.stats.lastMonitorTriggers = result.monitor.triggers;
-      const shownText = trimSuffixOverlap(result.text, text.slice(offset, lineEnd));
-      const shownResult = { ...result, text: shownText };
+      const shown = postProcess(result.text, { prefix, suffix, filePath, stopReason: result.stopReason, replace: canReplace });
+      const shownResult = { ...result, text: shown.text };
       this.shown.delete(doc.uri); // re-insert: the map's order is recency, the oldest goes first
-      this.shown.set(doc.uri, { prefix: text.slice(0, offset), text: shownText, result: shownResult });
+      this.shown.set(doc.uri, { prefix, lineRest, shown, result: shownResult });
       if (this.shown.size > SHOWN_LIMIT) this.shown.delete(this.shown.keys().next().value!);
-      return { result: shownResult, offset, lineEnd };
+      return { result: shownResult, offset, lineEnd, replace: shown.replace };
     } catch (e) {
       if (e instanceof CancelledError) return null;
       this.log(`mgd: completion failed: ${oneLine(e)}`);

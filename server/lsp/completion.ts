@@ -21,7 +21,8 @@ export async function completion(documents: TextDocuments<TextDocument>, runner:
         kind: CompletionItemKind.Text,
         detail: 'mgd',
         insertTextFormat: InsertTextFormat.PlainText,
-        textEdit: { range: { start: params.position, end: params.position }, newText: text },
+        // the range may cover closers after the cursor that the text writes itself (`foo(|)` + `x);`)
+        textEdit: { range: { start: params.position, end: doc.positionAt(out.offset + out.replace) }, newText: text },
         sortText: '0',
         filterText: doc.getText({ start: { line: params.position.line, character: 0 }, end: params.position }).split(/[^\w$]/).pop() + text,
       },

@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { InlineCompletionRequest, TextDocumentSyncKind, TextDocuments, type Connection } from 'vscode-languageserver';
 import { TextDocument } from 'vscode-languageserver-textdocument';
-import type { EngineOptions } from '../../engine/engine.js';
+import { MONITOR_KINDS, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { completion } from './completion.js';
 import { CompletionRunner } from './completion-runner.js';
 import { inlineCompletion } from './inline-completion.js';
@@ -50,18 +50,31 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   });
   connection.onRequest(InlineCompletionRequest.type, (params, token) => inlineCompletion(documents, runner, params, token));
   connection.onCompletion((params, token) => completion(documents, runner, params, token));
-  // mgd/stats: counters of this session (kept locally, never sent anywhere)
-  connection.onRequest('mgd/stats', () => ({ ...runner.stats }));
+  // mgd/stats: counters of this session and the KV cache's (kept locally, never sent anywhere)
+  connection.onRequest('mgd/stats', () => runner.statistics());
   connection.onShutdown(() => runner.dispose());
 
   documents.listen(connection);
   connection.listen();
 }
 
-/** Settings from initializationOptions, workspace/configuration or didChangeConfiguration; invalid values are ignored. */
+/** The most repository-context tokens the `contextTokens` setting takes. */
+export const MAX_CONTEXT_TOKENS = 8192;
+
+/**
+ * Settings from initializationOptions, workspace/configuration or didChangeConfiguration; a setting left out keeps its
+ * value, an invalid one is ignored. `monitorKinds` is taken whole: kinds it does not name are on, unknown kinds are
+ * ignored. `contextTokens`: 0..8192, or null for the engine's default.
+ */
 export function applySettings(runner: CompletionRunner, raw: unknown): void {
   if (typeof raw !== 'object' || raw === null) return;
-  const s = raw as { maxTokens?: unknown; monitors?: unknown };
+  const s = raw as { maxTokens?: unknown; monitors?: unknown; monitorKinds?: unknown; contextTokens?: unknown };
   if (typeof s.maxTokens === 'number' && Number.isInteger(s.maxTokens) && s.maxTokens >= 1 && s.maxTokens <= 512) runner.settings.maxTokens = s.maxTokens;
   if (typeof s.monitors === 'boolean') runner.settings.monitors = s.monitors;
+  if (typeof s.monitorKinds === 'object' && s.monitorKinds !== null && !Array.isArray(s.monitorKinds)) {
+    const given = s.monitorKinds as Record<string, unknown>;
+    runner.settings.monitorKinds = Object.fromEntries(MONITOR_KINDS.map((k) => [k, given[k] !== false])) as Record<MonitorKind, boolean>;
+  }
+  const ct = s.contextTokens;
+  if (ct === null || (typeof ct === 'number' && Number.isInteger(ct) && ct >= 0 && ct <= MAX_CONTEXT_TOKENS)) runner.settings.contextTokens = ct;
 }
