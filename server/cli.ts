@@ -4,9 +4,10 @@
  * --verbose.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Engine } from '../engine/engine.js';
+import { Engine, type EngineOptions } from '../engine/engine.js';
 import { BadInputError, oneLine } from '../engine/errors.js';
 import { openModelDir } from '../engine/model/directory.js';
 import { makeRandomModel, type RandomModelPreset, RANDOM_MODEL_PRESETS } from '../engine/model/make-random.js';
@@ -25,9 +26,11 @@ const USAGE = `usage:
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
                [--typescript native|in-process] [--json] [--verbose]
   mgd complete <file> ... --backend remote --engine vllm|sglang|llamacpp --url URL [--token T] [--model DIR (its tokenizer)]
-  mgd serve --stdio [--model DIR] [--weights f32|q8|q4] [--threads N] [--language-server LANG=CMD ...]
-               [--typescript native|in-process]
+  mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--weights f32|q8|q4] [--threads N]
+               [--language-server LANG=CMD ...] [--typescript native|in-process] [--no-persist-cache]
+               (--socket/--pipe: connect to the LSP client listening there, as VS Code's client starts servers)
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
+               [--no-persist-cache]
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
@@ -266,6 +269,8 @@ async function model(args: string[], out: Out): Promise<number> {
 async function serve(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     stdio: { type: 'boolean' },
+    socket: { type: 'string' },
+    pipe: { type: 'string' },
     http: { type: 'boolean' },
     host: { type: 'string' },
     port: { type: 'string' },
@@ -276,11 +281,25 @@ async function serve(args: string[]): Promise<number> {
     threads: { type: 'string' },
     'language-server': { type: 'string', multiple: true },
     typescript: { type: 'string' },
+    'no-persist-cache': { type: 'boolean' },
+    // VS Code's language client adds this when it runs a server as a Node module; vscode-languageserver reads it
+    // from argv itself and exits when that process is gone
+    clientProcessId: { type: 'string' },
   });
   if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
-  const servers = languageServers(values['language-server']);
-  const typescript = oneOf(values.typescript, 'typescript', TYPESCRIPT_ORACLES, 'native');
-  if (values.http === values.stdio) throw new BadInputError('serve needs exactly one of --stdio (LSP) or --http (HTTP API)');
+  const transports = [values.stdio && '--stdio', values.socket !== undefined && '--socket', values.pipe !== undefined && '--pipe', values.http && '--http'].filter(Boolean);
+  if (transports.length !== 1) {
+    throw new BadInputError(`serve needs exactly one of --stdio, --socket PORT, --pipe NAME (LSP) or --http (HTTP API)${transports.length ? `, got ${transports.join(' and ')}` : ''}`);
+  }
+  const engine: EngineOptions = {
+    model: values.model,
+    weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
+    threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+    languageServers: languageServers(values['language-server']),
+    typescript: oneOf(values.typescript, 'typescript', TYPESCRIPT_ORACLES, 'native'),
+    // the KV cache of what was completed survives a restart (under MGD_CACHE_DIR), unless told not to
+    kvCache: { persist: !values['no-persist-cache'] },
+  };
   if (values.http) {
     const { startHttpServer } = await import('./http/http-server.js');
     const srv = await startHttpServer({
@@ -288,7 +307,7 @@ async function serve(args: string[]): Promise<number> {
       port: int(values.port, 'port', 0, 8765),
       token: values.token ?? process.env.MGD_TOKEN,
       workspace: values.workspace ?? process.cwd(),
-      engine: { model: values.model, weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'), threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1), languageServers: servers, typescript },
+      engine,
       log: (l) => process.stderr.write(l + '\n'),
     });
     return await new Promise<number>((resolve) => {
@@ -299,16 +318,36 @@ async function serve(args: string[]): Promise<number> {
   }
   const { createConnection, ProposedFeatures } = await import('vscode-languageserver/node');
   const { startLspServer } = await import('./lsp/server.js');
-  const connection = createConnection(ProposedFeatures.all, process.stdin, process.stdout);
-  startLspServer(connection, {
-    model: values.model,
-    weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
-    threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
-    languageServers: servers,
-    typescript,
-  });
+  // --socket and --pipe as VS Code's language client means them: the client listens, the server connects to it
+  let input: NodeJS.ReadableStream = process.stdin;
+  let output: NodeJS.WritableStream = process.stdout;
+  if (values.socket !== undefined) {
+    const port = int(values.socket, 'socket', 1);
+    if (port > 65535) throw new BadInputError(`--socket must be a port (1..65535), got "${values.socket}"`);
+    input = output = await connectTo({ port, host: '127.0.0.1' }, `127.0.0.1:${port}`);
+  } else if (values.pipe !== undefined) {
+    if (!values.pipe) throw new BadInputError('--pipe needs a name (a Unix socket path, or \\\\.\\pipe\\NAME on Windows)');
+    input = output = await connectTo({ path: values.pipe }, values.pipe);
+  }
+  // a stream that ends (the client went away) ends the server, as with stdio
+  const connection = createConnection(ProposedFeatures.all, input, output);
+  startLspServer(connection, engine);
   // the connection keeps the process alive until the client sends exit
   return await new Promise<number>((resolve) => connection.onExit(() => resolve(0)));
+}
+
+/** Connects to a listening LSP client; a refused connection is bad input (exit 2), said in one line. */
+function connectTo(where: net.NetConnectOpts, name: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(where);
+    const refused = (e: NodeJS.ErrnoException) => reject(new BadInputError(`cannot connect to the LSP client at ${name}: ${e.code ?? e.message}`));
+    socket.once('error', refused);
+    socket.once('connect', () => {
+      // from here a failure (the client vanished) closes the socket, and a closed stream ends the server
+      socket.off('error', refused).on('error', () => {});
+      resolve(socket);
+    });
+  });
 }
 
 async function bench(args: string[], out: Out): Promise<number> {

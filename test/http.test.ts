@@ -30,6 +30,10 @@ describe('mgd serve --http', () => {
     expect(j.cache.promptTokens).toBe(j.promptTokens);
     const health = await (await fetch(`${srv.url}/health`)).json();
     expect(health.status).toBe('ready');
+    // the KV cache's counters: the prompt just completed is resident; this server does not persist it
+    expect(health.kvCache.residentTokens).toBeGreaterThanOrEqual(j.promptTokens);
+    expect(health.kvCache.budgetBytes).toBeGreaterThan(0);
+    expect(health.kvCache.persisted).toBeNull();
   });
 
   it('streams Server-Sent Events that add up to the final text', async () => {

@@ -1,6 +1,7 @@
 /**
  * The headless HTTP API, a thin door into the engine:
- *   GET  /health           -> {status: 'loading' | 'ready' | 'error', model, error?}
+ *   GET  /health           -> {status: 'loading' | 'ready' | 'error', model, error?, kvCache?} (kvCache: the engine's KV
+ *                             cache counters, once the model is loaded)
  *   POST /v1/completions   {prefix, suffix?, filepath?, language?, max_tokens?, monitors?, stream?}
  *                          -> the CLI's JSON (text, tokens, timings, monitor, cache), or with stream: true (or
  *                             Accept: text/event-stream) Server-Sent Events: `data: {"text": delta}` per piece,
@@ -40,8 +41,8 @@ export async function startHttpServer(o: HttpOptions): Promise<{ server: http.Se
     log(`mgd: the model could not be loaded: ${loadError}`);
     return null;
   });
-  let ready = false;
-  void engine.then((e) => (ready = e !== null));
+  let ready: Engine | null = null;
+  void engine.then((e) => (ready = e));
   const workspace = path.resolve(o.workspace);
 
   const server = http.createServer((req, res) => {
@@ -56,7 +57,12 @@ export async function startHttpServer(o: HttpOptions): Promise<{ server: http.Se
     if (o.token && req.headers.authorization !== `Bearer ${o.token}`) return send(res, 401, { error: 'missing or wrong bearer token' });
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method === 'GET' && url.pathname === '/health') {
-      return send(res, loadError ? 503 : 200, { status: loadError ? 'error' : ready ? 'ready' : 'loading', model: o.engine.model ?? 'embedded', ...(loadError ? { error: loadError } : {}) });
+      return send(res, loadError ? 503 : 200, {
+        status: loadError ? 'error' : ready ? 'ready' : 'loading',
+        model: o.engine.model ?? 'embedded',
+        ...(loadError ? { error: loadError } : {}),
+        ...(ready ? { kvCache: ready.kvStats() } : {}),
+      });
     }
     if (url.pathname !== '/v1/completions') return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
     if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
