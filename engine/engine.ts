@@ -8,12 +8,12 @@
  * token prefix.
  */
 import { BadInputError, CancelledError, oneLine } from './errors.js';
-import type { Backend, BackendName, KvCache, WeightFormat } from './backends/backend.js';
+import type { Backend, BackendName, WeightFormat } from './backends/backend.js';
 import { selectBackend } from './backends/select.js';
 import { openModelDir, type ModelDir } from './model/directory.js';
 import { loadTokenizer } from './tokenizer/tokenizer.js';
 import type { TextTokenizer } from './tokenizer/types.js';
-import { buildPrompt } from './decode/fim.js';
+import { buildPrompt, type Prompt, type PromptInput } from './decode/fim.js';
 import { generate } from './decode/generate.js';
 import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
@@ -210,18 +210,10 @@ export class Engine {
     const job = this.queue.then(async () => {
       if (controller.signal.aborted) return 0;
       try {
-        const context = req.context ?? this.retrieveContext(req);
-        const prompt = await buildPrompt(this.tokenizer, {
-          prefix: req.prefix,
-          suffix: req.suffix ?? '',
-          filePath: req.filePath,
-          context,
-          budget: this.promptBudget(req.maxTokens ?? DEFAULT_MAX_TOKENS, context.length ? req.contextTokens : 0),
-          fim: req.fim ?? this.model.generation.promptMode === 'fim',
-        });
+        const { prompt } = await this.promptFor(req, req.maxTokens ?? DEFAULT_MAX_TOKENS, false);
         // the stable part: everything before the prefix's text (the suffix changes with every keystroke anyway)
         const tokens = prompt.tokens.slice(0, Math.max(0, prompt.tokens.length - prompt.suffixTokens - 1));
-        const kv = this.kv.acquire(tokens, req.filePath && path.resolve(req.workspace ?? '.', req.filePath));
+        const kv = this.kv.acquire(tokens, documentKey(req));
         if (kv.reusable >= tokens.length - 1 || tokens.length < 2) return 0;
         const cache = kv.cache;
         if (cache.length > kv.reusable) cache.truncate(kv.reusable);
@@ -243,25 +235,16 @@ export class Engine {
     const t0 = performance.now();
     const maxTokens = req.maxTokens ?? DEFAULT_MAX_TOKENS;
     if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 4096) throw new BadInputError(`max tokens must be an integer in 1..4096, got ${maxTokens}`);
-    const context = req.context ?? this.retrieveContext(req);
-    const prompt = await buildPrompt(this.tokenizer, {
-      prefix: req.prefix,
-      suffix: req.suffix ?? '',
-      filePath: req.filePath,
-      context,
-      budget: this.promptBudget(maxTokens, context.length ? req.contextTokens : 0),
-      // Healing moves a monitor's trigger into the first token (`new ` + ` Account`). Only the dereference monitor
-      // handles such fused tokens (`.length`, by sample-then-verify), so with monitors only a trailing `.` is healed.
-      heal: this.monitorsApply(req) ? (t) => t === '.' : true,
-      fim: req.fim ?? this.model.generation.promptMode === 'fim',
-    });
+    // Healing moves a monitor's trigger into the first token (`new ` + ` Account`). Only the dereference monitor
+    // handles such fused tokens (`.length`, by sample-then-verify), so with monitors only a trailing `.` is healed.
+    const { prompt, context } = await this.promptFor(req, maxTokens, this.monitorsApply(req) ? (t) => t === '.' : true);
     // With healing, generation starts by re-spelling the healed text: the document is prefix-without-it + output.
     const docPrefix = prompt.healed ? req.prefix.slice(0, req.prefix.length - prompt.healed.length) : req.prefix;
     const { monitors, oracle } = this.monitorsFor({ ...req, prefix: docPrefix });
     // Headers (file path, control tokens) are outside the budgets: never decode past the model's positions.
     const room = this.backend.config.maxPositionEmbeddings - prompt.tokens.length;
     if (room < 1) throw new BadInputError(`the prompt (${prompt.tokens.length} tokens) fills the model's ${this.backend.config.maxPositionEmbeddings} positions`);
-    const kv = this.kv.acquire(prompt.tokens, req.filePath && path.resolve(req.workspace ?? '.', req.filePath));
+    const kv = this.kv.acquire(prompt.tokens, documentKey(req));
     const out = await generate(this.backend, kv.cache, this.tokenizer, prompt.tokens, {
       maxTokens: Math.min(maxTokens, room),
       sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
@@ -307,6 +290,21 @@ export class Engine {
       promptMode: prompt.mode,
       context: { blocks: context.length, tokens: prompt.contextTokens },
     };
+  }
+
+  /** The prompt for a request: its repository context (given or retrieved), packed with the text around the cursor. */
+  private async promptFor(req: CompletionRequest, maxTokens: number, heal: PromptInput['heal']): Promise<{ prompt: Prompt; context: NonNullable<CompletionRequest['context']> }> {
+    const context = req.context ?? this.retrieveContext(req);
+    const prompt = await buildPrompt(this.tokenizer, {
+      prefix: req.prefix,
+      suffix: req.suffix ?? '',
+      filePath: req.filePath,
+      context,
+      budget: this.promptBudget(maxTokens, context.length ? req.contextTokens : 0),
+      heal,
+      fim: req.fim ?? this.model.generation.promptMode === 'fim',
+    });
+    return { prompt, context };
   }
 
   private monitorsApply(req: CompletionRequest): boolean {
@@ -434,6 +432,11 @@ export class Engine {
     await this.analyses.dispose();
     await this.backend.dispose();
   }
+}
+
+/** The document a request is about, for the KV manager to notice a switch between documents. */
+function documentKey(req: CompletionRequest): string | undefined {
+  return req.filePath && path.resolve(req.workspace ?? '.', req.filePath);
 }
 
 function round(ms: number): number {

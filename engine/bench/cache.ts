@@ -12,8 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Engine } from '../engine.js';
-import { makeRandomModel } from '../model/make-random.js';
-import { cacheRoot } from '../paths.js';
+import { randomModelDir } from './decode.js';
 
 export interface BenchCacheOptions {
   model?: string;
@@ -41,14 +40,7 @@ const TYPED = `\nexport function total(services: Service0[], records: Record0[])
 
 export async function benchCache(o: BenchCacheOptions = {}) {
   const log = o.log ?? (() => {});
-  let dir = o.model;
-  if (!dir) {
-    dir = path.join(cacheRoot(), 'models', 'tiny-long-seed0');
-    if (!fs.existsSync(path.join(dir, 'config.json'))) {
-      log(`making a random tiny-long model in ${dir} ...`);
-      makeRandomModel({ like: 'tiny-long', out: dir, seed: 0 });
-    }
-  }
+  const dir = o.model ?? randomModelDir('tiny-long', log);
   const keystrokes = o.keystrokes ?? 240;
   const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-cache-bench-'));
   const engine = await Engine.load({ model: dir, threads: o.threads });

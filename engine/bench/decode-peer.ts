@@ -17,10 +17,11 @@ import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
 import { BadInputError } from '../errors.js';
 import { openModelDir, type ModelDir } from '../model/directory.js';
 import { exportGguf, type GgufType } from '../model/gguf.js';
-import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
+import type { RandomModelPreset } from '../model/make-random.js';
 import { cacheRoot, embeddedModelDir } from '../paths.js';
 import { getCpuLlama, loadNodeLlamaCpp, NODE_LLAMA_CPP_VERSION } from '../peers/node-llama-cpp.js';
 import { measureCopyGBps } from './bandwidth.js';
+import { measurePrefillAndDecode, randomModelDir } from './decode.js';
 
 export interface BenchDecodePeerOptions {
   model?: string;
@@ -87,13 +88,7 @@ export async function benchDecodePeer(o: BenchDecodePeerOptions) {
 }
 
 function resolveModel(o: BenchDecodePeerOptions, log: (l: string) => void): string {
-  if (!o.like) return o.model ?? embeddedModelDir();
-  const dir = path.join(cacheRoot(), 'models', `${o.like}-seed0`);
-  if (!fs.existsSync(path.join(dir, 'config.json'))) {
-    log(`making a random ${o.like} model in ${dir} ...`);
-    makeRandomModel({ like: o.like, out: dir, seed: 0 });
-  }
-  return dir;
+  return o.like ? randomModelDir(o.like, log) : (o.model ?? embeddedModelDir());
 }
 
 /** The model's GGUF of a type, exported once and keyed by the model's fingerprint. */
@@ -111,24 +106,8 @@ async function measureOurs(model: ModelDir, weights: WeightFormat, threads: numb
   const backend = await loadOnnxBackend(model, { weights, threads });
   const loadMs = performance.now() - t0;
   try {
-    let prefillMs = Infinity;
-    for (let r = 0; r < 3; r++) {
-      const c = backend.createCache();
-      const t = performance.now();
-      await backend.forward(c, prompt);
-      prefillMs = Math.min(prefillMs, performance.now() - t);
-      c.free();
-    }
-    const cache = backend.createCache();
-    let logits = await backend.forward(cache, prompt);
-    const steps: number[] = [];
-    for (let s = 0; s < decodeTokens; s++) {
-      const t = performance.now();
-      const next = argmax(logits);
-      logits = await backend.forward(cache, [next]);
-      steps.push(performance.now() - t);
-    }
-    cache.free();
+    // the step includes the argmax, as llama.cpp's includes its sampling
+    const { prefillMs, steps } = await measurePrefillAndDecode(backend, prompt, decodeTokens, true);
     return speed(loadMs, prefillMs, prompt.length, steps);
   } finally {
     await backend.dispose();
@@ -180,12 +159,6 @@ function speed(loadMs: number, prefillMs: number, promptTokens: number, steps: n
     decodeTokPerS: round(1000 / p50),
     decodeSteps: steps.length,
   };
-}
-
-function argmax(x: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
-  return best;
 }
 
 function round(x: number): number {

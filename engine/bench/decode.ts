@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { BackendName, WeightFormat } from '../backends/backend.js';
+import type { Backend, BackendName, WeightFormat } from '../backends/backend.js';
 import { cacheRoot } from '../backends/onnx/build-cache.js';
 import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
 import { deviceCopyGBps, gemvGBps } from '../backends/webgpu/microbench.js';
@@ -13,6 +13,7 @@ import { loadWebGpuBackend } from '../backends/webgpu/webgpu-backend.js';
 import { openModelDir } from '../model/directory.js';
 import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
 import { embeddedModelDir } from '../paths.js';
+import { argmax } from '../decode/sampler.js';
 import { measureCopyGBps } from './bandwidth.js';
 
 export interface BenchDecodeOptions {
@@ -28,14 +29,7 @@ export interface BenchDecodeOptions {
 
 export async function benchDecode(o: BenchDecodeOptions) {
   const log = o.log ?? (() => {});
-  let dir = o.model ?? embeddedModelDir();
-  if (o.like) {
-    dir = path.join(cacheRoot(), 'models', `${o.like}-seed0`);
-    if (!fs.existsSync(path.join(dir, 'config.json'))) {
-      log(`making a random ${o.like} model in ${dir} ...`);
-      makeRandomModel({ like: o.like, out: dir, seed: 0 });
-    }
-  }
+  const dir = o.like ? randomModelDir(o.like, log) : (o.model ?? embeddedModelDir());
   const model = openModelDir(dir);
   const weights = o.weights ?? 'f32';
   log(`loading ${dir} (${weights}) ...`);
@@ -51,27 +45,7 @@ export async function benchDecode(o: BenchDecodeOptions) {
     // Deterministic pseudo-random prompt: ids spread over the vocabulary, as real text is.
     const prompt = Array.from({ length: maxPrompt }, (_, i) => (i * 7919 + 13) % Math.min(V, 50000));
 
-    // Prefill: best of three fresh caches (the first run also warms up kernels and the allocator).
-    let prefillMs = Infinity;
-    for (let r = 0; r < 3; r++) {
-      const c = backend.createCache();
-      const t = performance.now();
-      await backend.forward(c, prompt);
-      prefillMs = Math.min(prefillMs, performance.now() - t);
-      c.free();
-    }
-
-    // Decode: greedy steps after the prompt; the median step time is the figure (robust to a noisy neighbour).
-    const cache = backend.createCache();
-    let logits = await backend.forward(cache, prompt);
-    const steps: number[] = [];
-    for (let s = 0; s < o.decodeTokens; s++) {
-      const next = argmax(logits);
-      const t = performance.now();
-      logits = await backend.forward(cache, [next]);
-      steps.push(performance.now() - t);
-    }
-    cache.free();
+    const { prefillMs, steps } = await measurePrefillAndDecode(backend, prompt, o.decodeTokens);
     steps.sort((a, b) => a - b);
     const stepMs = steps[Math.floor(steps.length / 2)]!;
     const decodeTokPerS = 1000 / stepMs;
@@ -123,10 +97,42 @@ export async function benchDecode(o: BenchDecodeOptions) {
   }
 }
 
-function argmax(x: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
-  return best;
+/** A random-weight model of a preset, made once under the cache directory (seed 0) and reused by every benchmark. */
+export function randomModelDir(like: RandomModelPreset, log: (line: string) => void = () => {}): string {
+  const dir = path.join(cacheRoot(), 'models', `${like}-seed0`);
+  if (!fs.existsSync(path.join(dir, 'config.json'))) {
+    log(`making a random ${like} model in ${dir} ...`);
+    makeRandomModel({ like, out: dir, seed: 0 });
+  }
+  return dir;
+}
+
+/**
+ * Prefill: best of three fresh caches (the first run also warms up kernels and the allocator). Decode: greedy steps
+ * after the prompt, each step's time returned (callers take the median: robust to a noisy neighbour). `timeArgmax`
+ * counts the argmax in the step, for comparisons with engines whose step includes sampling.
+ */
+export async function measurePrefillAndDecode(backend: Backend, prompt: number[], decodeTokens: number, timeArgmax = false): Promise<{ prefillMs: number; steps: number[] }> {
+  let prefillMs = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const c = backend.createCache();
+    const t = performance.now();
+    await backend.forward(c, prompt);
+    prefillMs = Math.min(prefillMs, performance.now() - t);
+    c.free();
+  }
+  const cache = backend.createCache();
+  let logits = await backend.forward(cache, prompt);
+  const steps: number[] = [];
+  for (let s = 0; s < decodeTokens; s++) {
+    const before = performance.now();
+    const next = argmax(logits);
+    const t = timeArgmax ? before : performance.now();
+    logits = await backend.forward(cache, [next]);
+    steps.push(performance.now() - t);
+  }
+  cache.free();
+  return { prefillMs, steps };
 }
 
 function round(x: number): number {

@@ -86,8 +86,9 @@ export class KvManager {
     const common = commonPrefix(resident.tokens, tokens);
     const match = this.prefix.match(tokens);
     try {
-      // keep at least one prompt token to run (the decode loop needs logits)
-      const usable = Math.min(match.length, tokens.length - 1) - (Math.min(match.length, tokens.length - 1) % this.prefix.blockTokens);
+      // whole blocks, keeping at least one prompt token to run (the decode loop needs logits)
+      const reach = Math.min(match.length, tokens.length - 1);
+      const usable = reach - (reach % this.prefix.blockTokens);
       if (usable > common) {
         const fresh = this.backend.importKv(tokens.slice(0, usable), match.blocks.slice(0, usable / this.prefix.blockTokens));
         resident.free();

@@ -9,7 +9,6 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { ModelDir } from '../../model/directory.js';
 import { cacheRoot } from '../../paths.js';

@@ -16,6 +16,7 @@
  * Two I/O conventions: 'native' (what our backend feeds: seqlens_k and total length precomputed, a logits row count)
  * and 'optimum' (the transformers.js/Optimum decoder signature), which the tests use to exercise that loader.
  */
+import { concatFloat32 } from '../common.js';
 import type { ModelConfig } from '../../model/config.js';
 import { ropeInvFreq } from '../../model/config.js';
 import type { WeightSource } from '../../model/tensor-types.js';
@@ -90,7 +91,7 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     const parts = names.map((n) => w.readF32(n));
     const K = w.info(names[0]!).shape[1]!;
     const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
-    const stacked = parts.length === 1 ? parts[0]! : concat(parts);
+    const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
     if (opts.weights === 'q8' || opts.weights === 'q4') {
       const bits = opts.weights === 'q8' ? 8 : 4;
       const q = quantizeBlocks(stacked, N, K, bits, QUANT_BLOCK);
@@ -105,7 +106,7 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     return g.op('MatMul', [x, t]);
   };
   const addBias = (x: string, names: string[], stem: string): string =>
-    g.op('Add', [x, g.constant(`${stem}.bias`, 'float32', [names.reduce((a, n) => a + w.info(n).shape[0]!, 0)], concat(names.map((n) => w.readF32(n))))]);
+    g.op('Add', [x, g.constant(`${stem}.bias`, 'float32', [names.reduce((a, n) => a + w.info(n).shape[0]!, 0)], concatFloat32(names.map((n) => w.readF32(n))))]);
   const norm = (name: string) => g.constant(name, 'float32', [H], w.readF32(name));
 
   // ---- inputs
@@ -222,15 +223,6 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
   return { weightBytesPerToken: weightBytes, maxPositions };
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** [rows][cols] -> [cols][rows], in cache-friendly tiles (the lm_head is 150k x 1k). */
 function transpose(src: Float32Array, rows: number, cols: number): Float32Array {

@@ -6,6 +6,7 @@
  * between calls in OrtKvCache handles, and a long prompt is prefilled in chunks so cancellation is checked between
  * them and attention memory stays bounded.
  */
+import { checkForward } from '../common.js';
 import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -88,13 +89,7 @@ export class OnnxBackend implements Backend {
 
   async forward(cache: KvCache, tokens: readonly number[], opts: ForwardOptions = {}): Promise<Float32Array> {
     if (!(cache instanceof OrtKvCache)) throw new TypeError('onnx backend: foreign KV cache handle');
-    const rows = opts.logitsFor ?? 1;
-    if (tokens.length === 0) throw new RangeError('forward: no tokens');
-    if (!Number.isInteger(rows) || rows < 1 || rows > tokens.length) throw new RangeError(`forward: logitsFor ${rows} outside 1..${tokens.length}`);
-    if (cache.length + tokens.length > this.maxPositions)
-      throw new BadInputError(`context of ${cache.length + tokens.length} tokens exceeds the model's ${this.maxPositions} positions`);
-    for (const t of tokens)
-      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new RangeError(`forward: token id ${t} outside the vocabulary (${this.config.vocabSize})`);
+    const rows = checkForward(this.config, this.maxPositions, cache.length, tokens, opts.logitsFor);
 
     // Earlier chunks only fill the cache; the last holds at least the rows whose logits are wanted.
     let start = 0;

@@ -12,6 +12,7 @@
  * = 7 dispatches per layer, plus the embedding lookup and the final norm + lm_head over the rows whose logits are
  * wanted. Logits and the new positions' keys/values come back in one readback per chunk.
  */
+import { checkForward, concatFloat32 } from '../common.js';
 import { BadInputError, throwIfAborted } from '../../errors.js';
 import { ropeInvFreq, type ModelConfig } from '../../model/config.js';
 import type { ModelDir } from '../../model/directory.js';
@@ -112,7 +113,7 @@ export class WebGpuBackend implements Backend {
       const parts = names.map((n) => w.readF32(n));
       const K = w.info(names[0]!).shape[1]!;
       const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
-      const stacked = parts.length === 1 ? parts[0]! : concat(parts);
+      const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
       const size = format === 'f32' ? N * K * 4 : (N * Math.ceil(K / QUANT_BLOCK) * QUANT_BLOCK * (format === 'q8' ? 8 : 4)) / 8;
       if (size > limit) throw new Error(`${label}: ${size} bytes exceed the device's storage binding limit (${limit})`);
       const m = format === 'f32' ? uploadMatrixF32(ctx, stacked, N, K, label) : uploadMatrixQuant(ctx, quantizeBlocks(stacked, N, K, format === 'q8' ? 8 : 4, QUANT_BLOCK), format === 'q8' ? 8 : 4, N, K, label);
@@ -139,7 +140,7 @@ export class WebGpuBackend implements Backend {
     this.layers = Array.from({ length: config.numLayers }, (_, i) => ({
       inNorm: vec(L(i, 'input_layernorm.weight')),
       qkv: matrix(['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.weight`)), L(i, 'self_attn.qkv_proj')),
-      qkvBias: config.attentionBias ? upload(d, concat(['q_proj', 'k_proj', 'v_proj'].map((p) => w.readF32(L(i, `self_attn.${p}.bias`))))) : null,
+      qkvBias: config.attentionBias ? upload(d, concatFloat32(['q_proj', 'k_proj', 'v_proj'].map((p) => w.readF32(L(i, `self_attn.${p}.bias`))))) : null,
       o: matrix([L(i, 'self_attn.o_proj.weight')], L(i, 'self_attn.o_proj')),
       postNorm: vec(L(i, 'post_attention_layernorm.weight')),
       gateUp: matrix([L(i, 'mlp.gate_proj.weight'), L(i, 'mlp.up_proj.weight')], L(i, 'mlp.gate_up_proj')),
@@ -172,13 +173,7 @@ export class WebGpuBackend implements Backend {
   async forward(cache: KvCache, tokens: readonly number[], opts: ForwardOptions = {}): Promise<Float32Array> {
     if (!(cache instanceof WebGpuKvCache)) throw new TypeError('webgpu backend: foreign KV cache handle');
     this.checkUsable();
-    const rows = opts.logitsFor ?? 1;
-    if (tokens.length === 0) throw new RangeError('forward: no tokens');
-    if (!Number.isInteger(rows) || rows < 1 || rows > tokens.length) throw new RangeError(`forward: logitsFor ${rows} outside 1..${tokens.length}`);
-    if (cache.length + tokens.length > this.maxPositions)
-      throw new BadInputError(`context of ${cache.length + tokens.length} tokens exceeds the model's ${this.maxPositions} positions`);
-    for (const t of tokens)
-      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new RangeError(`forward: token id ${t} outside the vocabulary (${this.config.vocabSize})`);
+    const rows = checkForward(this.config, this.maxPositions, cache.length, tokens, opts.logitsFor);
     // Earlier chunks only fill the cache; the last one holds every row whose logits are wanted.
     const out = new Float32Array(rows * this.config.vocabSize);
     let start = 0;
@@ -278,12 +273,3 @@ export class DeviceLostError extends Error {
   }
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
