@@ -85,6 +85,47 @@ describe('mgd serve --stdio', () => {
     });
   });
 
+  it('prefills a document in the background on open and on mgd/didFocus, and the next request reuses it', async () => {
+    type Stats = { prefetches: number; prefetchedTokens: number };
+    const stats = () => conn.sendRequest<Stats>('mgd/stats');
+    const until = async (ok: (s: Stats) => boolean) => {
+      for (let i = 0; i < 400; i++) {
+        const s = await stats();
+        if (ok(s)) return s;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`condition never held: ${JSON.stringify(await stats())}`);
+    };
+    // text no earlier run has seen (the KV cache persists between runs)
+    const other = pathToFileURL(path.join(workspace, 'src/use.ts')).href;
+    const text = `// prefetch ${Date.now()} ${Math.random()}\n${TEXT}const total = [1, 2, 3].map((n) => n * 2);\n`;
+    const before = await stats();
+    await conn.sendNotification('textDocument/didOpen', { textDocument: { uri: other, languageId: 'typescript', version: 1, text } });
+    const opened = await until((s) => s.prefetches > before.prefetches);
+    expect(opened.prefetchedTokens).toBeGreaterThan(before.prefetchedTokens);
+    // focus at the member access: only the text between the file's start and the cursor is new
+    await conn.sendNotification('mgd/didFocus', { textDocument: { uri: other }, position: { line: 3, character: 13 } });
+    const focused = await until((s) => s.prefetches > opened.prefetches);
+    expect(focused.prefetchedTokens - opened.prefetchedTokens).toBeGreaterThan(0);
+    const r = await conn.sendRequest<{ items: Array<{ insertText: string }> }>('textDocument/inlineCompletion', {
+      textDocument: { uri: other },
+      position: { line: 3, character: 13 },
+      context: { triggerKind: 1 },
+    });
+    expect(r.items.length).toBe(1);
+    // the request reused what the two prefetches computed: everything before the cursor (the healed `.` aside,
+    // which the request re-tokenizes, hence the few tokens of slack)
+    const after = await conn.sendRequest<{ lastReusedTokens: number; lastPromptTokens: number }>('mgd/stats');
+    expect(after.lastReusedTokens).toBeGreaterThanOrEqual(focused.prefetchedTokens - before.prefetchedTokens - 4);
+    expect(after.lastReusedTokens).toBeLessThan(after.lastPromptTokens);
+    // focus on an unknown document, or with a broken position: ignored, the server keeps answering
+    await conn.sendNotification('mgd/didFocus', { textDocument: { uri: 'file:///nowhere.ts' }, position: { line: 0, character: 0 } });
+    await conn.sendNotification('mgd/didFocus', { textDocument: { uri: other }, position: { line: -1, character: 'x' } });
+    await conn.sendNotification('mgd/didFocus', null);
+    expect((await stats()).prefetches).toBeGreaterThanOrEqual(focused.prefetches);
+    await conn.sendNotification('textDocument/didClose', { textDocument: { uri: other } });
+  });
+
   it('follows incremental edits and answers textDocument/completion with a textEdit', async () => {
     await conn.sendNotification('textDocument/didChange', {
       textDocument: { uri, version: 2 },

@@ -52,6 +52,13 @@ export function activate(context: vscode.ExtensionContext): void {
     }),
   );
 
+  // an editor switched to: the server prefills its prompt while the user reads
+  context.subscriptions.push(
+    vscode.window.onDidChangeActiveTextEditor((editor) => {
+      if (editor && editor.document.uri.scheme === 'file') s.focused(editor.document.uri.toString(), editor.selection.active);
+    }),
+  );
+
   void s.start();
 }
 

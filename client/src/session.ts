@@ -124,6 +124,14 @@ export class ServerSession implements vscode.Disposable {
     void this.running?.sendNotification('mgd/didAccept', { kind });
   }
 
+  /**
+   * Tells the server which document the user is looking at and where the cursor is, so it prefills that document's
+   * prompt (repository context first) in the background before the first keystroke there.
+   */
+  focused(uri: string, position: { line: number; character: number }): void {
+    void this.running?.sendNotification('mgd/didFocus', { textDocument: { uri }, position });
+  }
+
   /** Redraws the status bar (after enable/disable). */
   render(): void {
     const s = this.server;

@@ -79,7 +79,7 @@ export class CompletionRunner {
 
   /** The last completion shown per document, for typed-through reuse (valid while the cursor line's rest is the same). */
   private readonly shown = new Map<string, { prefix: string; lineRest: string; shown: Shown; result: CompletionResult }>();
-  readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0 };
+  readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0, lastPromptTokens: 0, lastReusedTokens: 0, prefetches: 0, prefetchedTokens: 0 };
 
   /** The session's counters and, once the model is loaded, its KV cache's (`kvCache`, null before). */
   statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null } {
@@ -150,6 +150,8 @@ export class CompletionRunner {
       }
       this.stats.lastTokens = result.tokens;
       this.stats.lastMonitorTriggers = result.monitor.triggers;
+      this.stats.lastPromptTokens = result.cache.promptTokens;
+      this.stats.lastReusedTokens = result.cache.reusedTokens;
       const shown = postProcess(result.text, { prefix, suffix, filePath, stopReason: result.stopReason, replace: canReplace });
       const shownResult = { ...result, text: shown.text };
       this.shown.delete(doc.uri); // re-insert: the map's order is recency, the oldest goes first
@@ -164,6 +166,35 @@ export class CompletionRunner {
       sub.dispose();
       if (this.inFlight.get(doc.uri) === ac) this.inFlight.delete(doc.uri);
     }
+  }
+
+  /**
+   * Background prefill for a document the user is looking at (opened, or focused in the editor): the KV of the prompt a
+   * completion at `position` would use, repository context first, lands in the engine's prefix cache, so the first
+   * request there prefills only the text near the cursor. Without a position, the start of the file: the stable part
+   * (context blocks, file header) is what a later request at any position shares. Only the latest call per document
+   * runs; any completion request cancels it (the engine's rule). Never throws; resolves to the tokens prefilled.
+   */
+  async prefetch(doc: TextDocument, position?: Position): Promise<number> {
+    const engine = await this.load();
+    if (!engine) return 0;
+    const text = doc.getText();
+    const offset = position ? doc.offsetAt(position) : 0;
+    const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
+    const { contextTokens } = this.settings;
+    const n = await engine.prefetch({
+      prefix: text.slice(0, offset),
+      suffix: text.slice(offset),
+      filePath,
+      workspace: this.workspace ?? undefined,
+      maxTokens: this.settings.maxTokens,
+      ...(contextTokens === 0 ? { context: [] } : contextTokens !== null ? { contextTokens } : {}),
+    });
+    if (n > 0) {
+      this.stats.prefetches++;
+      this.stats.prefetchedTokens += n;
+    }
+    return n;
   }
 
   async dispose(): Promise<void> {

@@ -53,6 +53,16 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   // mgd/stats: counters of this session and the KV cache's (kept locally, never sent anywhere)
   connection.onRequest('mgd/stats', () => runner.statistics());
   connection.onShutdown(() => runner.dispose());
+  // Background prefill of what a completion in a document will need: on open, and when the client says the user
+  // focused a document (mgd/didFocus {textDocument, position?}, sent by our extension on editor switches).
+  documents.onDidOpen((e) => void runner.prefetch(e.document));
+  connection.onNotification('mgd/didFocus', (p: { textDocument?: { uri?: unknown }; position?: { line?: unknown; character?: unknown } }) => {
+    const doc = typeof p?.textDocument?.uri === 'string' ? documents.get(p.textDocument.uri) : undefined;
+    if (!doc) return; // unknown or closed document: nothing to prepare
+    const pos = p.position;
+    const valid = pos && Number.isInteger(pos.line) && Number.isInteger(pos.character) && (pos.line as number) >= 0 && (pos.character as number) >= 0;
+    void runner.prefetch(doc, valid ? { line: pos.line as number, character: pos.character as number } : undefined);
+  });
 
   documents.listen(connection);
   connection.listen();
