@@ -19,6 +19,7 @@ import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor
 import type { StopMode } from './decode/stop.js';
 import { cacheRoot, embeddedModelDir } from './paths.js';
 import { Analyses } from './analysis/analyses.js';
+import type { TypeLocation } from './analysis/oracle.js';
 import type { LanguageServerConfig } from './analysis/lsp-oracle.js';
 import { TokenMasks } from './decode/mask/token-mask.js';
 import { VocabTrie } from './decode/mask/vocab-trie.js';
@@ -116,6 +117,8 @@ export interface CompletionResult {
 }
 
 const DEFAULT_MAX_TOKENS = 64;
+/** How long retrieval waits for the oracle's receiver type (a language server still starting answers too late). */
+const RECEIVER_TYPE_MS = 250;
 
 /** The monitors, by the kind names settings and JSON use. */
 export const MONITOR_KINDS = ['dereference', 'call-arity', 'new-class', 'import-names', 'switch-enum'] as const;
@@ -294,7 +297,7 @@ export class Engine {
 
   /** The prompt for a request: its repository context (given or retrieved), packed with the text around the cursor. */
   private async promptFor(req: CompletionRequest, maxTokens: number, heal: PromptInput['heal']): Promise<{ prompt: Prompt; context: NonNullable<CompletionRequest['context']> }> {
-    const context = req.context ?? this.retrieveContext(req);
+    const context = req.context ?? (await this.contextFor(req));
     const prompt = await buildPrompt(this.tokenizer, {
       prefix: req.prefix,
       suffix: req.suffix ?? '',
@@ -385,9 +388,10 @@ export class Engine {
 
   /**
    * Repository context from the workspace's index (built in the background on first use; what is indexed so far is
-   * used). Never fails a completion: an error means no context.
+   * used), and at a member access the receiver's type definition from the type oracle (when monitors run, so the
+   * oracle is up anyway; at most RECEIVER_TYPE_MS). Never fails a completion: an error means no context.
    */
-  private retrieveContext(req: CompletionRequest): ContextBlock[] {
+  async contextFor(req: CompletionRequest): Promise<ContextBlock[]> {
     if (!req.workspace || !req.filePath) return [];
     const workspace = path.resolve(req.workspace);
     try {
@@ -395,10 +399,32 @@ export class Engine {
       const index = this.indexes.get(workspace)!;
       const abs = path.resolve(workspace, req.filePath);
       index.update(abs, req.prefix + (req.suffix ?? ''));
-      return retrieveContext(index, abs, req.prefix, req.suffix ?? '');
+      const receiverTypes = (await this.receiverTypes(req, abs, workspace))
+        .map((t) => ({ file: index.relative(t.file), line: t.line }))
+        .filter((t): t is { file: string; line: number } => t.file !== null);
+      return retrieveContext(index, abs, req.prefix, req.suffix ?? '', { receiverTypes });
     } catch (e) {
       this.onWarning?.(`repository context unavailable: ${oneLine(e)}; completing without it`);
       return [];
+    }
+  }
+
+  /** Where the type oracle says the receiver of a member access at the cursor (`book.`, `book.ba`) is defined. */
+  private async receiverTypes(req: CompletionRequest, file: string, workspace: string): Promise<TypeLocation[]> {
+    const m = /[\w$)\]>](\s*)\.([A-Za-z_$][\w$]*)?$/.exec(req.prefix);
+    if (!m || !this.monitorsApply(req)) return [];
+    const end = m.index + 1; // just past the receiver's last character
+    const analysis = this.analyses.for(file, workspace, req.language);
+    if (!analysis?.oracle.typeDefinitions || !analysis.isCode(req.prefix + (req.suffix ?? ''), end)) return [];
+    const text = req.prefix + (req.suffix ?? '');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), RECEIVER_TYPE_MS)));
+    try {
+      return (await Promise.race([Promise.resolve(analysis.oracle.typeDefinitions(file, text, end)), late])) ?? [];
+    } catch {
+      return []; // the oracle's failures are counted by the monitors; context just goes without
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -143,6 +143,43 @@ describe('retrieval', () => {
     expect(blocks.at(-1)).toMatchObject({ path: 'other.ts', source: 'similar' });
   });
 
+  // `book`'s type is inferred from a call: the name Ledger appears nowhere near the cursor, so only the type oracle
+  // can say which definition the completion needs
+  for (const typescript of ['in-process', 'native'] as const) {
+    it(`at a member access, the receiver's type definition comes from the type oracle (${typescript})`, async () => {
+      const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-receiver-'));
+      fs.writeFileSync(path.join(ws, 'tsconfig.json'), '{"compilerOptions":{"strict":true,"module":"nodenext","target":"es2022"}}\n');
+      fs.writeFileSync(path.join(ws, 'ledger.ts'), 'export class Ledger {\n  private rows: number[] = [];\n  record(amount: number): void { this.rows.push(amount); }\n  balance(): number { return this.rows.reduce((a, b) => a + b, 0); }\n}\n');
+      fs.writeFileSync(path.join(ws, 'factory.ts'), "import { Ledger } from './ledger.js';\nexport function openBook() {\n  return new Ledger();\n}\n");
+      const prefix = "import { openBook } from './factory.js';\nconst book = openBook();\nbook.";
+      fs.writeFileSync(path.join(ws, 'main.ts'), prefix + '\n');
+      const { ensureFixtureModel } = await import('../engine/model/fixtures.js');
+      const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2, typescript });
+      try {
+        await engine.indexWorkspace(ws);
+        const req = { prefix, suffix: '\n', filePath: 'main.ts', workspace: ws };
+        // a language server's first answers can take a while: ask until it is up (the engine waits 250 ms per request)
+        let blocks = await engine.contextFor(req);
+        for (let i = 0; i < 40 && !blocks.some((b) => b.path === 'ledger.ts'); i++) {
+          await new Promise((r) => setTimeout(r, 250));
+          blocks = await engine.contextFor(req);
+        }
+        const ledger = blocks.find((b) => b.path === 'ledger.ts');
+        expect(ledger, JSON.stringify(blocks)).toMatchObject({ source: 'definition' });
+        expect(ledger!.text).toContain('class Ledger');
+        expect(ledger!.text).toContain('balance(): number');
+        // by name alone (monitors off: no oracle asked) the class is out of reach
+        const byName = await engine.contextFor({ ...req, monitors: false });
+        expect(byName.some((b) => b.path === 'ledger.ts')).toBe(false);
+        // in a string the receiver is no receiver
+        const inString = await engine.contextFor({ ...req, prefix: prefix + "\nconst s = 'book." });
+        expect(inString.some((b) => b.path === 'ledger.ts')).toBe(false);
+      } finally {
+        await engine.dispose();
+      }
+    });
+  }
+
   it('the engine puts retrieved context in the prompt, and --no-context ([]) keeps it out', async () => {
     const { ensureFixtureModel } = await import('../engine/model/fixtures.js');
     const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });

@@ -89,6 +89,9 @@ export class Analyses {
       name: oracle.name,
       members: (f: string, text: string, offset: number) => (isCode(text, offset) ? oracle.members(f, text, offset) : null),
       callShape: (f: string, text: string, offset: number): CallShape | null | Promise<CallShape | null> => (isCode(text, offset) ? oracle.callShape(f, text, offset) : null),
+      ...(oracle.typeDefinitions && {
+        typeDefinitions: (f: string, text: string, offset: number) => (isCode(text, offset) ? oracle.typeDefinitions!(f, text, offset) : null),
+      }),
       dispose: () => undefined, // owned here, not by the request
     };
     const typescript = isTypeScript

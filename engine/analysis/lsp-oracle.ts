@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   CancellationTokenSource,
   CompletionRequest,
@@ -26,15 +26,18 @@ import {
   SignatureHelpRequest,
   SignatureHelpTriggerKind,
   TextDocumentSyncKind,
+  TypeDefinitionRequest,
   createProtocolConnection,
   type CompletionItem,
   type CompletionList,
+  type Location,
+  type LocationLink,
   type SignatureHelp,
   type InitializeResult,
   type ProtocolConnection,
   type ServerCapabilities,
 } from 'vscode-languageserver-protocol/node';
-import { shapeOfSignatures, type CallShape, type TypeOracle } from './oracle.js';
+import { shapeOfSignatures, type CallShape, type TypeLocation, type TypeOracle } from './oracle.js';
 import { diffRange, positionAt } from './text-edit.js';
 
 export interface LanguageServerConfig {
@@ -143,6 +146,29 @@ export class LspOracle implements TypeOracle {
         parameters: (s.parameters ?? []).map((p) => (typeof p.label === 'string' ? p.label : s.label.slice(p.label[0], p.label[1]))),
       })),
     );
+  }
+
+  async typeDefinitions(file: string, text: string, offset: number): Promise<TypeLocation[] | null> {
+    const server = await this.server();
+    if (!server.capabilities.typeDefinitionProvider) return null;
+    const uri = await this.sync(server, file, text);
+    // on the receiver's last character, not after it: at the `.` servers answer for nothing or for the next token
+    const answer = await this.request<Location | Location[] | LocationLink[] | null>(server, TypeDefinitionRequest.method, {
+      textDocument: { uri },
+      position: positionAt(text, Math.max(0, offset - 1)),
+    });
+    if (!answer) return null;
+    const out: TypeLocation[] = [];
+    for (const l of Array.isArray(answer) ? answer : [answer]) {
+      const target = 'targetUri' in l ? l.targetUri : l.uri;
+      const range = 'targetUri' in l ? (l.targetSelectionRange ?? l.targetRange) : l.range;
+      if (!target.startsWith('file:')) continue;
+      const abs = fileURLToPath(target);
+      // the language's own library (typeshed, lib.d.ts, a GOROOT) is the model's to know, not the repository's
+      if (/[/\\](node_modules|typeshed|site-packages|typeshed-fallback)[/\\]/.test(abs)) continue;
+      out.push({ file: abs, line: range.start.line });
+    }
+    return out.length ? out : null;
   }
 
   async dispose(): Promise<void> {

@@ -17,6 +17,11 @@ export interface CallShape {
   maxArgs: number;
 }
 
+export interface TypeLocation {
+  file: string;
+  line: number;
+}
+
 export interface TypeOracle {
   /** For logs and JSON: `typescript`, `lsp:pyright`... */
   readonly name: string;
@@ -24,6 +29,11 @@ export interface TypeOracle {
   members(file: string, text: string, offset: number): Awaitable<string[] | null>;
   /** The call whose `(` ends just before `offset`: what argument counts it accepts, or null. */
   callShape(file: string, text: string, offset: number): Awaitable<CallShape | null>;
+  /**
+   * Where the type of the expression ending just before `offset` is defined (absolute file, 0-based line), or null:
+   * the receiver of `acc.` when its type is inferred and its name appears nowhere near the cursor. Optional.
+   */
+  typeDefinitions?(file: string, text: string, offset: number): Awaitable<TypeLocation[] | null>;
   dispose(): Awaitable<void>;
 }
 

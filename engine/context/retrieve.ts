@@ -6,14 +6,16 @@
  * KV cache serves it):
  *   1. outlines of the modules the file imports (exported signatures, not whole files), by import order;
  *   2. definitions of the names used near the cursor that live in other files (types, functions, classes), the most
- *      used first, grouped per file in path order;
+ *      used first, grouped per file in path order; first among them the receiver's type where a type oracle located
+ *      it (`book.` with `book` inferred from a call: its class's name appears nowhere near the cursor);
  *   3. the file's own outline, when the file is long enough that the prompt's prefix is cut;
  *   4. similar code from recently edited files (Jaccard similarity of identifier sets with the lines before the
  *      cursor), the most volatile part, last.
- * Retrieval is by name through the index; a type oracle is not consulted here (it is busy with the monitors, and a
- * name lookup is enough to find what a prompt should carry).
+ * Retrieval is by name through the index, plus what the engine asked the type oracle (one question, the receiver's
+ * type definition, and only at a member access: the oracle is busy with the monitors).
  */
 import type { RepoIndex } from './repo-index.js';
+import type { Definition } from './symbols.js';
 
 export interface ContextBlock {
   path: string;
@@ -29,6 +31,8 @@ export interface RetrieveOptions {
   maxSimilar?: number;
   /** A file longer than this (characters) gets its own outline (default 6,000). */
   longFile?: number;
+  /** Where the type oracle says the receiver's type is defined (workspace-relative files, 0-based lines). */
+  receiverTypes?: readonly { file: string; line: number }[];
 }
 
 const OUTLINE_CHARS = 1500;
@@ -65,6 +69,19 @@ export function retrieveContext(index: RepoIndex, absPath: string, prefix: strin
   const wanted = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   const byFile = new Map<string, string[]>();
   let defs = 0;
+  for (const at of o.receiverTypes ?? []) {
+    if (at.file === self) continue;
+    // the declaration the oracle's line falls in: the last one starting at or before it
+    let def: Definition | undefined;
+    for (const d of index.files.get(at.file)?.symbols.definitions ?? []) if (d.line <= at.line && (!def || d.line > def.line)) def = d;
+    if (!def) continue;
+    const shown = blocks.find((b) => b.path === at.file);
+    if (shown?.text.includes(def.signature)) continue; // already in full in the imported module's outline
+    const list = byFile.get(at.file) ?? [];
+    if (!list.includes(def.signature)) list.push(def.signature);
+    byFile.set(at.file, list);
+    defs++;
+  }
   for (const [name] of wanted) {
     if (defs >= (o.maxDefinitions ?? 8)) break;
     const found = index.definitions(name).filter((d) => !included.has(d.file));
