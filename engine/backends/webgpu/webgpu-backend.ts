@@ -22,7 +22,7 @@ import type { WeightSource } from '../../model/tensor-types.js';
 import { openWeights } from '../../model/weights.js';
 import { attention, partialFloats } from '../../../kernels/attention.js';
 import { embedding, uploadTable, type GpuTable } from '../../../kernels/embedding.js';
-import { openGpu, storage, submit, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
+import { encode, openGpu, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
 import { QUANT_BLOCK, matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../../../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../../../kernels/rope.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
@@ -95,6 +95,9 @@ export class WebGpuBackend implements Backend {
   lostReason: string | null = null;
   /** Dispatches recorded by the last forward chunk (for benchmarks). */
   lastDispatches = 0;
+  /** Host milliseconds of the last forward chunk: building and encoding its commands, and unpacking its readback
+   * (not the submit itself, which on OpenGL ES also runs the work, nor the wait for the device). */
+  lastHostMs = 0;
   private disposed = false;
 
   constructor(
@@ -194,6 +197,7 @@ export class WebGpuBackend implements Backend {
   /** One chunk: one command buffer, one readback (logits of the last `rows` rows and the new keys/values). */
   private async step(cache: WebGpuKvCache, tokens: number[], rows: number): Promise<Float32Array> {
     const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, vocabSize: V, rmsNormEps: eps } = this.config;
+    const t0 = performance.now();
     const d = this.ctx.device;
     const s = this.scratch;
     const M = tokens.length;
@@ -219,11 +223,17 @@ export class WebGpuBackend implements Backend {
     const slotBytes = M * hd * 4;
     const slots = this.config.numLayers * 2 * kvH;
     const staging = d.createBuffer({ size: Math.max(16, logitBytes + slots * slotBytes), usage: 0x01 | 0x08 /* MAP_READ | COPY_DST */ });
-    submit(d, ds, (enc) => {
-      if (rows) enc.copyBufferToBuffer(s.logits, 0, staging, 0, logitBytes);
-      for (let l = 0; l < this.config.numLayers; l++)
-        for (let j = 0; j < 2 * kvH; j++) enc.copyBufferToBuffer(cache.buffers[l]!, (j * cache.capacity + pos0) * hd * 4, staging, logitBytes + (l * 2 * kvH + j) * slotBytes, slotBytes);
-    });
+    const enc = d.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const x of ds) encode(pass, x);
+    pass.end();
+    if (rows) enc.copyBufferToBuffer(s.logits, 0, staging, 0, logitBytes);
+    for (let l = 0; l < this.config.numLayers; l++)
+      for (let j = 0; j < 2 * kvH; j++) enc.copyBufferToBuffer(cache.buffers[l]!, (j * cache.capacity + pos0) * hd * 4, staging, logitBytes + (l * 2 * kvH + j) * slotBytes, slotBytes);
+    const cmd = enc.finish();
+    const host = performance.now() - t0;
+    d.queue.submit([cmd]);
+    for (const x of ds) for (const b of x.transient) b.destroy();
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */);
     } catch (e) {
@@ -231,6 +241,7 @@ export class WebGpuBackend implements Backend {
       this.checkUsable();
       throw e;
     }
+    const t1 = performance.now();
     const all = new Float32Array(staging.getMappedRange());
     const logits = all.slice(0, rows * V);
     for (let l = 0; l < this.config.numLayers; l++)
@@ -241,6 +252,7 @@ export class WebGpuBackend implements Backend {
     staging.unmap();
     staging.destroy();
     cache.appended(tokens);
+    this.lastHostMs = host + (performance.now() - t1);
     return logits;
   }
 
