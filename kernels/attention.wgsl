@@ -12,19 +12,39 @@ struct Params {
   nH: u32,
   kvH: u32,
   hd: u32,
-  pos0: u32,
   cap: u32,
-  splitLen: u32,
-  nSplits: u32,
   window: u32,
   qStride: u32,
   scale: f32,
-  pad: u32,
+}
+
+// What changes from one step to the next, in its own buffer so that the rest is recorded once.
+struct Step {
+  pos0: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
 }
 
 const NEG: f32 = -3.0e38;
+const MAX_SPLITS: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> st: Step;
+
+// Keys per split (a multiple of 64, so that at most MAX_SPLITS cover every key) and the splits in use, for pos0 + M
+// keys; attention.ts splitLength mirrors it. The grid may be larger (recorded once for the most keys a cache holds):
+// workgroups past the live splits leave at once and the reduce reads only the live ones.
+fn splitLen() -> u32 {
+  let keys = st.pos0 + p.M;
+  return 64u * max(1u, (keys + 64u * MAX_SPLITS - 1u) / (64u * MAX_SPLITS));
+}
+
+fn liveSplits() -> u32 {
+  let keys = st.pos0 + p.M;
+  let len = splitLen();
+  return (keys + len - 1u) / len;
+}
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kv: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
@@ -39,12 +59,15 @@ fn partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
   let h = wg.x;
   let m = wg.y;
   let split = wg.z;
+  let nSplits = liveSplits();
+  if (split >= nSplits) { return; } // uniform per workgroup: before any barrier
+  let len = splitLen();
   let kh = h / (p.nH / p.kvH);
-  let T = p.pos0 + m + 1u; // keys visible to this row
+  let T = st.pos0 + m + 1u; // keys visible to this row
   var first = 0u;
   if (p.window > 0u && T > p.window) { first = T - p.window; }
-  let lo = max(first, split * p.splitLen);
-  let hi = min(T, (split + 1u) * p.splitLen);
+  let lo = max(first, split * len);
+  let hi = min(T, (split + 1u) * len);
   for (var d = tid; d < p.hd; d += 64u) { qs[d] = q[m * p.qStride + h * p.hd + d]; }
   workgroupBarrier();
   let kBase = kh * p.cap * p.hd;
@@ -91,7 +114,7 @@ fn partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     mx = newMax;
     workgroupBarrier();
   }
-  let base = ((m * p.nH + h) * p.nSplits + split) * (p.hd + 2u);
+  let base = ((m * p.nH + h) * nSplits + split) * (p.hd + 2u);
   if (tid == 0u) {
     part[base] = mx;
     part[base + 1u] = sum;
@@ -107,15 +130,16 @@ fn partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 fn reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let h = wg.x;
   let m = wg.y;
-  let base = (m * p.nH + h) * p.nSplits;
+  let nSplits = liveSplits();
+  let base = (m * p.nH + h) * nSplits;
   let stride = p.hd + 2u;
   var gmax = NEG;
-  for (var s = 0u; s < p.nSplits; s++) { gmax = max(gmax, part[(base + s) * stride]); }
+  for (var s = 0u; s < nSplits; s++) { gmax = max(gmax, part[(base + s) * stride]); }
   var total = 0.0;
-  for (var s = 0u; s < p.nSplits; s++) { total += part[(base + s) * stride + 1u] * exp(part[(base + s) * stride] - gmax); }
+  for (var s = 0u; s < nSplits; s++) { total += part[(base + s) * stride + 1u] * exp(part[(base + s) * stride] - gmax); }
   for (var d = tid; d < p.hd; d += 64u) {
     var v = 0.0;
-    for (var s = 0u; s < p.nSplits; s++) { v += part[(base + s) * stride + 2u + d] * exp(part[(base + s) * stride] - gmax); }
+    for (var s = 0u; s < nSplits; s++) { v += part[(base + s) * stride + 2u + d] * exp(part[(base + s) * stride] - gmax); }
     out[(m * p.nH + h) * p.hd + d] = v / total;
   }
 }

@@ -1,6 +1,6 @@
 /** Dispatcher for embedding.wgsl: rows of an f32 or f16 table gathered by token id. */
 import { f32ToF16 } from '../engine/model/fp16.js';
-import { bindGroup, params, pipeline, upload, type Dispatch, type GpuContext } from './gpu.js';
+import { bindGroup, pipeline, uniform, upload, type Dispatch, type GpuContext, type UniformPool } from './gpu.js';
 
 export interface GpuTable {
   format: 'f32' | 'f16';
@@ -15,8 +15,10 @@ export function uploadTable(ctx: GpuContext, w: Float32Array, V: number, H: numb
   return { format, V, H, data: upload(ctx.device, format === 'f16' ? f32ToF16(w) : w, 'embedding') };
 }
 
-export function embedding(ctx: GpuContext, table: GpuTable, M: number, tokens: GPUBuffer, out: GPUBuffer): Dispatch {
+/** `uniforms`: where the Params buffer comes from (default: a fresh one, released after the submit). */
+export function embedding(ctx: GpuContext, table: GpuTable, M: number, tokens: GPUBuffer, out: GPUBuffer, uniforms?: UniformPool): Dispatch {
   const p = pipeline(ctx, 'embedding', 'main', { F16: table.format === 'f16' });
-  const u = params(ctx.device, [M, table.H, table.V, 0]);
-  return { pipeline: p, bindGroup: bindGroup(ctx.device, p, [u, tokens, table.data, out]), grid: [M, 1, 1], transient: [u] };
+  const transient: GPUBuffer[] = [];
+  const u = uniform(ctx.device, uniforms, [M, table.H, table.V, 0], transient);
+  return { pipeline: p, bindGroup: bindGroup(ctx.device, p, [u, tokens, table.data, out]), grid: [M, 1, 1], transient };
 }

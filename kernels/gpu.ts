@@ -154,8 +154,10 @@ export function storage(device: GPUDevice, bytes: number, label?: string): GPUBu
   return device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE, label });
 }
 
-/** A uniform buffer with the params, fields as u32/f32 in WGSL order (each 4 bytes; f32 fields given as {f: x}). */
-export function params(device: GPUDevice, fields: Array<number | { f: number }>): GPUBuffer {
+export type ParamFields = Array<number | { f: number }>;
+
+/** Params fields as u32/f32 in WGSL order (each 4 bytes; f32 fields given as {f: x}), padded to 16 bytes. */
+export function packParams(fields: ParamFields): ArrayBuffer {
   const n = Math.max(4, Math.ceil(fields.length / 4) * 4);
   const raw = new ArrayBuffer(n * 4);
   const u = new Uint32Array(raw);
@@ -166,10 +168,58 @@ export function params(device: GPUDevice, fields: Array<number | { f: number }>)
       u[i] = v;
     } else f[i] = v.f;
   });
-  const buf = device.createBuffer({ size: raw.byteLength, usage: 0x40 | 0x08 /* UNIFORM | COPY_DST */, mappedAtCreation: true });
+  return raw;
+}
+
+export const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
+
+/** A uniform buffer with the params, fields as u32/f32 in WGSL order (each 4 bytes; f32 fields given as {f: x}). */
+export function params(device: GPUDevice, fields: ParamFields): GPUBuffer {
+  const raw = packParams(fields);
+  const buf = device.createBuffer({ size: raw.byteLength, usage: UNIFORM, mappedAtCreation: true });
   new Uint8Array(buf.getMappedRange()).set(new Uint8Array(raw));
   buf.unmap();
   return buf;
+}
+
+/**
+ * Uniform buffers made once and shared by every dispatch with the same fields: what lets a recorded dispatch list be
+ * reused across steps (the values that change per step live in a separate buffer written with queue.writeBuffer).
+ * Never destroyed while the device lives; bounded by forgetting (not destroying) all entries past `limit`.
+ */
+export class UniformPool {
+  private readonly buffers = new Map<string, GPUBuffer>();
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly limit = 4096,
+  ) {}
+
+  get(fields: ParamFields): GPUBuffer {
+    const key = fields.map((v) => (typeof v === 'number' ? v : `f${v.f}`)).join(',');
+    let b = this.buffers.get(key);
+    if (!b) {
+      if (this.buffers.size >= this.limit) this.buffers.clear(); // bind groups still holding them keep them alive
+      b = params(this.device, fields);
+      this.buffers.set(key, b);
+    }
+    return b;
+  }
+}
+
+/** A dispatcher's uniform buffer: from the pool when there is one, else fresh and listed as transient. */
+export function uniform(device: GPUDevice, pool: UniformPool | undefined, fields: ParamFields, transient: GPUBuffer[]): GPUBuffer {
+  if (pool) return pool.get(fields);
+  const b = params(device, fields);
+  transient.push(b);
+  return b;
+}
+
+/**
+ * The per-step uniform of the kernels that depend on the position (rope, attention): `struct Step { pos0: u32, ... }`.
+ * A plan binds one buffer and writes it before each submit (stepValues); one-off dispatches get a fresh one.
+ */
+export function stepValues(pos0: number): Uint32Array {
+  return Uint32Array.of(pos0, 0, 0, 0);
 }
 
 /** Buffers by binding number (null: the variant has no such binding). */
@@ -225,4 +275,33 @@ export function grid1d(groups: number): [number, number] {
   if (groups <= 65535) return [Math.max(1, groups), 1];
   const y = Math.ceil(groups / 65535);
   return [Math.ceil(groups / y), y];
+}
+
+/**
+ * MAP_READ staging buffers kept for reuse (a readback per step need not create and destroy one): one per readback in
+ * flight, replaced by a larger one (a power of two) when a readback needs more.
+ */
+export class StagingPool {
+  private readonly free: GPUBuffer[] = [];
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly keep = 2,
+  ) {}
+
+  /** A buffer of at least `bytes`, unmapped, for the caller alone until release() (or destroy() after a failure). */
+  acquire(bytes: number): GPUBuffer {
+    const need = Math.max(16, Math.ceil(bytes / 4) * 4);
+    const at = this.free.findIndex((b) => b.size >= need);
+    if (at >= 0) return this.free.splice(at, 1)[0]!;
+    return this.device.createBuffer({ size: Math.max(need, 2 ** Math.ceil(Math.log2(need))), usage: 0x01 | 0x08 /* MAP_READ | COPY_DST */ });
+  }
+
+  /** Back to the pool, unmapped; the smallest goes when more than `keep` wait. */
+  release(b: GPUBuffer): void {
+    this.free.push(b);
+    if (this.free.length > this.keep) {
+      this.free.sort((x, y) => x.size - y.size);
+      this.free.shift()!.destroy();
+    }
+  }
 }

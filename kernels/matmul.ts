@@ -2,7 +2,7 @@
  * Dispatcher for matmul.wgsl: y[M][N] = x[M][K] · Wᵀ (HF Linear layout W [N][K]) with optional bias, residual
  * accumulation, RMSNorm of the input and SwiGLU of the input. Weights are f32 or MatMulNBits blocks of 32 (q8/q4).
  */
-import { bindGroup, params, pipeline, upload, type Dispatch, type GpuContext } from './gpu.js';
+import { bindGroup, pipeline, uniform, upload, type Dispatch, type GpuContext, type UniformPool } from './gpu.js';
 import type { QuantizedBlocks } from '../engine/model/quantize.js';
 
 export const QUANT_BLOCK = 32;
@@ -55,6 +55,8 @@ export interface MatmulArgs {
   norm?: { gamma: GPUBuffer; eps: number } | null;
   /** The input is [M][2K] (gate, up); x = silu(gate)·up. */
   swiglu?: boolean;
+  /** Where the Params buffer comes from (default: a fresh one, released after the submit). */
+  uniforms?: UniformPool;
 }
 
 const TN = 4;
@@ -74,7 +76,8 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): Dispatch {
     SWIGLU: !!a.swiglu,
   };
   const p = pipeline(ctx, 'matmul', 'main', defines);
-  const u = params(ctx.device, [
+  const transient: GPUBuffer[] = [];
+  const u = uniform(ctx.device, a.uniforms, [
     M,
     w.N,
     w.K,
@@ -83,10 +86,10 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): Dispatch {
     Math.ceil(w.K / QUANT_BLOCK),
     { f: a.norm?.eps ?? 0 },
     0,
-  ]);
+  ], transient);
   const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);
   const groupsN = Math.ceil(w.N / TN);
   if (groupsN > 65535) throw new RangeError(`matmul: N = ${w.N} needs ${groupsN} workgroups along x (max 65535)`);
-  return { pipeline: p, bindGroup: bg, grid: [groupsN, Math.ceil(M / TM), 1], transient: [u] };
+  return { pipeline: p, bindGroup: bg, grid: [groupsN, Math.ceil(M / TM), 1], transient };
 }
 

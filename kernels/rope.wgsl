@@ -2,20 +2,25 @@
 // (q heads, then k heads, then v heads). Query heads are rotated in place; key heads are rotated into the cache and
 // value heads copied there, at positions pos0 + m. Cache layout: [2 (key, value)][kvH][cap][hd].
 // "Rotate hh" pairing: (x[i], x[i + hd/2]) rotated by the angle whose cos/sin the tables hold for (position, i).
-// One workgroup per (head slot, row).
+// One workgroup per (head slot, row). pos0 comes from the per-step uniform.
 
 struct Params {
   nH: u32,
   kvH: u32,
   hd: u32,
-  pos0: u32,
   cap: u32,
+}
+
+// What changes from one step to the next, in its own buffer so that the rest is recorded once.
+struct Step {
+  pos0: u32,
   pad0: u32,
   pad1: u32,
   pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> st: Step;
 @group(0) @binding(1) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> cosT: array<f32>;
 @group(0) @binding(3) var<storage, read> sinT: array<f32>;
@@ -25,7 +30,7 @@ struct Params {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let slot = wg.x;
   let m = wg.y;
-  let pos = p.pos0 + m;
+  let pos = st.pos0 + m;
   let hh = p.hd / 2u;
   let row = m * (p.nH + 2u * p.kvH) * p.hd;
   let src = row + slot * p.hd;

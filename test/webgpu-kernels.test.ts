@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { argmax } from '../kernels/argmax.js';
 import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
-import { openGpu, readBack, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
+import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
 import { matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
@@ -203,6 +203,48 @@ describe('webgpu kernels', () => {
           wantK[(t * kvH + h) * hd + j] = keys[t]![h * hd + j]! - vals[t]![h * hd + j]!;
         }
     expectClose(Float32Array.from(gotK), wantK);
+  });
+
+  it('attention recorded once runs at any position (per-step uniform, fixed grid, idle splits)', async () => {
+    // one dispatch list per M, reused at several pos0 through queue.writeBuffer, as the backend's plans are; cap
+    // 2200 makes a grid of 32 splits, of which small positions use 1 and pos0 ~2150 uses 17 splits of 128 keys
+    const d = ctx!.device;
+    const [nH, kvH, hd, cap] = [4, 2, 16, 2200];
+    const kvHost = randn(2 * kvH * cap * hd, 1.5);
+    const kv = upload(d, kvHost);
+    const step = d.createBuffer({ size: 16, usage: UNIFORM });
+    const uniforms = new UniformPool(d);
+    for (const [M, window] of [[1, 0], [3, 0], [2, 100]] as const) {
+      const qHost = randn(M * nH * hd, 2);
+      const q = upload(d, qHost);
+      const part = storage(d, partialFloats(M, nH, hd, cap) * 4);
+      const out = storage(d, M * nH * hd * 4);
+      const ds = attention(ctx!, { M, nH, kvH, hd, pos0: 0, cap, window, q, qStride: nH * hd, kv, part, out, step, maxKeys: cap, uniforms });
+      expect(ds[0]!.grid[2]).toBe(32);
+      for (const pos0 of [0, 5, 64, 700, 2150, cap - M]) {
+        d.queue.writeBuffer(step, 0, stepValues(pos0));
+        submit(d, ds);
+        const want = new Float64Array(M * nH * hd);
+        for (let m = 0; m < M; m++)
+          for (let h = 0; h < nH; h++) {
+            const kh = Math.floor(h / (nH / kvH));
+            const T = pos0 + m + 1;
+            const first = window ? Math.max(0, T - window) : 0;
+            const sc: number[] = [];
+            for (let t = first; t < T; t++) {
+              let dot = 0;
+              for (let j = 0; j < hd; j++) dot += qHost[(m * nH + h) * hd + j]! * kvHost[(kh * cap + t) * hd + j]!;
+              sc.push(dot / Math.sqrt(hd));
+            }
+            const mx = Math.max(...sc);
+            const e = sc.map((x) => Math.exp(x - mx));
+            const sum = e.reduce((a, b) => a + b, 0);
+            for (let t = first; t < T; t++)
+              for (let j = 0; j < hd; j++) want[(m * nH + h) * hd + j]! += (e[t - first]! / sum) * kvHost[((kvH + kh) * cap + t) * hd + j]!;
+          }
+        expectClose(await read(out, M * nH * hd), want);
+      }
+    }
   });
 
   it('embedding lookup, f32 and f16 tables', async () => {
