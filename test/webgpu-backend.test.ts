@@ -75,6 +75,41 @@ for (const fixture of ['tiny', 'tiny-llama'] as const)
       for (const c of [g, f, o, moved, ref, back]) c.free();
     });
 
+    it('recorded plans stay right across caches, forks, imports, growth and chunk shapes', async () => {
+      // the backend records a chunk's dispatches once per (cache, M, rows) and reuses them: each step below would
+      // read a stale cache buffer, position or shape if a plan outlived what it was recorded for
+      const g = gpu.createCache();
+      const o = ort.createCache();
+      expectClose(await gpu.forward(g, prompt), await ort.forward(o, prompt));
+      for (const t of [3, 77, 150, 9]) expectClose(await gpu.forward(g, [t]), await ort.forward(o, [t]));
+      // a fork has its own buffers: decoding it must not touch g's, and g's plan must not write the fork's
+      const gf = g.fork();
+      const of = o.fork();
+      for (const t of [11, 12]) expectClose(await gpu.forward(gf, [t]), await ort.forward(of, [t]));
+      expectClose(await gpu.forward(g, [13]), await ort.forward(o, [13]));
+      // truncate: same buffers, earlier positions
+      g.truncate(20);
+      o.truncate(20);
+      expectClose(await gpu.forward(g, [14]), await ort.forward(o, [14]));
+      // an imported cache, decoded with the shape g already recorded
+      const oi = of.fork();
+      const imp = gpu.importKv(oi.tokens, [ort.exportKv(oi, 0, oi.length)]);
+      expectClose(await gpu.forward(imp, [15]), await ort.forward(oi, [15]));
+      // a prefill chunk of another M with several rows of logits, then growth past the 64-position capacity (new
+      // device buffers) in the middle of a chunked prefill, then decode again with the shape recorded before growth
+      expectClose(await gpu.forward(g, [5, 6, 7, 8, 9], { logitsFor: 5 }), await ort.forward(o, [5, 6, 7, 8, 9], { logitsFor: 5 }));
+      const cap = g.capacity;
+      const more = Array.from({ length: 70 - g.length }, (_, i) => (i * 17 + 3) % 200);
+      expectClose(await gpu.forward(g, more, { logitsFor: 2 }), await ort.forward(o, more, { logitsFor: 2 }));
+      expect(g.capacity).toBeGreaterThan(cap);
+      for (const t of [21, 22]) expectClose(await gpu.forward(g, [t]), await ort.forward(o, [t]));
+      expectClose(await gpu.forward(imp, [16]), await ort.forward(oi, [16]));
+      expectClose(await gpu.forward(gf, [17, 18, 19], { logitsFor: 3 }), await ort.forward(of, [17, 18, 19], { logitsFor: 3 }));
+      expect(g.tokens).toEqual(o.tokens);
+      expect(gf.tokens).toEqual(of.tokens);
+      for (const c of [g, o, gf, of, oi, imp]) c.free();
+    });
+
     it('q8 and q4 weights agree with ONNX Runtime MatMulNBits', async () => {
       for (const weights of ['q8', 'q4'] as const) {
         const gq = await loadWebGpuBackend(model, { weights });

@@ -22,7 +22,7 @@ import type { WeightSource } from '../../model/tensor-types.js';
 import { openWeights } from '../../model/weights.js';
 import { attention, partialFloats } from '../../../kernels/attention.js';
 import { embedding, uploadTable, type GpuTable } from '../../../kernels/embedding.js';
-import { encode, openGpu, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
+import { StagingPool, UNIFORM, UniformPool, encode, openGpu, stepValues, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
 import { QUANT_BLOCK, matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../../../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../../../kernels/rope.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
@@ -56,9 +56,13 @@ interface Scratch {
   gu: GPUBuffer;
   part: GPUBuffer;
   logits: GPUBuffer;
+  /** The per-step uniform of rope and attention (gpu.ts stepValues), written before each chunk's submit. */
+  step: GPUBuffer;
 }
 
 const DEFAULT_CHUNK = 128;
+/** Recorded chunk shapes kept per cache (decode, the prefill chunk, a last prefill chunk...); all dropped past this. */
+const MAX_PLANS_PER_CACHE = 8;
 
 /** Loads the model onto a WebGPU device. Throws (BadInputError or the device's error) when it cannot. */
 export async function loadWebGpuBackend(model: ModelDir, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
@@ -90,6 +94,10 @@ export class WebGpuBackend implements Backend {
   private readonly rope: { cos: GPUBuffer; sin: GPUBuffer };
   private readonly scratch: Scratch;
   private readonly chunkSize: number;
+  private readonly uniforms: UniformPool;
+  private readonly staging: StagingPool;
+  /** Recorded dispatches per cache, valid while the cache holds the same device buffers (see plan()). */
+  private readonly plans = new WeakMap<WebGpuKvCache, { buffers: GPUBuffer[]; byShape: Map<string, Dispatch[]> }>();
   readonly maxPositions: number;
   /** Set once the device is lost: the reason. The backend is unusable from then on. */
   lostReason: string | null = null;
@@ -161,7 +169,10 @@ export class WebGpuBackend implements Backend {
       gu: storage(d, C * 2 * I * 4),
       part: storage(d, partialFloats(C, nH, hd, this.maxPositions) * 4),
       logits: storage(d, C * V * 4),
+      step: d.createBuffer({ size: 16, usage: UNIFORM }),
     };
+    this.uniforms = new UniformPool(d);
+    this.staging = new StagingPool(d);
     this.info = { name: 'webgpu', device: ctx.description, weights: format, weightBytesPerToken: bytes };
     void ctx.lost.then((reason) => {
       if (!this.disposed) this.lostReason = reason;
@@ -194,63 +205,90 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  /**
+   * A chunk's dispatches for (cache, M, rows): pipelines, bind groups and uniform buffers made on first use and reused
+   * by every later chunk of that shape on that cache; what changes per chunk (pos0, hence the keys and splits) is read
+   * from the step uniform and the token ids from the tokens buffer. A cache whose device buffers were replaced
+   * (reserve grew it, free) gets new plans; a cache collected takes its plans with it.
+   */
+  private plan(cache: WebGpuKvCache, M: number, rows: number): Dispatch[] {
+    let entry = this.plans.get(cache);
+    if (!entry || entry.buffers !== cache.buffers) {
+      entry = { buffers: cache.buffers, byShape: new Map() };
+      this.plans.set(cache, entry);
+    }
+    const key = `${M}:${rows}`;
+    let ds = entry.byShape.get(key);
+    if (ds) return ds;
+    const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, rmsNormEps: eps } = this.config;
+    const s = this.scratch;
+    const u = this.uniforms;
+    const cap = cache.capacity;
+    const step = s.step;
+    ds = [embedding(this.ctx, this.embed, M, s.tokens, s.h, u)];
+    const qStride = (nH + 2 * kvH) * hd;
+    this.layers.forEach((l, i) => {
+      const kv = cache.buffers[i]!;
+      ds!.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps }, uniforms: u }));
+      ds!.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, qkv: s.qkv, tables: this.rope, kv, step, uniforms: u }));
+      ds!.push(...attention(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn, step, maxKeys: cap, uniforms: u }));
+      ds!.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true, uniforms: u }));
+      ds!.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps }, uniforms: u }));
+      ds!.push(matmul(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true, uniforms: u }));
+    });
+    if (rows) ds.push(matmul(this.ctx, { M: rows, x: s.h, xOffset: (M - rows) * H, w: this.lmHead, y: s.logits, norm: { gamma: this.finalNorm, eps }, uniforms: u }));
+    if (entry.byShape.size >= MAX_PLANS_PER_CACHE) entry.byShape.clear();
+    entry.byShape.set(key, ds);
+    return ds;
+  }
+
   /** One chunk: one command buffer, one readback (logits of the last `rows` rows and the new keys/values). */
   private async step(cache: WebGpuKvCache, tokens: number[], rows: number): Promise<Float32Array> {
-    const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, vocabSize: V, rmsNormEps: eps } = this.config;
+    const { numKvHeads: kvH, headDim: hd, vocabSize: V, numLayers } = this.config;
     const t0 = performance.now();
     const d = this.ctx.device;
     const s = this.scratch;
     const M = tokens.length;
     const pos0 = cache.length;
     cache.reserve(pos0 + M);
-    d.queue.writeBuffer(s.tokens, 0, Uint32Array.from(tokens));
-    const ds: Dispatch[] = [embedding(this.ctx, this.embed, M, s.tokens, s.h)];
-    const qStride = (nH + 2 * kvH) * hd;
-    this.layers.forEach((l, i) => {
-      const kv = cache.buffers[i]!;
-      ds.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps } }));
-      ds.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0, cap: cache.capacity, qkv: s.qkv, tables: this.rope, kv }));
-      ds.push(...attention(this.ctx, { M, nH, kvH, hd, pos0, cap: cache.capacity, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn }));
-      ds.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true }));
-      ds.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps } }));
-      ds.push(matmul(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true }));
-    });
-    if (rows) ds.push(matmul(this.ctx, { M: rows, x: s.h, xOffset: (M - rows) * H, w: this.lmHead, y: s.logits, norm: { gamma: this.finalNorm, eps } }));
+    const ds = this.plan(cache, M, rows);
     this.lastDispatches = ds.length;
+    // the only per-step values: written before the submit, ordered with it on the queue
+    d.queue.writeBuffer(s.tokens, 0, Uint32Array.from(tokens));
+    d.queue.writeBuffer(s.step, 0, stepValues(pos0));
 
     // the readback: logits, then per layer and (key|value, head) slot the M new rows
     const logitBytes = rows * V * 4;
     const slotBytes = M * hd * 4;
-    const slots = this.config.numLayers * 2 * kvH;
-    const staging = d.createBuffer({ size: Math.max(16, logitBytes + slots * slotBytes), usage: 0x01 | 0x08 /* MAP_READ | COPY_DST */ });
+    const bytes = logitBytes + numLayers * 2 * kvH * slotBytes;
+    const staging = this.staging.acquire(bytes);
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (const x of ds) encode(pass, x);
     pass.end();
     if (rows) enc.copyBufferToBuffer(s.logits, 0, staging, 0, logitBytes);
-    for (let l = 0; l < this.config.numLayers; l++)
+    for (let l = 0; l < numLayers; l++)
       for (let j = 0; j < 2 * kvH; j++) enc.copyBufferToBuffer(cache.buffers[l]!, (j * cache.capacity + pos0) * hd * 4, staging, logitBytes + (l * 2 * kvH + j) * slotBytes, slotBytes);
     const cmd = enc.finish();
     const host = performance.now() - t0;
     d.queue.submit([cmd]);
-    for (const x of ds) for (const b of x.transient) b.destroy();
     try {
-      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      await staging.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
     } catch (e) {
       staging.destroy();
       this.checkUsable();
       throw e;
     }
     const t1 = performance.now();
-    const all = new Float32Array(staging.getMappedRange());
+    const all = new Float32Array(staging.getMappedRange(0, bytes));
     const logits = all.slice(0, rows * V);
-    for (let l = 0; l < this.config.numLayers; l++)
+    for (let l = 0; l < numLayers; l++)
       for (let j = 0; j < 2 * kvH; j++) {
         const from = (logitBytes + (l * 2 * kvH + j) * slotBytes) / 4;
         cache.mirror[l]!.set(all.subarray(from, from + M * hd), (j * cache.capacity + pos0) * hd);
       }
     staging.unmap();
-    staging.destroy();
+    this.staging.release(staging);
     cache.appended(tokens);
     this.lastHostMs = host + (performance.now() - t1);
     return logits;
