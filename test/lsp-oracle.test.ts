@@ -112,8 +112,9 @@ describe('a language server that misbehaves', () => {
   it('hangs: each question times out, and two in a row restart it', async () => {
     const o = new LspOracle(os.tmpdir(), fake('hang'), log);
     try {
-      // the first question gets the startup timeout: make it short too
-      (o.config as LanguageServerConfig).startupTimeoutMs = 300;
+      // the first question gets the startup timeout: short, but long enough for the fake to start on a loaded
+      // machine (a start that times out is a crash, not a hang, and the next question would find it down)
+      (o.config as LanguageServerConfig).startupTimeoutMs = 2000;
       await expect(o.members('a.fake', 'x.', 2)).rejects.toThrow(/did not answer/);
       await expect(o.callShape('a.fake', 'f(', 2)).rejects.toThrow(/did not answer/);
       await expect(o.members('a.fake', 'x.', 2)).rejects.toThrow(/is down/);

@@ -90,7 +90,8 @@ async function inline(conn: ProtocolConnection): Promise<string> {
 interface Stats {
   lastMonitorTriggers: number;
   requests: number;
-  kvCache: { blocks: number; bytes: number; budgetBytes: number; hits: number; misses: number; residentTokens: number; spliceCount: number; persisted: string | null } | null;
+  lastReusedTokens: number;
+  kvCache: { blocks: number; bytes: number; budgetBytes: number; hits: number; misses: number; residentTokens: number; spliceCount: number; loadedBlocks: number; persisted: string | null } | null;
 }
 
 async function shutdown(s: Session): Promise<void> {
@@ -145,10 +146,13 @@ describe('mgd serve --socket PORT', () => {
       await initialize(s.conn, { maxTokens: 8, contextTokens: 0 });
       await inline(s.conn);
       const stats = await s.conn.sendRequest<Stats>('mgd/stats');
-      // the first request of this process found the last run's blocks
+      // this process's first work found the last run's blocks: the prefetch on didOpen spliced them in (a cold
+      // process has no blocks to hit), and the request reused that prefill
       expect(stats.requests).toBe(1);
-      expect(stats.kvCache!.hits).toBe(1);
-      expect(stats.kvCache!.spliceCount).toBe(1);
+      expect(stats.kvCache!.loadedBlocks).toBeGreaterThan(0);
+      expect(stats.kvCache!.hits).toBeGreaterThanOrEqual(1);
+      expect(stats.kvCache!.spliceCount).toBeGreaterThanOrEqual(1);
+      expect(stats.lastReusedTokens).toBeGreaterThan(0);
       await shutdown(s);
     } finally {
       s.child.kill();
