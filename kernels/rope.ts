@@ -30,18 +30,20 @@ export interface RopeArgs {
   step?: GPUBuffer;
   /** Where the Params buffer comes from (default: a fresh one, released after the submit). */
   uniforms?: UniformPool;
+  /** Also write the appended keys and values, [2·kvH][M][hd], into this buffer from element `offset`. */
+  fresh?: { buffer: GPUBuffer; offset: number } | null;
 }
 
 export function ropeAppend(ctx: GpuContext, a: RopeArgs): Dispatch {
   if (a.pos0 + a.M > a.cap) throw new RangeError(`rope: positions up to ${a.pos0 + a.M} exceed the KV capacity ${a.cap}`);
-  const p = pipeline(ctx, 'rope', 'main', {});
+  const p = pipeline(ctx, 'rope', 'main', { FRESH: !!a.fresh });
   const transient: GPUBuffer[] = [];
-  const u = uniform(ctx.device, a.uniforms, [a.nH, a.kvH, a.hd, a.cap], transient);
+  const u = uniform(ctx.device, a.uniforms, [a.nH, a.kvH, a.hd, a.cap, a.M, a.fresh?.offset ?? 0, 0, 0], transient);
   let step = a.step;
   if (!step) {
     step = params(ctx.device, [...stepValues(a.pos0)]);
     transient.push(step);
   }
-  const bg = bindGroup(ctx.device, p, [u, a.qkv, a.tables.cos, a.tables.sin, a.kv, step]);
+  const bg = bindGroup(ctx.device, p, [u, a.qkv, a.tables.cos, a.tables.sin, a.kv, step, a.fresh?.buffer ?? null]);
   return { pipeline: p, bindGroup: bg, grid: [a.nH + 2 * a.kvH, a.M, 1], transient };
 }

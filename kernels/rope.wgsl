@@ -9,6 +9,10 @@ struct Params {
   kvH: u32,
   hd: u32,
   cap: u32,
+  M: u32,
+  freshOffset: u32, // FRESH: elements before this dispatch's [2·kvH][M][hd] block of `fresh`
+  pad0: u32,
+  pad1: u32,
 }
 
 // What changes from one step to the next, in its own buffer so that the rest is recorded once.
@@ -21,6 +25,11 @@ struct Step {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(5) var<uniform> st: Step;
+#if FRESH
+// The appended keys and values again, packed [2·kvH][M][hd] per layer: the host reads a step's new positions back
+// for its mirror in one copy instead of one per (layer, head).
+@group(0) @binding(6) var<storage, read_write> fresh: array<f32>;
+#endif
 @group(0) @binding(1) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> cosT: array<f32>;
 @group(0) @binding(3) var<storage, read> sinT: array<f32>;
@@ -49,10 +58,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         let dst = ((slot - p.nH) * p.cap + pos) * p.hd;
         kv[dst + i] = y0;
         kv[dst + i + hh] = y1;
+#if FRESH
+        let f = p.freshOffset + ((slot - p.nH) * p.M + m) * p.hd;
+        fresh[f + i] = y0;
+        fresh[f + i + hh] = y1;
+#endif
       }
     }
   } else {
     let dst = ((slot - p.nH) * p.cap + pos) * p.hd; // value heads follow the key heads: (kvH + h) · cap
     for (var d = tid; d < p.hd; d += 64u) { kv[dst + d] = qkv[src + d]; }
+#if FRESH
+    let f = p.freshOffset + ((slot - p.nH) * p.M + m) * p.hd;
+    for (var d = tid; d < p.hd; d += 64u) { fresh[f + d] = qkv[src + d]; }
+#endif
   }
 }

@@ -127,7 +127,7 @@ describe('webgpu kernels', () => {
     expectClose(await read(y, M * N), refMatmul(M, N, K, x.subarray(2 * 2 * K), W, { swiglu: true }));
   });
 
-  it('rope + KV append, then attention (decode and causal prefill, GQA, sliding window)', async () => {
+  it('rope + KV append (and the packed copy of the new rows), then attention (decode and causal prefill, GQA, sliding window)', async () => {
     const d = ctx!.device;
     const [nH, kvH, hd, cap] = [6, 2, 24, 200];
     const half = hd / 2;
@@ -155,7 +155,8 @@ describe('webgpu kernels', () => {
       const qkv = upload(d, qkvHost);
       const part = storage(d, partialFloats(M, nH, hd, pos0 + M) * 4);
       const out = storage(d, M * nH * hd * 4);
-      submit(d, [ropeAppend(ctx!, { M, nH, kvH, hd, pos0, cap, qkv, tables, kv }), ...attention(ctx!, { M, nH, kvH, hd, pos0, cap, window, q: qkv, qStride: stride, kv, part, out })]);
+      const fresh = storage(d, (7 + 2 * kvH * M * hd) * 4); // the appended rows again, [2·kvH][M][hd] from element 7
+      submit(d, [ropeAppend(ctx!, { M, nH, kvH, hd, pos0, cap, qkv, tables, kv, fresh: { buffer: fresh, offset: 7 } }), ...attention(ctx!, { M, nH, kvH, hd, pos0, cap, window, q: qkv, qStride: stride, kv, part, out })]);
       const expected = new Float64Array(M * nH * hd);
       const expectedQ = new Float64Array(M * stride);
       for (let m = 0; m < M; m++) {
@@ -188,6 +189,13 @@ describe('webgpu kernels', () => {
             for (let j = 0; j < hd; j++) expected[(m * nH + h) * hd + j]! += (e[t - first]! / sum) * vals[t]![kh * hd + j]!;
         }
       }
+      const wantFresh = new Float64Array(2 * kvH * M * hd);
+      for (let m = 0; m < M; m++)
+        for (let h = 0; h < kvH; h++) {
+          wantFresh.set(keys[pos0 + m]!.subarray(h * hd, (h + 1) * hd), (h * M + m) * hd);
+          wantFresh.set(vals[pos0 + m]!.subarray(h * hd, (h + 1) * hd), ((kvH + h) * M + m) * hd);
+        }
+      expectClose((await read(fresh, 7 + 2 * kvH * M * hd)).subarray(7), wantFresh);
       expectClose(await read(qkv, M * stride), expectedQ);
       expectClose(await read(out, M * nH * hd), expected);
       pos0 += M;

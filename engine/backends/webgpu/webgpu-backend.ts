@@ -58,6 +58,8 @@ interface Scratch {
   logits: GPUBuffer;
   /** The per-step uniform of rope and attention (gpu.ts stepValues), written before each chunk's submit. */
   step: GPUBuffer;
+  /** The chunk's new keys and values, [layer][2·kvH][M][hd] (written by rope beside the cache), read back in one copy. */
+  fresh: GPUBuffer;
 }
 
 const DEFAULT_CHUNK = 128;
@@ -170,6 +172,7 @@ export class WebGpuBackend implements Backend {
       part: storage(d, partialFloats(C, nH, hd, this.maxPositions) * 4),
       logits: storage(d, C * V * 4),
       step: d.createBuffer({ size: 16, usage: UNIFORM }),
+      fresh: storage(d, C * config.numLayers * 2 * kvH * hd * 4),
     };
     this.uniforms = new UniformPool(d);
     this.staging = new StagingPool(d);
@@ -230,7 +233,7 @@ export class WebGpuBackend implements Backend {
     this.layers.forEach((l, i) => {
       const kv = cache.buffers[i]!;
       ds!.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps }, uniforms: u }));
-      ds!.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, qkv: s.qkv, tables: this.rope, kv, step, uniforms: u }));
+      ds!.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, qkv: s.qkv, tables: this.rope, kv, step, uniforms: u, fresh: { buffer: s.fresh, offset: i * 2 * kvH * M * hd } }));
       ds!.push(...attention(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn, step, maxKeys: cap, uniforms: u }));
       ds!.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true, uniforms: u }));
       ds!.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps }, uniforms: u }));
@@ -257,18 +260,18 @@ export class WebGpuBackend implements Backend {
     d.queue.writeBuffer(s.tokens, 0, Uint32Array.from(tokens));
     d.queue.writeBuffer(s.step, 0, stepValues(pos0));
 
-    // the readback: logits, then per layer and (key|value, head) slot the M new rows
+    // the readback: logits, then per layer and (key|value, head) slot the M new rows (rope packed them so)
     const logitBytes = rows * V * 4;
     const slotBytes = M * hd * 4;
-    const bytes = logitBytes + numLayers * 2 * kvH * slotBytes;
+    const freshBytes = numLayers * 2 * kvH * slotBytes;
+    const bytes = logitBytes + freshBytes;
     const staging = this.staging.acquire(bytes);
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (const x of ds) encode(pass, x);
     pass.end();
     if (rows) enc.copyBufferToBuffer(s.logits, 0, staging, 0, logitBytes);
-    for (let l = 0; l < numLayers; l++)
-      for (let j = 0; j < 2 * kvH; j++) enc.copyBufferToBuffer(cache.buffers[l]!, (j * cache.capacity + pos0) * hd * 4, staging, logitBytes + (l * 2 * kvH + j) * slotBytes, slotBytes);
+    enc.copyBufferToBuffer(s.fresh, 0, staging, logitBytes, freshBytes);
     const cmd = enc.finish();
     const host = performance.now() - t0;
     d.queue.submit([cmd]);
