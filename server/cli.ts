@@ -19,6 +19,7 @@ import { offsetAt } from '../engine/text/position.js';
 import type { StopMode } from '../engine/decode/stop.js';
 import { parseLanguageServerSpec } from '../engine/analysis/language-servers.js';
 import type { LanguageServerConfig } from '../engine/analysis/lsp-oracle.js';
+import type { RemoteBackendOptions } from './lsp/remote-completions.js';
 
 const USAGE = `usage:
   mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
@@ -26,9 +27,11 @@ const USAGE = `usage:
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
                [--typescript native|in-process] [--json] [--verbose]
   mgd complete <file> ... --backend remote --engine vllm|sglang|llamacpp --url URL [--token T] [--model DIR (its tokenizer)]
-  mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--weights f32|q8|q4] [--threads N]
+  mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--backend onnx|webgpu|auto] [--weights f32|q8|q4] [--threads N]
                [--language-server LANG=CMD ...] [--typescript native|in-process] [--no-persist-cache]
                (--socket/--pipe: connect to the LSP client listening there, as VS Code's client starts servers)
+  mgd serve --stdio | --socket PORT | --pipe NAME --backend remote --engine vllm|sglang|llamacpp --url URL
+               [--remote-token T] [--model DIR (the served model's tokenizer; the local fallback)]
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
                [--no-persist-cache]
   mgd model info DIR [--json]
@@ -282,6 +285,10 @@ async function serve(args: string[]): Promise<number> {
     'language-server': { type: 'string', multiple: true },
     typescript: { type: 'string' },
     'no-persist-cache': { type: 'boolean' },
+    backend: { type: 'string' },
+    engine: { type: 'string' },
+    url: { type: 'string' },
+    'remote-token': { type: 'string' },
     // VS Code's language client adds this when it runs a server as a Node module; vscode-languageserver reads it
     // from argv itself and exits when that process is gone
     clientProcessId: { type: 'string' },
@@ -291,8 +298,18 @@ async function serve(args: string[]): Promise<number> {
   if (transports.length !== 1) {
     throw new BadInputError(`serve needs exactly one of --stdio, --socket PORT, --pipe NAME (LSP) or --http (HTTP API)${transports.length ? `, got ${transports.join(' and ')}` : ''}`);
   }
+  const backend = oneOf(values.backend, 'backend', ['onnx', 'webgpu', 'auto', 'remote'] as const, 'auto');
+  let remote: RemoteBackendOptions | undefined;
+  if (backend === 'remote') {
+    const { REMOTE_ENGINES } = await import('../engine/backends/remote/engines.js');
+    if (!values.engine || !values.url) throw new BadInputError(`--backend remote needs --engine ${REMOTE_ENGINES.join('|')} and --url URL`);
+    if (values.http) throw new BadInputError('--backend remote serves the language server (--stdio, --socket, --pipe); the HTTP API runs the local model');
+    remote = { engine: oneOf(values.engine, 'engine', REMOTE_ENGINES, 'llamacpp'), url: values.url, token: values['remote-token'] ?? process.env.MGD_REMOTE_TOKEN };
+  }
   const engine: EngineOptions = {
     model: values.model,
+    // the local model: the backend asked for, or (with a serving engine) the fallback when it fails
+    backend: backend === 'remote' ? 'auto' : backend,
     weights: oneOf(values.weights, 'weights', WEIGHTS, 'f32'),
     threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
     languageServers: languageServers(values['language-server']),
@@ -331,7 +348,7 @@ async function serve(args: string[]): Promise<number> {
   }
   // a stream that ends (the client went away) ends the server, as with stdio
   const connection = createConnection(ProposedFeatures.all, input, output);
-  startLspServer(connection, engine);
+  startLspServer(connection, engine, remote);
   // the connection keeps the process alive until the client sends exit
   return await new Promise<number>((resolve) => connection.onExit(() => resolve(0)));
 }

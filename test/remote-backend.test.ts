@@ -7,6 +7,8 @@
  *   server's /completion (token prompt, GBNF grammar, stop strings). The monitored identifiers must be legal and
  *   each answered trigger must cost exactly one request.
  * - Errors: unreachable engine, HTTP errors, time-outs, an unreadable vLLM version: one line, RemoteEngineError.
+ * - The language server in front of an engine (`mgd serve --backend remote`): completions come from the engine, and
+ *   from the local model when the engine is down (one log line).
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -22,6 +24,9 @@ import { exportGguf } from '../engine/model/gguf.js';
 import { getCpuLlama, loadNodeLlamaCpp, type LlamaModel, type LlamaContext, type NodeLlamaCpp, type Llama } from '../engine/peers/node-llama-cpp.js';
 import { loadTokenizer, type TextTokenizer } from '../engine/tokenizer/tokenizer.js';
 import { main } from '../server/cli.js';
+import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures', 'remote');
 
@@ -352,5 +357,82 @@ describe.skipIf(!peer.ok)(`llama.cpp server shape, node-llama-cpp on the exporte
     expect(await main([...args, '--backend', 'remote', '--engine', 'llamacpp', '--url', `http://127.0.0.1:${port}`], io)).toBe(2);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(/^mgd: llamacpp at http:\/\/127\.0\.0\.1:\d+\/completion: unreachable \(ECONNREFUSED\)$/m);
+  });
+
+  it('mgd serve --backend remote: the language server completes through the engine, the monitor steering it', async () => {
+    const before = adapter.log.length;
+    const s = await lspSession(['--backend', 'remote', '--engine', 'llamacpp', '--url', adapter.url]);
+    try {
+      const member = await s.inline();
+      const st = await s.stats();
+      expect(ACCOUNT_MEMBERS.some((m) => member.length > 0 && m.startsWith(member)), `${member} ${JSON.stringify(st)} ${s.logs.join('|')}`).toBe(true);
+      expect(st.remote).toMatchObject({ requests: 1, failures: 0 });
+      expect(st.remote!.engineRequests).toBe(adapter.log.length - before);
+      expect(st.lastMonitorTriggers).toBeGreaterThanOrEqual(1);
+      // the dot's segment was constrained: its request carried a grammar
+      expect(adapter.log.slice(before).some((r) => r.grammar !== null)).toBe(true);
+    } finally {
+      s.close();
+    }
+  });
+});
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const CASES = path.join(ROOT, 'fixtures/repos/monitor-cases');
+const TYPING = pathToFileURL(path.join(CASES, 'src/typing.ts')).href;
+const ACCOUNT_MEMBERS = ['balance', 'deposit', 'id', 'owner', 'withdraw'];
+
+/** `mgd serve --stdio` with extra arguments, initialized on monitor-cases with typing.ts open at `acc.`. */
+async function lspSession(extra: string[]) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/mgd.js'), 'serve', '--stdio', '--model', ensureFixtureModel('tiny'), '--threads', '1', '--typescript', 'in-process', '--no-persist-cache', ...extra], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const conn: MessageConnection = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  const logs: string[] = [];
+  conn.onNotification('window/logMessage', (p: { message: string }) => logs.push(p.message));
+  conn.listen();
+  await conn.sendRequest('initialize', { processId: process.pid, rootUri: pathToFileURL(CASES).href, capabilities: {}, initializationOptions: { maxTokens: 8 } });
+  await conn.sendNotification('initialized', {});
+  const text = `import { Account } from './model.js';\nexport function f(acc: Account) {\n  return acc.\n}\n`;
+  await conn.sendNotification('textDocument/didOpen', { textDocument: { uri: TYPING, languageId: 'typescript', version: 1, text } });
+  const inline = async () => {
+    const r = await conn.sendRequest<{ items: Array<{ insertText: string }> }>('textDocument/inlineCompletion', { textDocument: { uri: TYPING }, position: { line: 2, character: 13 }, context: { triggerKind: 1 } });
+    return /^[A-Za-z_$][\w$]*/.exec(r.items[0]?.insertText ?? '')?.[0] ?? '';
+  };
+  const stats = () => conn.sendRequest<{ remote?: { requests: number; engineRequests: number; failures: number }; lastMonitorTriggers: number }>('mgd/stats');
+  const close = () => {
+    conn.dispose();
+    child.kill();
+  };
+  return { conn, logs, inline, stats, close };
+}
+
+describe('mgd serve --backend remote: an engine that is down', () => {
+  it('answers from the local model, says why once, and counts the failures', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((res) => closed.close(() => res()));
+    const s = await lspSession(['--backend', 'remote', '--engine', 'llamacpp', '--url', `http://127.0.0.1:${port}`]);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const member = await s.inline();
+        // the local model under the local monitors: a member of Account (or its start, in 8 tokens)
+        expect(ACCOUNT_MEMBERS.some((m) => member.length > 0 && m.startsWith(member)), member).toBe(true);
+      }
+      const st = await s.stats();
+      expect(st.remote).toMatchObject({ requests: 2, failures: 2, engineRequests: 0 });
+      const said = s.logs.filter((l) => l.includes('the serving engine'));
+      expect(said).toHaveLength(1); // the same failure twice is said once
+      expect(said[0]).toMatch(/llamacpp at http:\/\/127\.0\.0\.1:\d+\) failed: .*unreachable.*; answering from the local model$/);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('refuses a remote backend without an engine or URL, and over HTTP, in one line', async () => {
+    let stderr = '';
+    const io = { stdout: () => undefined, stderr: (x: string) => (stderr += x) };
+    expect(await main(['serve', '--stdio', '--backend', 'remote', '--url', 'http://127.0.0.1:1'], io)).toBe(2);
+    expect(await main(['serve', '--http', '--backend', 'remote', '--engine', 'vllm', '--url', 'http://127.0.0.1:1'], io)).toBe(2);
+    expect(stderr.trim().split('\n')).toHaveLength(2);
   });
 });

@@ -7,10 +7,11 @@
 import { fileURLToPath } from 'node:url';
 import type { CancellationToken, Position } from 'vscode-languageserver';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
-import { Engine, MONITOR_KINDS, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
+import { Engine, MONITOR_KINDS, type CompletionRequest, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
 import { balanceBrackets } from '../postprocess/balance-brackets.js';
 import { inCommentOrString } from '../postprocess/in-comment-or-string.js';
+import { RemoteCompletions, type RemoteBackendOptions } from './remote-completions.js';
 import { trimSuffixOverlap } from '../postprocess/suffix-overlap.js';
 
 /** Documents whose last shown completion is kept for typed-through reuse. */
@@ -59,10 +60,16 @@ export class CompletionRunner {
   workspace: string | null = null;
   settings: RunnerSettings = defaultSettings();
 
+  /** Completions from a serving engine (`serve --backend remote`), the local model answering when it fails. */
+  private readonly remote: RemoteCompletions | null;
+
   constructor(
     private readonly engineOptions: EngineOptions,
     private readonly log: (message: string) => void,
-  ) {}
+    remote?: RemoteBackendOptions,
+  ) {
+    this.remote = remote ? new RemoteCompletions(remote, engineOptions, log) : null;
+  }
 
   /** Starts loading the model (idempotent); resolves to null if it cannot be loaded. */
   load(): Promise<Engine | null> {
@@ -82,8 +89,9 @@ export class CompletionRunner {
   readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0, lastPromptTokens: 0, lastReusedTokens: 0, prefetches: 0, prefetchedTokens: 0 };
 
   /** The session's counters and, once the model is loaded, its KV cache's (`kvCache`, null before). */
-  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null } {
-    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null };
+  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
+    const remote = this.remote && { ...this.remote.stats, engine: this.remote.options.engine, url: this.remote.options.url };
+    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, ...(remote ? { remote } : {}) };
   }
 
   /**
@@ -98,8 +106,9 @@ export class CompletionRunner {
     opts: { automatic?: boolean; replace?: boolean } = {},
   ): Promise<{ result: CompletionResult; offset: number; lineEnd: number; replace: number } | null> {
     this.stats.requests++;
-    const engine = await this.load();
-    if (!engine || token.isCancellationRequested) return null;
+    // with a serving engine the local model loads only if the engine fails
+    const engine = this.remote ? null : await this.load();
+    if ((!this.remote && !engine) || token.isCancellationRequested) return null;
     const canReplace = opts.replace ?? true;
     const text = doc.getText();
     const offset = doc.offsetAt(position);
@@ -130,7 +139,7 @@ export class CompletionRunner {
     try {
       const suffix = text.slice(offset);
       const { contextTokens } = this.settings;
-      const result = await engine.complete({
+      const result = await this.run(engine, {
         prefix,
         // in an editor the rest of the cursor's line matters (`foo(|)`); post-processing drops what it duplicates
         suffix,
@@ -168,6 +177,29 @@ export class CompletionRunner {
     }
   }
 
+  /** The serving engine's name and URL (`serve --backend remote`), or null for the local model. */
+  get servingEngine(): string | null {
+    return this.remote ? `${this.remote.options.engine} at ${this.remote.options.url}` : null;
+  }
+
+  /** Loads what the serving-engine path needs (the tokenizer); failures show on the first request. */
+  async warmUpRemote(): Promise<void> {
+    await this.remote?.warmUp().catch(() => undefined);
+  }
+
+  /** The serving engine when there is one (the local model if it fails), else the local engine. */
+  private async run(engine: Engine | null, req: CompletionRequest): Promise<CompletionResult> {
+    if (engine) return engine.complete(req);
+    try {
+      return await this.remote!.complete(req);
+    } catch (e) {
+      if (e instanceof CancelledError) throw e;
+      const local = await this.load();
+      if (!local) throw e;
+      return local.complete(req);
+    }
+  }
+
   /**
    * Background prefill for a document the user is looking at (opened, or focused in the editor): the KV of the prompt a
    * completion at `position` would use, repository context first, lands in the engine's prefix cache, so the first
@@ -176,6 +208,7 @@ export class CompletionRunner {
    * runs; any completion request cancels it (the engine's rule). Never throws; resolves to the tokens prefilled.
    */
   async prefetch(doc: TextDocument, position?: Position): Promise<number> {
+    if (this.remote) return 0; // the serving engine keeps its own prefix cache
     const engine = await this.load();
     if (!engine) return 0;
     const text = doc.getText();
@@ -199,6 +232,7 @@ export class CompletionRunner {
 
   async dispose(): Promise<void> {
     for (const ac of this.inFlight.values()) ac.abort();
+    await this.remote?.dispose();
     const e = await this.engine?.catch(() => null);
     await e?.dispose();
   }

@@ -9,10 +9,11 @@ import { MONITOR_KINDS, type EngineOptions, type MonitorKind } from '../../engin
 import { completion } from './completion.js';
 import { CompletionRunner } from './completion-runner.js';
 import { inlineCompletion } from './inline-completion.js';
+import type { RemoteBackendOptions } from './remote-completions.js';
 
-export function startLspServer(connection: Connection, engineOptions: EngineOptions): void {
+export function startLspServer(connection: Connection, engineOptions: EngineOptions, remote?: RemoteBackendOptions): void {
   const documents = new TextDocuments(TextDocument);
-  const runner = new CompletionRunner(engineOptions, (m) => connection.console.log(m));
+  const runner = new CompletionRunner(engineOptions, (m) => connection.console.log(m), remote);
 
   let canPullConfig = false;
   let canShowProgress = false;
@@ -35,8 +36,9 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   connection.onInitialized(async () => {
     // load the model in the background: the first request waits for it, nothing else does
     const progress = canShowProgress ? await connection.window.createWorkDoneProgress().catch(() => null) : null;
-    progress?.begin('mgd', undefined, 'loading the model');
-    void runner.load().then(() => progress?.done());
+    progress?.begin('mgd', undefined, runner.servingEngine ? 'connecting to the serving engine' : 'loading the model');
+    // with a serving engine the local model loads only if the engine fails
+    void (runner.servingEngine ? runner.warmUpRemote() : runner.load()).then(() => progress?.done());
     if (canPullConfig) {
       const settings = await connection.workspace.getConfiguration('mgd').catch(() => null);
       applySettings(runner, settings);

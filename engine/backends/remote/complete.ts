@@ -69,6 +69,8 @@ export class RemoteCompleter {
     });
     return {
       text: r.text,
+      /** The prompt's end that the text re-spells first (a healed `.`), '' if none: the text is relative to the prefix without it. */
+      healed: prompt.healed ?? '',
       tokens: r.tokens,
       promptTokens: prompt.tokens.length,
       stopReason: r.finish,
