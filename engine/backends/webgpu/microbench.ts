@@ -2,7 +2,7 @@
  * Device-side yardsticks for `mgd bench decode --backend webgpu`: the device's buffer-copy bandwidth (the roofline a
  * decode step is read against) and a GEMV microbenchmark on one weight matrix.
  */
-import { storage, submit, upload, type GpuContext } from '../../../kernels/gpu.js';
+import { UniformPool, storage, submit, upload, type GpuContext } from '../../../kernels/gpu.js';
 import { QUANT_BLOCK, matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../../../kernels/matmul.js';
 import { quantizeBlocks } from '../../model/quantize.js';
 
@@ -43,7 +43,8 @@ export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: 'f
   const x = upload(ctx.device, new Float32Array(K).fill(1));
   const y = storage(ctx.device, N * 4);
   try {
-    const s = await timeBest(ctx, () => submit(ctx.device, [matmul(ctx, { M: 1, x, w: m, y })]), 3);
+    const uniforms = new UniformPool(ctx.device); // the product alone is timed, not a uniform buffer's creation
+    const s = await timeBest(ctx, () => submit(ctx.device, [matmul(ctx, { M: 1, x, w: m, y, uniforms })]), 3);
     return m.bytes / s / 1e9;
   } finally {
     for (const b of [m.data, m.scales, x, y]) b?.destroy();

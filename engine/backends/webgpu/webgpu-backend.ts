@@ -11,6 +11,11 @@
  *   h += (silu(g)·u)·Wdᵀ               matmul (SwiGLU fused into its input)
  * = 7 dispatches per layer, plus the embedding lookup and the final norm + lm_head over the rows whose logits are
  * wanted. Logits and the new positions' keys/values come back in one readback per chunk.
+ *
+ * The dispatch list (pipelines, bind groups, uniform buffers) is recorded once per (cache, rows per chunk, rows of
+ * logits) and reused: a decode step writes its token ids and position (two queue.writeBuffer calls), encodes the
+ * recorded list into one command buffer and reads back through a pooled staging buffer, so its host work is a few
+ * calls per dispatch and creates no GPU objects.
  */
 import { checkForward, concatFloat32 } from '../common.js';
 import { BadInputError, throwIfAborted } from '../../errors.js';
