@@ -226,23 +226,23 @@ export class WebGpuBackend implements Backend {
       this.plans.set(cache, entry);
     }
     const key = `${M}:${rows}`;
-    let ds = entry.byShape.get(key);
-    if (ds) return ds;
+    const recorded = entry.byShape.get(key);
+    if (recorded) return recorded;
     const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, rmsNormEps: eps } = this.config;
     const s = this.scratch;
     const u = this.uniforms;
     const cap = cache.capacity;
     const step = s.step;
-    ds = [embedding(this.ctx, this.embed, M, s.tokens, s.h, u)];
+    const ds: Dispatch[] = [embedding(this.ctx, this.embed, M, s.tokens, s.h, u)];
     const qStride = (nH + 2 * kvH) * hd;
     this.layers.forEach((l, i) => {
       const kv = cache.buffers[i]!;
-      ds!.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps }, uniforms: u }));
-      ds!.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, qkv: s.qkv, tables: this.rope, kv, step, uniforms: u, fresh: { buffer: s.fresh, offset: i * 2 * kvH * M * hd } }));
-      ds!.push(...attention(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn, step, maxKeys: cap, uniforms: u }));
-      ds!.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true, uniforms: u }));
-      ds!.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps }, uniforms: u }));
-      ds!.push(matmul(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true, uniforms: u }));
+      ds.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps }, uniforms: u }));
+      ds.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, qkv: s.qkv, tables: this.rope, kv, step, uniforms: u, fresh: { buffer: s.fresh, offset: i * 2 * kvH * M * hd } }));
+      ds.push(...attention(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn, step, maxKeys: cap, uniforms: u }));
+      ds.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true, uniforms: u }));
+      ds.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps }, uniforms: u }));
+      ds.push(matmul(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true, uniforms: u }));
     });
     if (rows) ds.push(matmul(this.ctx, { M: rows, x: s.h, xOffset: (M - rows) * H, w: this.lmHead, y: s.logits, norm: { gamma: this.finalNorm, eps }, uniforms: u }));
     if (entry.byShape.size >= MAX_PLANS_PER_CACHE) entry.byShape.clear();
