@@ -57,36 +57,42 @@ export class ServerSession implements vscode.Disposable {
     const cmd = serverCommand(s, serverDir, { nodeOnPath: findNodeOnPath(), execPath: process.execPath, env: process.env });
     this.log.info(`starting the server with ${cmd.runtime}: ${[cmd.command, ...cmd.args].join(' ')}`);
     const serverOptions: ServerOptions = { command: cmd.command, args: cmd.args, options: { env: cmd.env, cwd: serverDir } };
+    // A client replaced by a restart may still report (its process closing, a restart of its own in flight): only
+    // the current client's events change the state.
+    let client: LanguageClient | null = null;
+    const current = () => client !== null && client === this.client;
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.log,
       synchronize: { configurationSection: 'mgd' },
       initializationOptions: serverSettings(s),
-      middleware: this.middleware(),
+      middleware: this.middleware(current),
       errorHandler: {
         error: (_error, _message, count) => ({ action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown, handled: true }),
-        closed: () => this.closed(),
+        closed: () => (current() ? this.closed() : { action: CloseAction.DoNotRestart, handled: true }),
       },
       // a failed initialize is not retried: the status bar and the log say why (the library shows a notification)
       initializationFailedHandler: (error) => {
+        if (!current()) return false;
         this.fail(`the server did not initialize: ${error instanceof Error ? error.message : String(error)}`, false);
         return false;
       },
     };
-    const client = new LanguageClient('mgd', 'mgd', serverOptions, clientOptions);
+    client = new LanguageClient('mgd', 'mgd', serverOptions, clientOptions);
     // v11 registers inline completion (LSP 3.18) as a built-in feature; proposed features are registered as the
     // library asks, so a newer proposed one is picked up without code here.
     client.registerProposedFeatures();
     // The server's log lines go to the log, and tell the status bar when the model failed to load. Registered before
     // start, this handler replaces the library's own window/logMessage handler, so it writes the log itself.
-    client.onNotification(LogMessageNotification.type, (m) => this.serverLog(m.type, m.message));
+    client.onNotification(LogMessageNotification.type, (m) => (current() ? this.serverLog(m.type, m.message) : this.log.appendLine(m.message)));
     this.client = client;
     this.stopping = false;
     this.setServer({ state: 'starting' });
     try {
       await client.start();
-      if (this.server.state === 'starting') this.setServer({ state: 'loading' });
+      if (current() && this.server.state === 'starting') this.setServer({ state: 'loading' });
     } catch (e) {
+      if (!current()) return; // stopped (a restart) while starting
       // the library has already shown its own notification for this one
       this.fail(`the server could not be started with ${cmd.runtime}: ${e instanceof Error ? e.message : String(e)}`, false);
       // the client is left stopped; the user restarts it once the cause is fixed
@@ -188,7 +194,7 @@ export class ServerSession implements vscode.Disposable {
     return { action: CloseAction.DoNotRestart, handled: true };
   }
 
-  private middleware(): Middleware {
+  private middleware(current: () => boolean): Middleware {
     return {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         const s = settings();
@@ -214,6 +220,7 @@ export class ServerSession implements vscode.Disposable {
       // completion, and here it would show the same text twice.
       provideCompletionItem: () => undefined,
       handleWorkDoneProgress: (token, params, next) => {
+        if (!current()) return next(token, params);
         if (params.kind === 'begin') this.setServer({ state: 'loading', message: params.message ?? params.title });
         else if (params.kind === 'report' && this.server.state === 'loading') this.setServer({ state: 'loading', message: params.message });
         else if (params.kind === 'end' && this.server.state !== 'error') this.setServer({ state: 'ready' });
