@@ -62,6 +62,8 @@ export async function benchDecode(o: BenchDecodeOptions) {
       const gemv = await gemvGBps(gpu.ctx, N, K, backend.info.weights === 'f16' ? 'f32' : backend.info.weights);
       device = {
         dispatchesPerToken: gpu.lastDispatches,
+        // host work of the last decode step (encoding, readback unpacking), the submit and the wait excluded
+        hostMsPerToken: round(gpu.lastHostMs),
         dispatchesPerLayer: round((gpu.lastDispatches - 2) / model.config.numLayers),
         deviceCopyGBps: round(deviceCopy),
         fractionOfDeviceCopy: achievedGBps === null ? null : round(achievedGBps / deviceCopy),
