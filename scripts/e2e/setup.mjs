@@ -185,7 +185,8 @@ export function ensure() {
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       // the first install needs the npm registry: without network, skip rather than fail
-      if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ENETUNREACH|network/i.test(msg) && !fs.existsSync(p.entry)) return { ready: false, reason: `npm registry unreachable for the first install: ${msg.split('\n')[0]}` };
+      const offline = /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ENETUNREACH|ECONNRESET|network/i;
+      if (offline.test(msg) && !fs.existsSync(p.entry)) return { ready: false, reason: `the npm registry is unreachable for the first install of code-server (${msg.split('\n').find((l) => offline.test(l))?.trim()})` };
       throw e;
     }
     fs.writeFileSync(p.stamp, JSON.stringify({ version: STAMP_VERSION, codeServer: CODE_SERVER_VERSION, playwright: PLAYWRIGHT_VERSION, at: new Date().toISOString(), seconds: (Date.now() - started) / 1000 }, null, 2) + '\n');
