@@ -308,6 +308,38 @@ describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`
   });
 });
 
+describe('a dot token that is no member access (`.#`, `.(`, `..`)', () => {
+  it('after a receiver, a fused dot token with a non-identifier byte is rejected like an illegal member', async () => {
+    // Regression (found by the VS Code e2e tests): `.#base64` after `first.owner` passed, since only `.` + identifier
+    // tokens were checked after sampling.
+    const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
+    try {
+      const odd = new Set<number>();
+      for (let id = 0; id < engine.tokenizer.vocabSize; id++) {
+        const b = engine.tokenizer.tokenBytes(id);
+        if (b.length > 1 && b[0] === 0x2e && !/[A-Za-z_$\s]/.test(String.fromCharCode(b[1]!))) odd.add(id);
+      }
+      expect(odd.size).toBeGreaterThan(10);
+      const eager: LogitsProcessor = {
+        process(logits) {
+          for (const id of odd) logits[id] = logits[id]! + 50;
+          return false;
+        },
+      };
+      for (const tail of ['acc', 'acc.balance']) {
+        const prefix = HEADER + `export function f(acc: Account) {\n  return ${tail}`;
+        for (let seed = 0; seed < 4; seed++) {
+          const r = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', temperature: 1, seed, processors: [eager] });
+          // whatever it writes, a dot it writes opens a member access
+          expect(r.text, `${tail} | ${r.text}`).not.toMatch(/^\.[^A-Za-z_$\s]/);
+        }
+      }
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 describe('dereference sites found by the evaluation (tiny random model)', () => {
   let engine: Engine;
   beforeAll(async () => {

@@ -5,9 +5,9 @@
  *  - the text (document before the cursor + generated text) ends inside `expr.ident` (possibly `expr.` with an
  *    empty ident): the member being written must be a prefix of, or complete, one of the receiver's members, and
  *    once complete may only be followed by a non-identifier character;
- *  - otherwise, if the sampled token starts with `.` and an identifier (Qwen2 spells `obj.length` as
- *    `obj` `.length`), the receiver's members are looked up for `text + "."`; an illegal token is rejected and, in
- *    the loop's strict pass, tokens starting with `.` must spell a legal member (others stay allowed).
+ *  - otherwise, if the sampled token starts with `.` and more (Qwen2 spells `obj.length` as `obj` `.length`), the
+ *    receiver's members are looked up for `text + "."`; an illegal token (`.lenght`, `.#x`) is rejected and, in the
+ *    loop's strict pass, tokens starting with `.` must spell a legal member (others stay allowed).
  * Member lists come from the type oracle, once per dot position per request (prepare() and reject() await them;
  * process() reads them). No answer from the oracle (not a member access, a string or comment, an unknown type, or
  * an oracle failure) means no constraint.
@@ -78,7 +78,10 @@ export class DereferenceMonitor implements Monitor {
    * Checked after sampling, so the oracle is asked only when the model actually chose such a token.
    */
   reject(token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean> {
-    if (bytes.length < 2 || bytes[0] !== 0x2e || !isIdentifierByte(bytes[1]!)) return false;
+    // Any token that starts a member access inside itself is judged, not only `.ident`: `.#base`, `.(` or `..` after
+    // a receiver spell no member either (the e2e tests saw `.#` slip through after `first.owner`). A dot followed by
+    // whitespace is left alone: the member comes in a later token, where the site logic constrains it.
+    if (bytes.length < 2 || bytes[0] !== 0x2e || isSpace(bytes[1]!)) return false;
     const text = this.prefix + state.text;
     // (Inside an unfinished `expr.ide`, process() already masked dot tokens; after a finished member such as
     // `acc.balance`, `.toFixed` is a new access on it and is checked here like any other.)
@@ -105,6 +108,10 @@ export class DereferenceMonitor implements Monitor {
     // `keys.if(x)`, and the checker then offers nothing); the position asked is still just after the dot.
     return this.members.ask(dot, () => this.oracle(text.slice(0, dot + 1) + ';' + this.suffix, dot + 1));
   }
+}
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
 }
 
 /** Inside `expr.ident` at the end of the text: the dot's offset and the identifier typed after it. */
