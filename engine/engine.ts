@@ -64,6 +64,8 @@ export interface CompletionRequest {
   monitorKinds?: Partial<Record<MonitorKind, boolean>>;
   /** Prompt format: FIM (with the suffix) or left-to-right prefix; default: what the model declares. */
   fim?: boolean;
+  /** FIM order, prefix-suffix-middle or suffix-prefix-middle; default: what the model declares (`mgd_prompt`). */
+  fimOrder?: 'psm' | 'spm';
   maxTokens?: number;
   /** How far a completion may run: to the end of the line, of the block, or only maxTokens. Default 'block'. */
   stop?: StopMode;
@@ -306,6 +308,7 @@ export class Engine {
       budget: this.promptBudget(maxTokens, context.length ? req.contextTokens : 0),
       heal,
       fim: req.fim ?? this.model.generation.promptMode === 'fim',
+      fimOrder: req.fimOrder ?? this.model.generation.fimOrder,
     });
     return { prompt, context };
   }

@@ -22,7 +22,7 @@ export function packageRoot(): string {
 
 /** The model used when none is given: trained by fixtures/models/train and shipped in the repository. */
 export function embeddedModelDir(): string {
-  return path.join(packageRoot(), 'fixtures', 'models', 'mgd-coder-5m');
+  return path.join(packageRoot(), 'fixtures', 'models', 'mgd-coder-30m');
 }
 
 /** Where mgd keeps what it builds or learns between runs (ONNX graphs, persisted KV, eval workspaces). */

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CancellationTokenSource, scriptedEditor } from './scripted-vscode.js';
+import { embeddedModelDir } from '../engine/paths.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const enabled = process.env.MGD_TEST_VSIX === '1';
@@ -121,7 +122,7 @@ describe.skipIf(!enabled)(`the packaged extension (.vsix for ${target})`, () => 
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { text: string; model: string; monitor: { triggers: number; errors: number } };
     // the embedded model inside the package, not the checkout's
-    expect(out.model).toBe(path.join(server, 'fixtures/models/mgd-coder-5m'));
+    expect(out.model).toBe(path.join(server, path.relative(root, embeddedModelDir())));
     expect(out.monitor.triggers).toBeGreaterThan(0);
     expect(out.monitor.errors).toBe(0);
     const member = /^[A-Za-z_$][\w$]*/.exec(out.text)?.[0] ?? '';

@@ -142,6 +142,19 @@ describe('FIM prompts', () => {
     expect(tok.decode(t.slice(t.indexOf(f.suffix) + 1, -1))).toBe(';\n');
     expect(t.at(-1)).toBe(f.middle);
   });
+  it('suffix-prefix-middle order: the same pieces, the suffix first, the prefix running into the middle', async () => {
+    const p = await buildPrompt(tok, { prefix: 'let a = ', suffix: ';\n', filePath: 'src/a.ts', fimOrder: 'spm' });
+    const f = tok.fim!;
+    const t = p.tokens;
+    const suf = t.indexOf(f.suffix);
+    const pre = t.indexOf(f.prefix);
+    expect(tok.decode(t.slice(1, suf))).toBe('src/a.ts\n');
+    expect(suf).toBeLessThan(pre);
+    expect(tok.decode(t.slice(suf + 1, pre))).toBe(';\n');
+    expect(tok.decode(t.slice(pre + 1, -1))).toBe('let a = ');
+    expect(t.at(-1)).toBe(f.middle);
+    expect(p).toMatchObject({ mode: 'fim', suffixTokens: (await tok.encode(';\n')).length });
+  });
   it('budgets keep the end of the prefix and the start of the suffix at line boundaries', async () => {
     const prefix = Array.from({ length: 200 }, (_, i) => `line${i}`).join('\n') + '\nlast = ';
     const suffix = 'tail;\n' + Array.from({ length: 200 }, (_, i) => `after${i}`).join('\n');

@@ -86,7 +86,7 @@ describe('openModelDir', () => {
     expect(m.onnxFile).toBeNull();
     expect(m.tokenizerFile).toBe(path.join(dir, 'tokenizer.json'));
     expect(m.tokenizerConfig).toBeNull();
-    expect(m.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1, promptMode: 'fim' });
+    expect(m.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1, promptMode: 'fim', fimOrder: 'psm' });
     const w = m.weights();
     expect(Array.from(w.readF32('w'))).toEqual([1]);
     w.close();
@@ -100,11 +100,11 @@ describe('openModelDir', () => {
       }),
     );
     expect(m.tokenizerConfig).toEqual({ model_max_length: 512, eos_token: '</s>' });
-    expect(m.generation).toEqual({ eosTokenIds: [2, 7], bosTokenId: 5, promptMode: 'fim' });
+    expect(m.generation).toEqual({ eosTokenIds: [2, 7], bosTokenId: 5, promptMode: 'fim', fimOrder: 'psm' });
     const partial = openModelDir(modelDir('single', { 'generation_config.json': JSON.stringify({ eos_token_id: 9 }) }));
-    expect(partial.generation).toEqual({ eosTokenIds: [9], bosTokenId: 1, promptMode: 'fim' });
+    expect(partial.generation).toEqual({ eosTokenIds: [9], bosTokenId: 1, promptMode: 'fim', fimOrder: 'psm' });
     const none = openModelDir(modelDir('single', { 'generation_config.json': JSON.stringify({ do_sample: false }) }));
-    expect(none.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1, promptMode: 'fim' });
+    expect(none.generation).toEqual({ eosTokenIds: [2], bosTokenId: 1, promptMode: 'fim', fimOrder: 'psm' });
   });
 
   it('reads a sharded checkpoint as one weight source', () => {
@@ -240,8 +240,25 @@ describe('make-random', () => {
     }
   });
 
-  it('reads the prompt mode a model declares (the embedded model declares prefix; others default to fim)', () => {
-    expect(openModelDir(embeddedModelDir()).generation.promptMode).toBe('prefix');
-    expect(openModelDir(ensureFixtureModel('tiny')).generation.promptMode).toBe('fim');
+  it('reads the prompt mode a model declares: prefix, FIM in suffix-prefix-middle order, or FIM by default', () => {
+    const tiny = ensureFixtureModel('tiny');
+    expect(openModelDir(tiny).generation).toMatchObject({ promptMode: 'fim', fimOrder: 'psm' });
+    for (const [declared, expected] of [
+      ['prefix', { promptMode: 'prefix' }],
+      ['fim-spm', { promptMode: 'fim', fimOrder: 'spm' }],
+      ['something-else', { promptMode: 'fim', fimOrder: 'psm' }],
+    ] as const) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-prompt-mode-'));
+      fs.cpSync(tiny, dir, { recursive: true });
+      const gen = JSON.parse(fs.readFileSync(path.join(dir, 'generation_config.json'), 'utf8') || '{}');
+      fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ ...gen, mgd_prompt: declared }));
+      expect(openModelDir(dir).generation, declared).toMatchObject(expected);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    // the embedded model declares what its card measured
+    const card = fs.readFileSync(path.join(embeddedModelDir(), 'MODEL_CARD.md'), 'utf8');
+    const mode = /Prompt mode chosen from these numbers: \*\*([\w-]+)\*\*/.exec(card)![1];
+    const g = openModelDir(embeddedModelDir()).generation;
+    expect(g.promptMode === 'prefix' ? 'prefix' : g.fimOrder === 'spm' ? 'fim-spm' : 'fim').toBe(mode);
   });
 });

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { embeddedModelDir } from '../../dist/engine/paths.js';
 
 const client = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const root = path.dirname(client);
@@ -35,7 +36,7 @@ const target = values.target ?? hostTarget;
 if (!(target in TARGETS)) fail(`unknown target "${target}" (one of ${Object.keys(TARGETS).join(', ')})`);
 const [platform, arch, libc] = TARGETS[target];
 const manifest = JSON.parse(fs.readFileSync(path.join(client, 'package.json'), 'utf8'));
-const out = path.resolve(values.out ?? path.join(client, `${manifest.name}-${target}-${manifest.version}.vsix`));
+const out = path.resolve(values.out ?? path.join(root, 'dist', 'mgd.vsix'));
 
 function fail(message) {
   console.error(`package: ${message}`);
@@ -47,7 +48,7 @@ function run(cmd, args, cwd) {
 }
 
 const started = Date.now();
-for (const f of ['bin/mgd.js', 'dist/server/cli.js', 'fixtures/models/mgd-coder-5m/model.safetensors']) {
+for (const f of ['bin/mgd.js', 'dist/server/cli.js', path.join(path.relative(root, embeddedModelDir()), 'model.safetensors')]) {
   if (!fs.existsSync(path.join(root, f))) fail(`${f} is missing in ${root}: build the server first (npm run build in the repository root)`);
 }
 
@@ -72,7 +73,11 @@ fs.writeFileSync(path.join(server, 'package.json'), JSON.stringify({ name: `${ro
 const noMaps = (src) => !src.endsWith('.map');
 fs.cpSync(path.join(root, 'bin'), path.join(server, 'bin'), { recursive: true });
 fs.cpSync(path.join(root, 'dist'), path.join(server, 'dist'), { recursive: true, filter: noMaps });
-fs.cpSync(path.join(root, 'fixtures/models/mgd-coder-5m'), path.join(server, 'fixtures/models/mgd-coder-5m'), { recursive: true });
+// the embedded model, where the engine looks for it (engine/paths.ts), only the files it loads
+const model = path.relative(root, embeddedModelDir());
+const MODEL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors', 'MODEL_CARD.md'];
+fs.mkdirSync(path.join(server, model), { recursive: true });
+for (const f of MODEL_FILES) fs.copyFileSync(path.join(root, model, f), path.join(server, model, f));
 
 // 4. the root's production dependencies, as installed (npm ls lists the closure of `dependencies`)
 /** Production dependencies the server never loads when serving (model generation and benchmarks only). */

@@ -29,6 +29,12 @@ export interface PromptInput {
   heal?: boolean | ((tokenText: string) => boolean);
   /** Use the FIM format when the vocabulary has one (default). False: left-to-right prefix, for models weak at FIM. */
   fim?: boolean;
+  /**
+   * FIM order: prefix-suffix-middle (Qwen2.5-Coder's, the default) or suffix-prefix-middle
+   * (`<|fim_suffix|>suffix<|fim_prefix|>prefix<|fim_middle|>`), where the prefix runs straight into the middle: small
+   * models trained on both use the suffix far better this way.
+   */
+  fimOrder?: 'psm' | 'spm';
 }
 
 export interface Prompt {
@@ -78,7 +84,8 @@ export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promi
     for (const t of blocks) out.push(...t);
   }
   // (CodeLlama's format has a space after <PRE> and before <MID>: its ▁-prefixed control tokens carry it.)
-  out.push(fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle);
+  if (input.fimOrder === 'spm') out.push(fim.suffix, ...suffix, fim.prefix, ...prefix, fim.middle);
+  else out.push(fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle);
   return { tokens: out, mode: 'fim', prefixTokens: prefix.length, suffixTokens: suffix.length, contextTokens, healed };
 }
 

@@ -23,12 +23,12 @@ export interface ModelDir {
   /** Absolute path of tokenizer.json. */
   tokenizerFile: string;
   tokenizerConfig: Record<string, unknown> | null;
-  /** From generation_config.json where it says, else from config.json. */
   /**
    * From generation_config.json where it says, else from config.json. promptMode: 'fim' unless the model
-   * declares `"mgd_prompt": "prefix"` (a model too weak at fill-in-the-middle to be prompted that way).
+   * declares `"mgd_prompt": "prefix"` (a model too weak at fill-in-the-middle to be prompted that way); fimOrder
+   * 'spm' where it declares `"mgd_prompt": "fim-spm"` (suffix first: see decode/fim.ts).
    */
-  generation: { eosTokenIds: number[]; bosTokenId: number | null; promptMode: 'fim' | 'prefix' };
+  generation: { eosTokenIds: number[]; bosTokenId: number | null; promptMode: 'fim' | 'prefix'; fimOrder: 'psm' | 'spm' };
   /** Opens the safetensors weights (BadInputError for the onnx layout). The caller closes them. */
   weights(): WeightSource;
   /** Stable hash of config.json and each weight file's name, size and mtime: a key for derived artefacts. */
@@ -81,6 +81,7 @@ export function openModelDir(dirArg: string): ModelDir {
       eosTokenIds: eos.length ? eos : config.eosTokenIds,
       bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
       promptMode: gen.mgd_prompt === 'prefix' ? 'prefix' : 'fim',
+      fimOrder: gen.mgd_prompt === 'fim-spm' ? 'spm' : 'psm',
     },
     weights() {
       if (layout !== 'safetensors') throw new BadInputError(`${dirArg}: has ONNX weights only, no safetensors`);
