@@ -16,6 +16,7 @@ import { benchDecode } from '../engine/bench/decode.js';
 import { benchMask } from '../engine/bench/mask.js';
 import { benchOracle } from '../engine/bench/oracle.js';
 import { offsetAt } from '../engine/text/position.js';
+import { packageRoot } from '../engine/paths.js';
 import type { StopMode } from '../engine/decode/stop.js';
 import { parseLanguageServerSpec } from '../engine/analysis/language-servers.js';
 import type { LanguageServerConfig } from '../engine/analysis/lsp-oracle.js';
@@ -44,6 +45,7 @@ const USAGE = `usage:
   mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
+  mgd bench ui [--triggers N] [--pause MS]   (keystroke to visible ghost text in VS Code (code-server), JSON)
   mgd eval make-dots --package NAME@VERSION [--package ...] --out FILE [--limit N] [--seed S]
   mgd eval dots TASKS.jsonl [--no-monitors] [--no-context] [--model DIR] [--samples k] [--limit N] [--jobs N] [--json] [--markdown FILE]
   mgd eval report TASKS.jsonl --out FILE.md --svg FILE.svg [--model DIR] [--limit N] [--jobs N]`;
@@ -369,6 +371,19 @@ function connectTo(where: net.NetConnectOpts, name: string): Promise<net.Socket>
 
 async function bench(args: string[], out: Out): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === 'ui') {
+    // through the real editor UI (code-server + headless Chromium): the harness lives with the e2e tests, in the
+    // repository checkout, not in the package the server ships in
+    const script = path.join(packageRoot(), 'scripts', 'e2e', 'bench.mjs');
+    if (!fs.existsSync(script)) throw new BadInputError(`mgd bench ui needs a repository checkout (${script} is missing)`);
+    const { values, positionals } = parse(rest, { triggers: { type: 'string' }, pause: { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { spawnSync } = await import('node:child_process');
+    const forwarded = ['--triggers', String(int(values.triggers, 'triggers', 1, 24)), '--pause', String(int(values.pause, 'pause', 0, 0))];
+    const r = spawnSync(process.execPath, [script, ...forwarded], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 });
+    out.stdout(r.stdout ?? '');
+    return r.status ?? 1;
+  }
   if (sub === 'mask') {
     const { values, positionals } = parse(rest, { steps: { type: 'string' }, model: { type: 'string' } });
     if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);

@@ -133,6 +133,16 @@ describe('mgd bench latency', () => {
   });
 });
 
+describe('mgd bench ui', () => {
+  it('checks its arguments before starting an editor: one line, exit 2', async () => {
+    for (const args of [['--triggers', '0'], ['--pause', '-5'], ['extra']]) {
+      const r = await run('bench', 'ui', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+  });
+});
+
 describe('bin/mgd.js (the installed command)', () => {
   it('runs as a process: JSON on stdout, exit 0; bad input exit 2 with one line', () => {
     const out = execFileSync(process.execPath, [path.join(root, 'bin/mgd.js'), 'complete', sample, '--line', '10', '--character', '13', '--max-tokens', '4', '--json'], {
