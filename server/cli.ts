@@ -40,7 +40,7 @@ const USAGE = `usage:
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
   mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]
-  mgd bench decode --peer llamacpp [--model DIR | --like PRESET] [--weights f32|q8] ...   (ours vs llama.cpp, same weights)
+  mgd bench decode --peer llamacpp [--model DIR | --like PRESET] [--weights f32|q8] [--rounds N] ...   (ours vs llama.cpp, same weights)
   mgd bench mask [--steps N] [--model DIR] [--json]
   mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
@@ -440,9 +440,11 @@ async function bench(args: string[], out: Out): Promise<number> {
     'prompt-tokens': { type: 'string' },
     'decode-tokens': { type: 'string' },
     peer: { type: 'string' },
+    rounds: { type: 'string' },
   });
   if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
   if (values.model && values.like) throw new BadInputError('give --model or --like, not both');
+  if (values.rounds !== undefined && values.peer === undefined) throw new BadInputError('--rounds goes with --peer (alternating rounds of both engines)');
   if (values.peer !== undefined) {
     // ours against llama.cpp on the same weights (exported to GGUF): f32 and q8 unless --weights picks one
     oneOf(values.peer, 'peer', ['llamacpp'] as const, 'llamacpp');
@@ -454,6 +456,7 @@ async function bench(args: string[], out: Out): Promise<number> {
       threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
       promptTokens: int(values['prompt-tokens'], 'prompt-tokens', 1, 128),
       decodeTokens: int(values['decode-tokens'], 'decode-tokens', 1, 32),
+      rounds: int(values.rounds, 'rounds', 1, 1),
       log: (s) => out.stderr(s + '\n'),
     });
     out.stdout(JSON.stringify(peerResult, null, values.json ? undefined : 2) + '\n');

@@ -278,4 +278,15 @@ describe.skipIf(!peer.ok)(`mgd bench decode --peer llamacpp${peer.ok ? '' : ` (s
       expect(run.decodeRatio).toBeCloseTo(run.ours.decodeTokPerS / run.llamacpp.decodeTokPerS, 1);
     }
   });
+
+  it('alternates rounds: every round\'s steps pooled, one ratio per round', async () => {
+    const { benchDecodePeer } = await import('../engine/bench/decode-peer.js');
+    const r = await benchDecodePeer({ model: ensureFixtureModel('tiny'), weights: ['q8'], threads: 1, promptTokens: 16, decodeTokens: 4, rounds: 3 });
+    expect(r.rounds).toBe(3);
+    const run = r.runs[0]!;
+    expect(run.decodeRatioPerRound).toHaveLength(3);
+    // up to 4 steps a round on each side (llama.cpp may stop at an end-of-generation token)
+    expect(run.ours.decodeSteps).toBe(12);
+    expect(run.llamacpp.decodeSteps).toBeGreaterThanOrEqual(3);
+  });
 });

@@ -8,6 +8,10 @@
  * sampling included; ours: one forward of one token plus the argmax). Prefill is the best of three fresh sequences.
  * Each engine runs with its own defaults otherwise (llama.cpp: f16 KV cache, flash attention auto; ours: f32 KV),
  * which the JSON records. Only one engine holds the weights at a time.
+ *
+ * The machines here are shared: a noisy minute lands on whichever engine runs then. With `rounds` > 1 the two
+ * alternate (ours, llama.cpp, ours, ...), each round loading afresh; the medians are over every round's steps and
+ * each round's own ratio is reported, so drift shows instead of deciding the figure.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,6 +35,8 @@ export interface BenchDecodePeerOptions {
   threads?: number;
   promptTokens: number;
   decodeTokens: number;
+  /** Alternating rounds of both engines (default 1). */
+  rounds?: number;
   log?: (line: string) => void;
 }
 
@@ -61,13 +67,31 @@ export async function benchDecodePeer(o: BenchDecodePeerOptions) {
   const llama = await getCpuLlama(peer.module);
 
   const runs = [];
+  const rounds = o.rounds ?? 1;
   for (const weights of o.weights ?? (['f32', 'q8'] as const)) {
-    log(`ours: loading ${model.dir} (${weights}) ...`);
-    const ours = await measureOurs(model, weights, threads, prompt, o.decodeTokens);
     const file = ensureGguf(model, GGUF_FOR[weights], log);
-    log(`llama.cpp: loading ${file} ...`);
-    const theirs = await measureLlamaCpp(llama, file, threads, prompt, o.decodeTokens);
-    runs.push({ weights, ggufType: GGUF_FOR[weights], ours, llamacpp: theirs, decodeRatio: round(ours.decodeTokPerS / theirs.decodeTokPerS), prefillRatio: round(ours.prefillTokPerS / theirs.prefillTokPerS) });
+    const all = { ours: [] as Raw[], theirs: [] as Raw[] };
+    const roundRatios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      log(`ours: loading ${model.dir} (${weights}), round ${r + 1}/${rounds} ...`);
+      const ours = await measureOurs(model, weights, threads, prompt, o.decodeTokens);
+      log(`llama.cpp: loading ${file}, round ${r + 1}/${rounds} ...`);
+      const theirs = await measureLlamaCpp(llama, file, threads, prompt, o.decodeTokens);
+      all.ours.push(ours);
+      all.theirs.push(theirs);
+      roundRatios.push(round(median(theirs.steps) / median(ours.steps)));
+    }
+    const ours = speed(all.ours, prompt.length);
+    const theirs = speed(all.theirs, prompt.length);
+    runs.push({
+      weights,
+      ggufType: GGUF_FOR[weights],
+      ours,
+      llamacpp: theirs,
+      decodeRatio: round(ours.decodeTokPerS / theirs.decodeTokPerS),
+      prefillRatio: round(ours.prefillTokPerS / theirs.prefillTokPerS),
+      ...(rounds > 1 ? { decodeRatioPerRound: roundRatios } : {}),
+    });
   }
   log('measuring copy bandwidth ...');
   return {
@@ -80,6 +104,7 @@ export async function benchDecodePeer(o: BenchDecodePeerOptions) {
     threads,
     promptTokens: prompt.length,
     decodeTokens: o.decodeTokens,
+    rounds,
     kvCache: { ours: 'f32', llamacpp: 'f16 (default), flash attention auto' },
     runs,
     copyGBps: round(measureCopyGBps()),
@@ -101,20 +126,27 @@ function ensureGguf(model: ModelDir, type: GgufType, log: (l: string) => void): 
   return file;
 }
 
-async function measureOurs(model: ModelDir, weights: WeightFormat, threads: number, prompt: number[], decodeTokens: number): Promise<Speed> {
+/** One round of one engine: load time, best prefill, each decode step's time. */
+interface Raw {
+  loadMs: number;
+  prefillMs: number;
+  steps: number[];
+}
+
+async function measureOurs(model: ModelDir, weights: WeightFormat, threads: number, prompt: number[], decodeTokens: number): Promise<Raw> {
   const t0 = performance.now();
   const backend = await loadOnnxBackend(model, { weights, threads });
   const loadMs = performance.now() - t0;
   try {
     // the step includes the argmax, as llama.cpp's includes its sampling
     const { prefillMs, steps } = await measurePrefillAndDecode(backend, prompt, decodeTokens, true);
-    return speed(loadMs, prefillMs, prompt.length, steps);
+    return { loadMs, prefillMs, steps };
   } finally {
     await backend.dispose();
   }
 }
 
-async function measureLlamaCpp(llama: Awaited<ReturnType<typeof getCpuLlama>>, file: string, threads: number, prompt: number[], decodeTokens: number): Promise<Speed> {
+async function measureLlamaCpp(llama: Awaited<ReturnType<typeof getCpuLlama>>, file: string, threads: number, prompt: number[], decodeTokens: number): Promise<Raw> {
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: file });
   const loadMs = performance.now() - t0;
@@ -140,18 +172,25 @@ async function measureLlamaCpp(llama: Awaited<ReturnType<typeof getCpuLlama>>, f
       if (steps.length >= decodeTokens) break;
     }
     if (steps.length === 0) throw new Error('llama.cpp ended generation at once (an end-of-generation token); no decode steps to time');
-    return speed(loadMs, prefillMs, prompt.length, steps);
+    return { loadMs, prefillMs, steps };
   } finally {
     await ctx.dispose();
     await model.dispose();
   }
 }
 
-function speed(loadMs: number, prefillMs: number, promptTokens: number, steps: number[]): Speed {
-  steps.sort((a, b) => a - b);
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/** Rounds pooled: load time of the first, the best prefill, decode percentiles over every step. */
+function speed(raws: Raw[], promptTokens: number): Speed {
+  const steps = raws.flatMap((r) => r.steps).sort((a, b) => a - b);
   const p50 = steps[Math.floor(steps.length / 2)]!;
+  const prefillMs = Math.min(...raws.map((r) => r.prefillMs));
   return {
-    loadMs: round(loadMs),
+    loadMs: round(raws[0]!.loadMs),
     prefillMs: round(prefillMs),
     prefillTokPerS: round((promptTokens * 1000) / prefillMs),
     decodeMsP50: round(p50),
