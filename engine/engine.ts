@@ -414,12 +414,12 @@ export class Engine {
 
   /** Where the type oracle says the receiver of a member access at the cursor (`book.`, `book.ba`) is defined. */
   private async receiverTypes(req: CompletionRequest, file: string, workspace: string): Promise<TypeLocation[]> {
-    const m = /[\w$)\]>](\s*)\.([A-Za-z_$][\w$]*)?$/.exec(req.prefix);
+    const m = /[\w$)\]>]\s*\.(?:[A-Za-z_$][\w$]*)?$/.exec(req.prefix);
     if (!m || !this.monitorsApply(req)) return [];
     const end = m.index + 1; // just past the receiver's last character
-    const analysis = this.analyses.for(file, workspace, req.language);
-    if (!analysis?.oracle.typeDefinitions || !analysis.isCode(req.prefix + (req.suffix ?? ''), end)) return [];
     const text = req.prefix + (req.suffix ?? '');
+    const analysis = this.analyses.for(file, workspace, req.language);
+    if (!analysis?.oracle.typeDefinitions || !analysis.isCode(text, end)) return [];
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), RECEIVER_TYPE_MS)));
     try {

@@ -37,7 +37,7 @@ import {
   type ProtocolConnection,
   type ServerCapabilities,
 } from 'vscode-languageserver-protocol/node';
-import { shapeOfSignatures, type CallShape, type TypeLocation, type TypeOracle } from './oracle.js';
+import { isLibraryFile, shapeOfSignatures, type CallShape, type TypeLocation, type TypeOracle } from './oracle.js';
 import { diffRange, positionAt } from './text-edit.js';
 
 export interface LanguageServerConfig {
@@ -164,8 +164,7 @@ export class LspOracle implements TypeOracle {
       const range = 'targetUri' in l ? (l.targetSelectionRange ?? l.targetRange) : l.range;
       if (!target.startsWith('file:')) continue;
       const abs = fileURLToPath(target);
-      // the language's own library (typeshed, lib.d.ts, a GOROOT) is the model's to know, not the repository's
-      if (/[/\\](node_modules|typeshed|site-packages|typeshed-fallback)[/\\]/.test(abs)) continue;
+      if (isLibraryFile(abs)) continue;
       out.push({ file: abs, line: range.start.line });
     }
     return out.length ? out : null;

@@ -22,6 +22,14 @@ export interface TypeLocation {
   line: number;
 }
 
+/**
+ * A file of a dependency or of the language's own library (node_modules, typeshed, site-packages): its types are the
+ * model's to know, not the repository's, so retrieval leaves them out.
+ */
+export function isLibraryFile(abs: string): boolean {
+  return /[/\\](node_modules|typeshed|typeshed-fallback|site-packages)[/\\]/.test(abs);
+}
+
 export interface TypeOracle {
   /** For logs and JSON: `typescript`, `lsp:pyright`... */
   readonly name: string;

@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
-import type { CallShape, TypeLocation, TypeOracle } from './oracle.js';
+import { isLibraryFile, type CallShape, type TypeLocation, type TypeOracle } from './oracle.js';
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 const DEFAULT_OPTIONS: ts.CompilerOptions = {
@@ -73,10 +73,6 @@ export class TypeScriptOracle implements TypeOracle {
     return /\.(ts|tsx|mts|cts|js|jsx|mjs|cjs)$/.test(file);
   }
 
-  /**
-   * Members legal right after a `.` at `offset` in the shadow document `text` (offset is just past the dot), or
-   * null when the position is not a member access the checker can type.
-   */
   typeDefinitions(file: string, text: string, offset: number): TypeLocation[] | null {
     const abs = this.shadow(file, text);
     const defs = this.service.getTypeDefinitionAtPosition(abs, Math.max(0, offset - 1));
@@ -86,12 +82,16 @@ export class TypeScriptOracle implements TypeOracle {
     for (const d of defs) {
       const sf = program.getSourceFile(d.fileName);
       // the standard library's types (string, Array...) are the model's to know, not the repository's
-      if (!sf || program.isSourceFileDefaultLibrary(sf) || d.fileName.includes('/node_modules/')) continue;
+      if (!sf || program.isSourceFileDefaultLibrary(sf) || isLibraryFile(d.fileName)) continue;
       out.push({ file: path.resolve(d.fileName), line: sf.getLineAndCharacterOfPosition(d.textSpan.start).line });
     }
     return out.length ? out : null;
   }
 
+  /**
+   * Members legal right after a `.` at `offset` in the shadow document `text` (offset is just past the dot), or
+   * null when the position is not a member access the checker can type.
+   */
   members(file: string, text: string, offset: number): string[] | null {
     const abs = this.shadow(file, text);
     const result = this.service.getCompletionsAtPosition(abs, offset, { triggerCharacter: '.', includeCompletionsWithInsertText: false });

@@ -69,6 +69,12 @@ export function retrieveContext(index: RepoIndex, absPath: string, prefix: strin
   const wanted = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   const byFile = new Map<string, string[]>();
   let defs = 0;
+  const add = (file: string, signature: string) => {
+    const list = byFile.get(file) ?? [];
+    if (!list.includes(signature)) list.push(signature);
+    byFile.set(file, list);
+    defs++;
+  };
   for (const at of o.receiverTypes ?? []) {
     if (at.file === self) continue;
     // the declaration the oracle's line falls in: the last one starting at or before it
@@ -77,21 +83,13 @@ export function retrieveContext(index: RepoIndex, absPath: string, prefix: strin
     if (!def) continue;
     const shown = blocks.find((b) => b.path === at.file);
     if (shown?.text.includes(def.signature)) continue; // already in full in the imported module's outline
-    const list = byFile.get(at.file) ?? [];
-    if (!list.includes(def.signature)) list.push(def.signature);
-    byFile.set(at.file, list);
-    defs++;
+    add(at.file, def.signature);
   }
   for (const [name] of wanted) {
     if (defs >= (o.maxDefinitions ?? 8)) break;
     const found = index.definitions(name).filter((d) => !included.has(d.file));
     // an ambiguous name defined in many places says little: take it only from a few
-    for (const { file, def } of found.slice(0, 2)) {
-      const list = byFile.get(file) ?? [];
-      if (!list.includes(def.signature)) list.push(def.signature);
-      byFile.set(file, list);
-      defs++;
-    }
+    for (const { file, def } of found.slice(0, 2)) add(file, def.signature);
   }
   for (const file of [...byFile.keys()].sort()) blocks.push({ path: file, text: byFile.get(file)!.join('\n\n'), source: 'definition' });
 

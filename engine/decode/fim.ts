@@ -31,8 +31,8 @@ export interface PromptInput {
   fim?: boolean;
   /**
    * FIM order: prefix-suffix-middle (Qwen2.5-Coder's, the default) or suffix-prefix-middle
-   * (`<|fim_suffix|>suffix<|fim_prefix|>prefix<|fim_middle|>`), where the prefix runs straight into the middle: small
-   * models trained on both use the suffix far better this way.
+   * (`<|fim_suffix|>suffix<|fim_prefix|>prefix<|fim_middle|>`), where the prefix runs straight into the middle, which
+   * a small model trained on both orders may use better (a model declares it: `"mgd_prompt": "fim-spm"`).
    */
   fimOrder?: 'psm' | 'spm';
 }

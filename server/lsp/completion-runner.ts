@@ -138,7 +138,6 @@ export class CompletionRunner {
     const sub = token.onCancellationRequested(() => ac.abort());
     try {
       const suffix = text.slice(offset);
-      const { contextTokens } = this.settings;
       const result = await this.run(engine, {
         prefix,
         // in an editor the rest of the cursor's line matters (`foo(|)`); post-processing drops what it duplicates
@@ -148,8 +147,7 @@ export class CompletionRunner {
         maxTokens: this.settings.maxTokens,
         monitors: this.settings.monitors,
         monitorKinds: { ...this.settings.monitorKinds },
-        // null: the engine's default budget; 0: no repository context at all (not even retrieved)
-        ...(contextTokens === 0 ? { context: [] } : contextTokens !== null ? { contextTokens } : {}),
+        ...this.contextSetting(),
         stop: 'block',
         signal: ac.signal,
       });
@@ -187,6 +185,12 @@ export class CompletionRunner {
     await this.remote?.warmUp().catch(() => undefined);
   }
 
+  /** The contextTokens setting as request fields: null, the engine's default budget; 0, no repository context at all. */
+  private contextSetting(): Pick<CompletionRequest, 'context' | 'contextTokens'> {
+    const { contextTokens } = this.settings;
+    return contextTokens === 0 ? { context: [] } : contextTokens !== null ? { contextTokens } : {};
+  }
+
   /** The serving engine when there is one (the local model if it fails), else the local engine. */
   private async run(engine: Engine | null, req: CompletionRequest): Promise<CompletionResult> {
     if (engine) return engine.complete(req);
@@ -204,8 +208,9 @@ export class CompletionRunner {
    * Background prefill for a document the user is looking at (opened, or focused in the editor): the KV of the prompt a
    * completion at `position` would use, repository context first, lands in the engine's prefix cache, so the first
    * request there prefills only the text near the cursor. Without a position, the start of the file: the stable part
-   * (context blocks, file header) is what a later request at any position shares. Only the latest call per document
-   * runs; any completion request cancels it (the engine's rule). Never throws; resolves to the tokens prefilled.
+   * (context blocks, file header) is what a later request at any position shares. Prefetches queue behind each other
+   * (one whose prompt is already cached costs a lookup); any completion request cancels them (the engine's rule).
+   * Never throws; resolves to the tokens prefilled.
    */
   async prefetch(doc: TextDocument, position?: Position): Promise<number> {
     if (this.remote) return 0; // the serving engine keeps its own prefix cache
@@ -214,14 +219,13 @@ export class CompletionRunner {
     const text = doc.getText();
     const offset = position ? doc.offsetAt(position) : 0;
     const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
-    const { contextTokens } = this.settings;
     const n = await engine.prefetch({
       prefix: text.slice(0, offset),
       suffix: text.slice(offset),
       filePath,
       workspace: this.workspace ?? undefined,
       maxTokens: this.settings.maxTokens,
-      ...(contextTokens === 0 ? { context: [] } : contextTokens !== null ? { contextTokens } : {}),
+      ...this.contextSetting(),
     });
     if (n > 0) {
       this.stats.prefetches++;
