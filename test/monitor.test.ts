@@ -243,22 +243,28 @@ describe('openCall: the argument list the text ends in', () => {
   });
 });
 
+/** Tokens spelling a dot and an identifier's first character (`.length`). */
+const DOT_IDENT = (b: Uint8Array) => b.length > 1 && b[0] === 0x2e && /[A-Za-z_$]/.test(String.fromCharCode(b[1]!));
+
+/** A processor that pushes every token whose bytes pass `pick` to the top (+50), as an eager model would. */
+function eagerFor(engine: Engine, pick: (bytes: Uint8Array) => boolean): LogitsProcessor & { boosted: number } {
+  const ids: number[] = [];
+  for (let id = 0; id < engine.tokenizer.vocabSize; id++) if (pick(engine.tokenizer.tokenBytes(id))) ids.push(id);
+  return {
+    boosted: ids.length,
+    process(logits) {
+      for (const id of ids) logits[id] = logits[id]! + 50;
+      return false;
+    },
+  };
+}
+
 describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`)', () => {
   it('a model eager to write `.something` after a receiver only writes legal members', async () => {
     const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
     try {
       // Push every token that starts with '.' to the top: the raw model would pick a random `.xyz`.
-      const dots = new Set<number>();
-      for (let id = 0; id < engine.tokenizer.vocabSize; id++) {
-        const b = engine.tokenizer.tokenBytes(id);
-        if (b.length > 1 && b[0] === 0x2e && /[A-Za-z_$]/.test(String.fromCharCode(b[1]!))) dots.add(id);
-      }
-      const eager: LogitsProcessor = {
-        process(logits) {
-          for (const id of dots) logits[id] = logits[id]! + 50;
-          return false;
-        },
-      };
+      const eager = eagerFor(engine, DOT_IDENT);
       const prefix = HEADER + `export function f(acc: Account) {\n  return acc`;
       let checked = 0;
       for (let seed = 0; seed < 8; seed++) {
@@ -280,17 +286,7 @@ describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`
     // pass must also hold the fused token to the new receiver's members (found by the dot-completion eval).
     const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
     try {
-      const dots = new Set<number>();
-      for (let id = 0; id < engine.tokenizer.vocabSize; id++) {
-        const b = engine.tokenizer.tokenBytes(id);
-        if (b.length > 1 && b[0] === 0x2e && /[A-Za-z_$]/.test(String.fromCharCode(b[1]!))) dots.add(id);
-      }
-      const eager: LogitsProcessor = {
-        process(logits) {
-          for (const id of dots) logits[id] = logits[id]! + 50;
-          return false;
-        },
-      };
+      const eager = eagerFor(engine, DOT_IDENT);
       const prefix = HEADER + `export function f(acc: Account) {\n  return acc.balance`;
       const legal = oracle.members(FILE, prefix + '.' + '\n}\n', prefix.length + 1)!;
       let checked = 0;
@@ -314,18 +310,8 @@ describe('a dot token that is no member access (`.#`, `.(`, `..`)', () => {
     // tokens were checked after sampling.
     const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
     try {
-      const odd = new Set<number>();
-      for (let id = 0; id < engine.tokenizer.vocabSize; id++) {
-        const b = engine.tokenizer.tokenBytes(id);
-        if (b.length > 1 && b[0] === 0x2e && !/[A-Za-z_$\s]/.test(String.fromCharCode(b[1]!))) odd.add(id);
-      }
-      expect(odd.size).toBeGreaterThan(10);
-      const eager: LogitsProcessor = {
-        process(logits) {
-          for (const id of odd) logits[id] = logits[id]! + 50;
-          return false;
-        },
-      };
+      const eager = eagerFor(engine, (b) => b.length > 1 && b[0] === 0x2e && !/[A-Za-z_$\s]/.test(String.fromCharCode(b[1]!)));
+      expect(eager.boosted).toBeGreaterThan(10);
       for (const tail of ['acc', 'acc.balance']) {
         const prefix = HEADER + `export function f(acc: Account) {\n  return ${tail}`;
         for (let seed = 0; seed < 4; seed++) {

@@ -173,12 +173,18 @@ describe('vllm: the constraint field follows the server version', () => {
   });
 });
 
+/** A local port nothing listens on (bound, then released): connecting to it is refused. */
+async function closedPort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
 describe('engine failures are one clear line', () => {
   it('unreachable, HTTP error, time-out', async () => {
-    const closed = http.createServer();
-    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((r) => closed.close(() => r()));
+    const port = await closedPort();
     const req = { prompt: [1], maxTokens: 4, stop: [], constraint: null, temperature: 0 };
     await expect(createRemoteEngine({ engine: 'llamacpp', url: `http://127.0.0.1:${port}` }).complete(req)).rejects.toThrow(/llamacpp at http:\/\/127\.0\.0\.1:\d+\/completion: unreachable \(ECONNREFUSED\)/);
 
@@ -349,10 +355,7 @@ describe.skipIf(!peer.ok)(`llama.cpp server shape, node-llama-cpp on the exporte
     expect(r.monitor.triggers).toBeGreaterThanOrEqual(1);
     expect(r.remote.requests).toBe(adapter.log.length - before);
 
-    const closed = http.createServer();
-    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((res) => closed.close(() => res()));
+    const port = await closedPort();
     stderr = '';
     expect(await main([...args, '--backend', 'remote', '--engine', 'llamacpp', '--url', `http://127.0.0.1:${port}`], io)).toBe(2);
     expect(stderr.trim().split('\n')).toHaveLength(1);
@@ -407,10 +410,7 @@ async function lspSession(extra: string[]) {
 
 describe('mgd serve --backend remote: an engine that is down', () => {
   it('answers from the local model, says why once, and counts the failures', async () => {
-    const closed = http.createServer();
-    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((res) => closed.close(() => res()));
+    const port = await closedPort();
     const s = await lspSession(['--backend', 'remote', '--engine', 'llamacpp', '--url', `http://127.0.0.1:${port}`]);
     try {
       for (let i = 0; i < 2; i++) {
