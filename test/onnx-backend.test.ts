@@ -131,6 +131,63 @@ describe('onnx backend: cache handles', () => {
   });
 });
 
+describe('onnx backend: the cache the graph reads in place', () => {
+  let backend: OnnxBackend;
+  const LONG = Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % 250);
+  beforeAll(async () => {
+    backend = await loadOnnxBackend(openModelDir(ensureFixtureModel('tiny')), { weights: 'f32', threads: 2 });
+  });
+  afterAll(() => backend?.dispose());
+
+  it('decoding one token at a time across capacity growth matches one-shot prefill', async () => {
+    const whole = await backend.forward(backend.createCache(), LONG, { logitsFor: LONG.length });
+    const V = backend.config.vocabSize;
+    const cache = backend.createCache();
+    await backend.forward(cache, LONG.slice(0, 100));
+    const capacities = new Set<number>();
+    for (let p = 100; p < LONG.length; p++) {
+      const logits = await backend.forward(cache, [LONG[p]!]);
+      capacities.add(cache.capacity);
+      expectClose(logits, whole.subarray(p * V, (p + 1) * V), 1e-5);
+    }
+    expect(capacities.size).toBeGreaterThan(1); // the walk really crossed a reallocation
+  });
+
+  it('a decode step appends in place: the tensors fed to the graph stay the same objects', async () => {
+    const cache = backend.createCache();
+    await backend.forward(cache, LONG.slice(0, 40));
+    const before = cache.keys(0);
+    await backend.forward(cache, [1]);
+    await backend.forward(cache, [2]);
+    expect(cache.keys(0)).toBe(before);
+    expect(cache.length).toBe(42);
+  });
+
+  it('a fork shares storage until one of them writes where the other holds positions', async () => {
+    const base = backend.createCache();
+    await backend.forward(base, LONG.slice(0, 50));
+    const fork = base.fork();
+    // same length: the first to append may write in place, the other's positions are untouched
+    await backend.forward(base, [3]);
+    expect(base.keys(0)).toBe(fork.keys(0));
+    // now fork writes at 50, which base holds: it must copy first
+    const expectedFork = await backend.forward(backend.createCache(), [...LONG.slice(0, 50), 4]);
+    expectClose(await backend.forward(fork, [4]), expectedFork, 1e-5);
+    expect(fork.keys(0)).not.toBe(base.keys(0));
+    const expectedBase = await backend.forward(backend.createCache(), [...LONG.slice(0, 50), 3, 5]);
+    expectClose(await backend.forward(base, [5]), expectedBase, 1e-5);
+  });
+
+  it('exported ranges imported into a fresh handle continue exactly like the original', async () => {
+    const cache = backend.createCache();
+    await backend.forward(cache, LONG.slice(0, 130));
+    const ranges = [backend.exportKv(cache, 0, 64), backend.exportKv(cache, 64, 130)];
+    const imported = backend.importKv(LONG.slice(0, 130), ranges);
+    expect(imported.tokens).toEqual(LONG.slice(0, 130));
+    expectClose(await backend.forward(imported, LONG.slice(130, 135)), await backend.forward(cache, LONG.slice(130, 135)), 1e-5);
+  });
+});
+
 /**
  * The same weights with every linear matrix replaced by dequantize(quantize(w)): the exact function MatMulNBits
  * computes. (The fixture is untied, so the embedding lookup stays a plain table, f16 in the graph.)

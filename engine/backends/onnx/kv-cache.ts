@@ -1,10 +1,16 @@
 /**
  * KV-cache handles for the ONNX Runtime backend.
  *
- * Each layer's keys and values are one tensor [1, kvHeads, length, headDim] (the BNSH layout GroupQueryAttention and
- * Optimum exports both use). Tensors are never written after creation: a forward step returns new "present" tensors
- * and the handle swaps them in. That makes fork() free (two handles share the same immutable tensors) and keeps a
- * fork's contents stable whatever happens to its parent.
+ * Keys and values live in JavaScript-owned buffers, one per layer and kind, laid out [kvHeads][capacity][headDim]
+ * and fed to the graph as [1, kvHeads, 1, capacity, headDim] tensors (the size-1 axis broadcasts over the query heads
+ * sharing a KV head). onnxruntime-node wraps an input's buffer without
+ * copying it but copies every output into a fresh ArrayBuffer, so the graph only reads the cache and returns the new
+ * positions' rows, which append() writes in place: a decode step moves bytes in proportion to the new tokens, not to
+ * the context (returning whole "present" tensors cost ~15 ms a step at 1,900 positions for a 29M model).
+ *
+ * Capacity follows the length in granules (capacityFor); rows past `length` are stale and the graph masks them. Storage is shared
+ * between forks and copied on write: a handle writes in place only while no other handle of the same storage holds
+ * positions at or past the ones it writes, so fork() is free and a fork's contents never change under it.
  */
 import * as ort from 'onnxruntime-node';
 import type { KvCache } from '../backend.js';
@@ -13,26 +19,63 @@ export interface KvShape {
   layers: number;
   kvHeads: number;
   headDim: number;
+  /** The most positions a handle may hold (the model's RoPE table). */
+  maxPositions: number;
+}
+
+/** Capacity is a multiple of this many positions. */
+const GRANULE = 128;
+
+/** Buffers shared by the handles forked from one another. */
+class KvStore {
+  readonly keys: Float32Array[];
+  readonly values: Float32Array[];
+  readonly keyTensors: ort.Tensor[];
+  readonly valueTensors: ort.Tensor[];
+  readonly holders = new Set<OrtKvCache>();
+
+  constructor(
+    readonly shape: KvShape,
+    readonly capacity: number,
+  ) {
+    const { layers, kvHeads: H, headDim: D } = shape;
+    const make = () => Array.from({ length: layers }, () => new Float32Array(H * capacity * D));
+    this.keys = make();
+    this.values = make();
+    this.keyTensors = this.keys.map((b) => new ort.Tensor('float32', b, [1, H, 1, capacity, D]));
+    this.valueTensors = this.values.map((b) => new ort.Tensor('float32', b, [1, H, 1, capacity, D]));
+  }
+
+  /** A store of `capacity` holding positions [0, n) of this one. */
+  copy(n: number, capacity: number): KvStore {
+    const next = new KvStore(this.shape, capacity);
+    const { layers, kvHeads: H, headDim: D } = this.shape;
+    for (let l = 0; l < layers; l++)
+      for (const [src, dst] of [
+        [this.keys[l]!, next.keys[l]!],
+        [this.values[l]!, next.values[l]!],
+      ] as const)
+        for (let h = 0; h < H; h++) dst.set(src.subarray(h * this.capacity * D, (h * this.capacity + n) * D), h * capacity * D);
+    return next;
+  }
 }
 
 export class OrtKvCache implements KvCache {
   private freed = false;
 
   private constructor(
-    readonly shape: KvShape,
-    private keys: ort.Tensor[],
-    private values: ort.Tensor[],
+    private store: KvStore,
     private toks: number[],
-  ) {}
+  ) {
+    store.holders.add(this);
+  }
 
   static empty(shape: KvShape): OrtKvCache {
-    const empty = () => new ort.Tensor('float32', new Float32Array(0), [1, shape.kvHeads, 0, shape.headDim]);
-    return new OrtKvCache(
-      shape,
-      Array.from({ length: shape.layers }, empty),
-      Array.from({ length: shape.layers }, empty),
-      [],
-    );
+    return new OrtKvCache(new KvStore(shape, GRANULE), []);
+  }
+
+  get shape(): KvShape {
+    return this.store.shape;
   }
 
   get length(): number {
@@ -43,33 +86,78 @@ export class OrtKvCache implements KvCache {
     return this.toks;
   }
 
-  key(layer: number): ort.Tensor {
-    this.check();
-    return this.keys[layer]!;
+  /** Positions the graph inputs hold (>= length; the rest is masked). */
+  get capacity(): number {
+    return this.store.capacity;
   }
 
-  value(layer: number): ort.Tensor {
+  /** Layer `l`'s keys as the graph reads them: [1, kvHeads, 1, capacity, headDim], not a copy. */
+  keys(l: number): ort.Tensor {
     this.check();
-    return this.values[layer]!;
+    return this.store.keyTensors[l]!;
   }
 
-  /** Replaces the contents after a forward step that appended `added` tokens. */
-  update(keys: ort.Tensor[], values: ort.Tensor[], added: readonly number[]): void {
+  values(l: number): ort.Tensor {
     this.check();
-    const expected = this.toks.length + added.length;
-    if (keys[0]?.dims[2] !== expected) throw new Error(`kv cache: present length ${keys[0]?.dims[2]} != ${expected}`);
-    this.keys = keys;
-    this.values = values;
+    return this.store.valueTensors[l]!;
+  }
+
+  /**
+   * Makes room for `added` more positions that this handle alone may write, at the capacity capacityFor() gives the
+   * new length, copying the storage when the capacity differs or another handle still holds positions at or past
+   * length(). Call before feeding keys().
+   */
+  reserve(added: number): void {
+    this.check();
+    const n = this.toks.length;
+    const need = n + added;
+    const { maxPositions } = this.store.shape;
+    if (need > maxPositions) throw new RangeError(`kv cache: ${need} positions exceed the maximum ${maxPositions}`);
+    const capacity = capacityFor(need);
+    const shared = [...this.store.holders].some((h) => h !== this && h.length > n);
+    if (capacity !== this.store.capacity || shared) this.moveTo(this.store.copy(n, capacity));
+  }
+
+  /**
+   * Appends the rows a forward step computed for `added`: per layer [kvHeads][added.length][headDim] keys and values
+   * (the graph's new_key / new_value outputs). reserve(added.length) must have come first.
+   */
+  append(newKeys: readonly Float32Array[], newValues: readonly Float32Array[], added: readonly number[]): void {
+    this.check();
+    const { layers, kvHeads: H, headDim: D } = this.store.shape;
+    const n = this.toks.length;
+    const S = added.length;
+    const cap = this.store.capacity;
+    if (n + S > cap || [...this.store.holders].some((h) => h !== this && h.length > n)) throw new Error('kv cache: append() without reserve()');
+    for (let l = 0; l < layers; l++)
+      for (const [src, dst] of [
+        [newKeys[l]!, this.store.keys[l]!],
+        [newValues[l]!, this.store.values[l]!],
+      ] as const) {
+        if (src.length !== H * S * D) throw new Error(`kv cache: layer ${l} returned ${src.length / (H * D)} rows for ${S} tokens`);
+        for (let h = 0; h < H; h++) dst.set(src.subarray(h * S * D, (h + 1) * S * D), (h * cap + n) * D);
+      }
     this.toks = this.toks.concat(added);
+  }
+
+  /** Positions [0, length) of layer `l` as exact-length [1, kvHeads, length, headDim] copies (for foreign graphs). */
+  exactTensors(l: number): [ort.Tensor, ort.Tensor] {
+    this.check();
+    const { kvHeads: H, headDim: D } = this.store.shape;
+    const n = this.toks.length;
+    const cap = this.store.capacity;
+    const exact = (src: Float32Array) => {
+      const out = new Float32Array(H * n * D);
+      for (let h = 0; h < H; h++) out.set(src.subarray(h * cap * D, (h * cap + n) * D), h * n * D);
+      return new ort.Tensor('float32', out, [1, H, n, D]);
+    };
+    return [exact(this.store.keys[l]!), exact(this.store.values[l]!)];
   }
 
   truncate(n: number): void {
     this.check();
     if (!Number.isInteger(n) || n < 0 || n > this.toks.length) throw new RangeError(`kv cache: cannot truncate ${this.toks.length} tokens to ${n}`);
-    if (n === this.toks.length) return;
-    this.keys = this.keys.map((t) => sliceSequence(t, n));
-    this.values = this.values.map((t) => sliceSequence(t, n));
-    this.toks = this.toks.slice(0, n);
+    this.toks = this.toks.slice(0, n); // rows past n are stale now; the graph never attends to them
   }
 
   /** Positions [start, end) as [layer][key, value][kvHead][position][headDim] (the Backend.exportKv layout). */
@@ -77,17 +165,14 @@ export class OrtKvCache implements KvCache {
     this.check();
     if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= this.toks.length))
       throw new RangeError(`kv cache: cannot export [${start}, ${end}) of ${this.toks.length} positions`);
-    const { layers, kvHeads: H, headDim: D } = this.shape;
+    const { layers, kvHeads: H, headDim: D } = this.store.shape;
     const n = end - start;
-    const len = this.toks.length;
+    const cap = this.store.capacity;
     const out = new Float32Array(2 * layers * H * n * D);
     let o = 0;
-    for (let l = 0; l < layers; l++) {
-      for (const t of [this.keys[l]!, this.values[l]!]) {
-        const src = t.data as Float32Array;
-        for (let h = 0; h < H; h++, o += n * D) out.set(src.subarray((h * len + start) * D, (h * len + end) * D), o);
-      }
-    }
+    for (let l = 0; l < layers; l++)
+      for (const src of [this.store.keys[l]!, this.store.values[l]!])
+        for (let h = 0; h < H; h++, o += n * D) out.set(src.subarray((h * cap + start) * D, (h * cap + end) * D), o);
     return out;
   }
 
@@ -96,42 +181,47 @@ export class OrtKvCache implements KvCache {
     const { layers, kvHeads: H, headDim: D } = shape;
     const perToken = 2 * layers * H * D;
     const total = tokens.length;
-    if (ranges.reduce((a, r) => a + r.length, 0) !== total * perToken) throw new RangeError(`kv cache: ranges hold ${ranges.reduce((a, r) => a + r.length, 0) / perToken} positions, tokens ${total}`);
-    const keys: ort.Tensor[] = [];
-    const values: ort.Tensor[] = [];
-    for (let l = 0; l < layers; l++) {
-      for (let kv = 0; kv < 2; kv++) {
-        const dst = new Float32Array(H * total * D);
-        let at = 0; // position where the current range starts
-        for (const r of ranges) {
-          const n = r.length / perToken;
+    const held = ranges.reduce((a, r) => a + r.length, 0);
+    if (held !== total * perToken) throw new RangeError(`kv cache: ranges hold ${held / perToken} positions, tokens ${total}`);
+    const store = new KvStore(shape, capacityFor(total));
+    let at = 0; // position where the current range starts
+    for (const r of ranges) {
+      const n = r.length / perToken;
+      for (let l = 0; l < layers; l++)
+        for (let kv = 0; kv < 2; kv++) {
+          const dst = (kv === 0 ? store.keys : store.values)[l]!;
           for (let h = 0; h < H; h++) {
             const from = ((l * 2 + kv) * H + h) * n * D;
-            dst.set(r.subarray(from, from + n * D), (h * total + at) * D);
+            dst.set(r.subarray(from, from + n * D), (h * store.capacity + at) * D);
           }
-          at += n;
         }
-        (kv === 0 ? keys : values).push(new ort.Tensor('float32', dst, [1, H, total, D]));
-      }
+      at += n;
     }
-    return new OrtKvCache(shape, keys, values, tokens.slice());
+    return new OrtKvCache(store, tokens.slice());
   }
 
   fork(): OrtKvCache {
     this.check();
-    return new OrtKvCache(this.shape, this.keys.slice(), this.values.slice(), this.toks.slice());
+    return new OrtKvCache(this.store, this.toks.slice());
   }
 
   byteSize(): number {
     if (this.freed) return 0;
-    return 2 * this.shape.layers * this.shape.kvHeads * this.toks.length * this.shape.headDim * 4;
+    const { layers, kvHeads: H, headDim: D } = this.store.shape;
+    return 2 * layers * H * this.store.capacity * D * 4;
   }
 
   free(): void {
+    if (this.freed) return;
     this.freed = true;
-    this.keys = [];
-    this.values = [];
+    this.store.holders.delete(this);
     this.toks = [];
+  }
+
+  private moveTo(store: KvStore): void {
+    this.store.holders.delete(this);
+    this.store = store;
+    store.holders.add(this);
   }
 
   private check(): void {
@@ -139,11 +229,12 @@ export class OrtKvCache implements KvCache {
   }
 }
 
-/** The first `n` positions of a [1, heads, len, dim] tensor (a copy: each head's rows are contiguous). */
-function sliceSequence(t: ort.Tensor, n: number): ort.Tensor {
-  const [, heads, len, dim] = t.dims as [number, number, number, number];
-  const src = t.data as Float32Array;
-  const out = new Float32Array(heads * n * dim);
-  for (let h = 0; h < heads; h++) out.set(src.subarray(h * len * dim, h * len * dim + n * dim), h * n * dim);
-  return new ort.Tensor('float32', out, [1, heads, n, dim]);
+/**
+ * The capacity a handle of `n` positions is fed at: a function of the length alone. The masked rows add exact zeros,
+ * but how MLAS groups a sum depends on its length, so the same tokens must always meet the same capacity for a
+ * prefix-cache hit to give bit-identical logits to a recomputation. Growing a granule at a time copies the cache
+ * once per GRANULE positions, a few bytes per token against the weights each token reads.
+ */
+export function capacityFor(n: number): number {
+  return Math.max(GRANULE, Math.ceil(n / GRANULE) * GRANULE);
 }

@@ -6,16 +6,19 @@
  *   x  = SimplifiedLayerNormalization(h)                 (RMSNorm)
  *   per layer:
  *     qkv          = x · Wqkv (+ bias)                   one MatMul       [1, S, (nH + 2·kvH)·hd]
- *     a, k', v'    = GroupQueryAttention(qkv, past k/v)  RoPE + causal GQA + KV append, one op
+ *     a, k', v'    = attention(qkv, cache k/v)           RoPE (RotaryEmbedding), grouped-query attention over the
+ *                                                        read-only cache and the step's own rows (see cacheAttention)
  *     x, h         = SkipSimplifiedLayerNormalization(a · Wo, h)   residual add fused with RMSNorm
  *     m            = (silu(x · Wg) * (x · Wu)) · Wd      gate and up in one MatMul
  *     x, h         = SkipSimplifiedLayerNormalization(m, h)        with the next layer's (or the final) norm
  *   logits = last n rows of x · Wlm                      only the rows asked for: prefill skips the big GEMM
  *
  * Linear weights are f32 (transposed once to [in, out] for MatMul), or 8/4-bit blocks for MatMulNBits.
- * Two I/O conventions: 'native' (what our backend feeds: seqlens_k and total length precomputed, a logits row count)
- * and 'optimum' (the transformers.js/Optimum decoder signature), which the tests use to exercise that loader.
+ * Two I/O conventions: 'native' (what our backend feeds: the cache at its capacity, positions, an attention bias, a
+ * logits row count; it returns the new positions' keys and values) and 'optimum' (the transformers.js/Optimum decoder
+ * signature, GroupQueryAttention with past -> present), which the tests use to exercise that loader.
  */
+import * as ort from 'onnxruntime-node';
 import { concatFloat32 } from '../common.js';
 import type { ModelConfig } from '../../model/config.js';
 import { ropeInvFreq } from '../../model/config.js';
@@ -43,15 +46,33 @@ export interface GraphBuildResult {
 /** The native graph's I/O names (the backend and the builder agree on these). */
 export const NATIVE_IO = {
   inputIds: 'input_ids',
-  seqlensK: 'seqlens_k',
-  totalLength: 'total_sequence_length',
   logitsRows: 'logits_rows',
+  positionIds: 'position_ids',
+  attentionBias: 'attention_bias',
+  newKey: (i: number) => `new_key.${i}`,
+  newValue: (i: number) => `new_value.${i}`,
   logits: 'logits',
   pastKey: (i: number) => `past_key.${i}`,
   pastValue: (i: number) => `past_value.${i}`,
   presentKey: (i: number) => `present_key.${i}`,
   presentValue: (i: number) => `present_value.${i}`,
 };
+
+/**
+ * The native graph's attention_bias for `S` new tokens after `past` cached ones, with the cache fed at `capacity`:
+ * [1, 1, 1, S, capacity + S], columns the cache's positions then the new ones; 0 where a query may attend, -inf at
+ * stale cache rows and at later new positions (causal).
+ */
+export function attentionBias(S: number, past: number, capacity: number): ort.Tensor {
+  const cols = capacity + S;
+  const bias = new Float32Array(S * cols);
+  for (let q = 0; q < S; q++) {
+    const row = q * cols;
+    bias.fill(-Infinity, row + past, row + capacity);
+    bias.fill(-Infinity, row + capacity + q + 1, row + cols);
+  }
+  return new ort.Tensor('float32', bias, [1, 1, 1, S, cols]);
+}
 
 /** Optimum / transformers.js decoder names. */
 export const OPTIMUM_IO = {
@@ -86,9 +107,19 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
   const maxPositions = Math.min(opts.maxPositions ?? cfg.maxPositionEmbeddings, MAX_ROPE_POSITIONS);
   let weightBytes = 0;
 
+  // The native graph's attention takes its 1/sqrt(hd) from the query projection (see cacheAttention).
+  const qScale = 1 / Math.sqrt(hd);
+  const read = (n: string): Float32Array => {
+    const x = w.readF32(n);
+    if (io !== 'native' || !/\.self_attn\.q_proj\.(weight|bias)$/.test(n)) return x;
+    const scaled = new Float32Array(x.length);
+    for (let j = 0; j < x.length; j++) scaled[j] = x[j]! * qScale;
+    return scaled;
+  };
+
   /** y = x · Wᵀ for HF Linear weights stacked along the output dimension ([N_i, K] each). */
   const linear = (x: string, names: string[], stem: string): string => {
-    const parts = names.map((n) => w.readF32(n));
+    const parts = names.map(read);
     const K = w.info(names[0]!).shape[1]!;
     const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
     const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
@@ -106,17 +137,19 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     return g.op('MatMul', [x, t]);
   };
   const addBias = (x: string, names: string[], stem: string): string =>
-    g.op('Add', [x, g.constant(`${stem}.bias`, 'float32', [names.reduce((a, n) => a + w.info(n).shape[0]!, 0)], concatFloat32(names.map((n) => w.readF32(n))))]);
+    g.op('Add', [x, g.constant(`${stem}.bias`, 'float32', [names.reduce((a, n) => a + w.info(n).shape[0]!, 0)], concatFloat32(names.map(read)))]);
   const norm = (name: string) => g.constant(name, 'float32', [H], w.readF32(name));
 
   // ---- inputs
   const ids = g.input(NATIVE_IO.inputIds, 'int64', [1, 'sequence']);
-  let seqlensK: string;
-  let totalLength: string;
+  let seqlensK = '';
+  let totalLength = '';
+  let positionIds = '';
+  let attnBias = '';
   let logitsRows: string | null = null;
   if (io === 'native') {
-    seqlensK = g.input(NATIVE_IO.seqlensK, 'int32', [1]);
-    totalLength = g.input(NATIVE_IO.totalLength, 'int32', []);
+    positionIds = g.input(NATIVE_IO.positionIds, 'int64', [1, 'sequence']);
+    attnBias = g.input(NATIVE_IO.attentionBias, 'float32', [1, 1, 1, 'sequence', 'keys']);
     logitsRows = g.input(NATIVE_IO.logitsRows, 'int64', [1]);
   } else {
     // Optimum feeds a [1, total] attention mask; GroupQueryAttention wants lengths. position_ids is accepted for
@@ -128,13 +161,14 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     const shape = g.op('Shape', [mask]);
     totalLength = g.op('Cast', [g.op('Squeeze', [g.op('Slice', [shape, g.int64s([1]), g.int64s([2])]), g.int64s([0])])], { to: 6 });
   }
-  const pastKey = (i: number) => (io === 'native' ? NATIVE_IO.pastKey(i) : OPTIMUM_IO.pastKey(i));
-  const pastValue = (i: number) => (io === 'native' ? NATIVE_IO.pastValue(i) : OPTIMUM_IO.pastValue(i));
-  const presentKey = (i: number) => (io === 'native' ? NATIVE_IO.presentKey(i) : OPTIMUM_IO.presentKey(i));
-  const presentValue = (i: number) => (io === 'native' ? NATIVE_IO.presentValue(i) : OPTIMUM_IO.presentValue(i));
+  const names = io === 'optimum' ? OPTIMUM_IO : NATIVE_IO;
+  const pastKey = (i: number) => names.pastKey(i);
+  const pastValue = (i: number) => names.pastValue(i);
+  const presentKey = (i: number) => (io === 'native' ? NATIVE_IO.newKey(i) : names.presentKey(i));
+  const presentValue = (i: number) => (io === 'native' ? NATIVE_IO.newValue(i) : names.presentValue(i));
   for (let i = 0; i < cfg.numLayers; i++) {
-    g.input(pastKey(i), 'float32', [1, kvH, 'past', hd]);
-    g.input(pastValue(i), 'float32', [1, kvH, 'past', hd]);
+    g.input(pastKey(i), 'float32', io === 'native' ? [1, kvH, 1, 'capacity', hd] : [1, kvH, 'past', hd]);
+    g.input(pastValue(i), 'float32', io === 'native' ? [1, kvH, 1, 'capacity', hd] : [1, kvH, 'past', hd]);
   }
 
   // ---- RoPE tables: cos/sin of position · inv_freq, [maxPositions, hd/2]; scaling folded into inv_freq.
@@ -148,6 +182,39 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     }
   const cosCache = g.constant('rope.cos', 'float32', [maxPositions, hd / 2], cos);
   const sinCache = g.constant('rope.sin', 'float32', [maxPositions, hd / 2], sin);
+
+  /**
+   * Attention over a KV cache the graph only reads: keys and values of earlier positions come in as
+   * [1, kvH, 1, capacity, hd] buffers the backend owns (fed without a copy; rows past the valid length are masked by
+   * `attention_bias`), the step's own rows are computed here, attended to, and returned ([1, kvH, 1, S, hd]) for the
+   * backend to append. Nothing proportional to the context is copied or returned, which GroupQueryAttention's
+   * past -> present outputs would cost on every step.
+   *
+   * Queries are [1, kvH, rep, S, hd]: the cache's size-1 axis broadcasts over the rep query heads sharing a KV head,
+   * so each (KV head, query head) pair is one batched product with S rows. For a decode step S = 1 and MLAS runs
+   * its matrix-vector kernels, which stream K and V once without packing them (it would pack for 2+ rows); that is
+   * also why 1/sqrt(hd) is folded into the query weights rather than passed as a GEMM alpha. Scores against the
+   * cache and against the new rows are concatenated before one softmax.
+   */
+  let splitCacheNew = ''; // [capacity, S]: where a score row's cache part ends and its new part begins
+  const cacheAttention = (qkv: string, kCache: string, vCache: string, kOut: string, vOut: string): string => {
+    splitCacheNew ||= g.op('Concat', [g.op('Shape', [kCache], { start: 3, end: 4 }), g.op('Shape', [ids], { start: 1, end: 2 })], { axis: 0 });
+    // [1, S, (nH + 2kvH)·hd] -> [1, nH + 2kvH, S, hd]: one small transpose, then per-head slices are contiguous
+    const heads = g.op('Transpose', [g.op('Reshape', [qkv, g.int64s([1, 0, nH + 2 * kvH, hd])])], { perm: [0, 2, 1, 3] });
+    const [q0, k0, v] = g.node('Split', [heads, g.int64s([nH, kvH, kvH])], 3, { axis: 1 });
+    const rope = (x: string) => g.op('RotaryEmbedding', [x, positionIds, cosCache, sinCache], { interleaved: 0 }, 'com.microsoft');
+    const grouped = (x: string, rep: number) => g.op('Reshape', [x, g.int64s([1, kvH, rep, -1, hd])]);
+    const q = grouped(rope(q0!), nH / kvH); // already scaled by 1/sqrt(hd) through its weights
+    g.node('Identity', [grouped(rope(k0!), 1)], [kOut]);
+    g.node('Identity', [grouped(v!, 1)], [vOut]);
+    const scores = (k: string) => g.op('FusedMatMul', [q, k], { transB: 1 }, 'com.microsoft');
+    const p = g.op('Softmax', [g.op('Add', [g.op('Concat', [scores(kCache), scores(kOut)], { axis: 4 }), attnBias])], { axis: -1 });
+    const [pPast, pNew] = g.node('Split', [p, splitCacheNew], 2, { axis: 4 });
+    const o = g.op('Add', [g.op('MatMul', [pPast!, vCache]), g.op('MatMul', [pNew!, vOut])]); // [1, kvH, rep, S, hd]
+    // back to [1, S, nH·hd]
+    const o4 = g.op('Reshape', [o, g.int64s([1, nH, -1, hd])]);
+    return g.op('Reshape', [g.op('Transpose', [o4], { perm: [0, 2, 1, 3] }), g.int64s([1, 0, nH * hd])]);
+  };
 
   // ---- embedding: [1, S] -> [1, S, H]
   const quantized = opts.weights === 'q8' || opts.weights === 'q4';
@@ -174,20 +241,23 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.weight`));
     let qkv = linear(x, qkvNames, L(i, 'self_attn.qkv_proj'));
     if (cfg.attentionBias) qkv = addBias(qkv, ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.bias`)), L(i, 'self_attn.qkv_proj'));
-    const [attn] = g.node(
-      'GroupQueryAttention',
-      [qkv, '', '', pastKey(i), pastValue(i), seqlensK, totalLength, cosCache, sinCache],
-      [g.fresh('attn'), presentKey(i), presentValue(i)],
-      {
-        num_heads: nH,
-        kv_num_heads: kvH,
-        do_rotary: 1,
-        rotary_interleaved: 0,
-        scale: { float: 1 / Math.sqrt(hd) },
-        local_window_size: cfg.slidingWindow ?? -1,
-      },
-      'com.microsoft',
-    );
+    const attn =
+      io === 'native'
+        ? cacheAttention(qkv, pastKey(i), pastValue(i), presentKey(i), presentValue(i))
+        : g.node(
+            'GroupQueryAttention',
+            [qkv, '', '', pastKey(i), pastValue(i), seqlensK, totalLength, cosCache, sinCache],
+            [g.fresh('attn'), presentKey(i), presentValue(i)],
+            {
+              num_heads: nH,
+              kv_num_heads: kvH,
+              do_rotary: 1,
+              rotary_interleaved: 0,
+              scale: { float: 1 / Math.sqrt(hd) },
+              local_window_size: cfg.slidingWindow ?? -1,
+            },
+            'com.microsoft',
+          )[0];
     const o = linear(attn!, [L(i, 'self_attn.o_proj.weight')], L(i, 'self_attn.o_proj'));
     // residual add + post-attention RMSNorm, fused; output 3 is the new residual stream
     let [xn, , , hn] = g.node('SkipSimplifiedLayerNormalization', [o, h, norm(L(i, 'post_attention_layernorm.weight'))], 4, { epsilon: { float: cfg.rmsNormEps } }, 'com.microsoft');
@@ -215,10 +285,10 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     logits = linear(x, ['lm_head.weight'], 'lm_head');
   }
   g.node('Identity', [logits], [NATIVE_IO.logits]);
-  g.output(NATIVE_IO.logits, 'float32', [1, io === 'native' ? 'rows' : 'sequence', V]);
+  g.output(NATIVE_IO.logits, 'float32', [1, io === 'optimum' ? 'sequence' : 'rows', V]);
   for (let i = 0; i < cfg.numLayers; i++) {
-    g.output(presentKey(i), 'float32', [1, kvH, 'total', hd]);
-    g.output(presentValue(i), 'float32', [1, kvH, 'total', hd]);
+    g.output(presentKey(i), 'float32', io === 'native' ? [1, kvH, 1, 'sequence', hd] : [1, kvH, 'total', hd]);
+    g.output(presentValue(i), 'float32', io === 'native' ? [1, kvH, 1, 'sequence', hd] : [1, kvH, 'total', hd]);
   }
   return { weightBytesPerToken: weightBytes, maxPositions };
 }

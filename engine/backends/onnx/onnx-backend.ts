@@ -16,7 +16,7 @@ import type { ModelDir } from '../../model/directory.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
 import { ensureGraph } from './build-cache.js';
 import { OrtKvCache, type KvShape } from './kv-cache.js';
-import { NATIVE_IO, OPTIMUM_IO } from './llama-graph.js';
+import { attentionBias, NATIVE_IO, OPTIMUM_IO } from './llama-graph.js';
 
 export interface OnnxBackendOptions {
   /** Weight format for graphs we build (ignored for ready-made ONNX files). Default f32. */
@@ -28,6 +28,10 @@ export interface OnnxBackendOptions {
 }
 
 const DEFAULT_CHUNK = 512;
+/** Smallest prefill chunk, whatever the context. */
+const MIN_CHUNK = 16;
+/** Bound on one chunk's attention scores per layer (bytes); longer contexts get shorter chunks. */
+const SCORE_BYTES = 64 * 1024 * 1024;
 
 export async function loadOnnxBackend(model: ModelDir, opts: OnnxBackendOptions = {}): Promise<OnnxBackend> {
   const threads = opts.threads ?? os.availableParallelism();
@@ -80,7 +84,7 @@ export class OnnxBackend implements Backend {
     readonly maxPositions: number,
     private readonly chunkSize: number,
   ) {
-    this.kvShape = { layers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim };
+    this.kvShape = { layers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim, maxPositions };
   }
 
   createCache(): OrtKvCache {
@@ -90,51 +94,92 @@ export class OnnxBackend implements Backend {
   async forward(cache: KvCache, tokens: readonly number[], opts: ForwardOptions = {}): Promise<Float32Array> {
     if (!(cache instanceof OrtKvCache)) throw new TypeError('onnx backend: foreign KV cache handle');
     const rows = checkForward(this.config, this.maxPositions, cache.length, tokens, opts.logitsFor);
+    // Capacity for the whole call up front: every chunk then sees the same cache shape.
+    cache.reserve(tokens.length);
+    const chunk = this.chunkFor(cache.capacity);
 
     // Earlier chunks only fill the cache; the last holds at least the rows whose logits are wanted.
     let start = 0;
-    while (tokens.length - start > this.chunkSize && tokens.length - start - this.chunkSize >= rows) {
+    while (tokens.length - start > chunk && tokens.length - start - chunk >= rows) {
       throwIfAborted(opts.signal);
-      await this.step(cache, tokens.slice(start, start + this.chunkSize), 1);
-      start += this.chunkSize;
+      await this.step(cache, tokens.slice(start, start + chunk), 1);
+      start += chunk;
     }
     throwIfAborted(opts.signal);
     return this.step(cache, tokens.slice(start), rows);
   }
 
+  /**
+   * Tokens per prefill chunk: the configured size, smaller where the attention scores of a chunk
+   * ([heads, chunk, capacity + chunk] floats) would pass SCORE_BYTES.
+   */
+  private chunkFor(capacity: number): number {
+    const perToken = 4 * this.config.numHeads * (capacity + this.chunkSize);
+    return Math.max(MIN_CHUNK, Math.min(this.chunkSize, Math.floor(SCORE_BYTES / perToken)));
+  }
+
   private async step(cache: OrtKvCache, tokens: number[], rows: number): Promise<Float32Array> {
-    const past = cache.length;
-    const total = past + tokens.length;
-    const L = this.config.numLayers;
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, tokens.length]),
-    };
-    const names = this.io === 'native' ? NATIVE_IO : OPTIMUM_IO;
-    if (this.io === 'native') {
-      feeds[NATIVE_IO.seqlensK] = new ort.Tensor('int32', Int32Array.of(total - 1), [1]);
-      feeds[NATIVE_IO.totalLength] = new ort.Tensor('int32', Int32Array.of(total), []);
-      feeds[NATIVE_IO.logitsRows] = new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]);
-    } else {
-      const inputs = new Set(this.session.inputNames);
-      if (inputs.has(OPTIMUM_IO.attentionMask)) feeds[OPTIMUM_IO.attentionMask] = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
-      if (inputs.has(OPTIMUM_IO.positionIds))
-        feeds[OPTIMUM_IO.positionIds] = new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(past + i)), [1, tokens.length]);
-    }
-    for (let i = 0; i < L; i++) {
-      feeds[names.pastKey(i)] = cache.key(i);
-      feeds[names.pastValue(i)] = cache.value(i);
-    }
-    const out = await this.session.run(feeds);
-    cache.update(
-      Array.from({ length: L }, (_, i) => out[names.presentKey(i)]!),
-      Array.from({ length: L }, (_, i) => out[names.presentValue(i)]!),
-      tokens,
-    );
-    const logits = out[names.logits]!;
+    const out = this.io === 'native' ? await this.runNative(cache, tokens, rows) : await this.runOptimum(cache, tokens);
+    const logits = out[NATIVE_IO.logits]!;
     const data = logits.data as Float32Array;
     const V = logits.dims[2]!;
     // Native graphs return exactly `rows` rows; Optimum graphs return every position.
     return data.subarray(data.length - rows * V);
+  }
+
+  /** Our graph: the cache goes in as it is (no copy) and only the new positions' keys and values come back. */
+  private async runNative(cache: OrtKvCache, tokens: number[], rows: number): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const past = cache.length;
+    const S = tokens.length;
+    const L = this.config.numLayers;
+    cache.reserve(S);
+    const feeds: Record<string, ort.Tensor> = {
+      [NATIVE_IO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
+      [NATIVE_IO.positionIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(past + i)), [1, S]),
+      [NATIVE_IO.attentionBias]: attentionBias(S, past, cache.capacity),
+      [NATIVE_IO.logitsRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]),
+    };
+    for (let i = 0; i < L; i++) {
+      feeds[NATIVE_IO.pastKey(i)] = cache.keys(i);
+      feeds[NATIVE_IO.pastValue(i)] = cache.values(i);
+    }
+    const out = await this.session.run(feeds);
+    cache.append(
+      Array.from({ length: L }, (_, i) => out[NATIVE_IO.newKey(i)]!.data as Float32Array),
+      Array.from({ length: L }, (_, i) => out[NATIVE_IO.newValue(i)]!.data as Float32Array),
+      tokens,
+    );
+    return out;
+  }
+
+  /** A transformers.js/Optimum graph: exact-length past tensors in, whole present tensors out (both copied). */
+  private async runOptimum(cache: OrtKvCache, tokens: number[]): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const past = cache.length;
+    const S = tokens.length;
+    const total = past + S;
+    const L = this.config.numLayers;
+    cache.reserve(S);
+    const feeds: Record<string, ort.Tensor> = {
+      [OPTIMUM_IO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
+    };
+    const inputs = new Set(this.session.inputNames);
+    if (inputs.has(OPTIMUM_IO.attentionMask)) feeds[OPTIMUM_IO.attentionMask] = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
+    if (inputs.has(OPTIMUM_IO.positionIds)) feeds[OPTIMUM_IO.positionIds] = new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(past + i)), [1, S]);
+    for (let i = 0; i < L; i++) [feeds[OPTIMUM_IO.pastKey(i)], feeds[OPTIMUM_IO.pastValue(i)]] = cache.exactTensors(i);
+    const out = await this.session.run(feeds);
+    const lastRows = (t: ort.Tensor) => {
+      const [, H, n, D] = t.dims as [number, number, number, number];
+      const src = t.data as Float32Array;
+      const rowsOut = new Float32Array(H * S * D);
+      for (let h = 0; h < H; h++) rowsOut.set(src.subarray((h * n + n - S) * D, (h * n + n) * D), h * S * D);
+      return rowsOut;
+    };
+    cache.append(
+      Array.from({ length: L }, (_, i) => lastRows(out[OPTIMUM_IO.presentKey(i)]!)),
+      Array.from({ length: L }, (_, i) => lastRows(out[OPTIMUM_IO.presentValue(i)]!)),
+      tokens,
+    );
+    return out;
   }
 
   exportKv(cache: KvCache, start: number, end: number): Float32Array {
