@@ -23,9 +23,12 @@ describe('embedded model card', () => {
     const m = openModelDir(dir);
     expect(card).toContain(`${m.config.numLayers} layers, hidden ${m.config.hiddenSize}`);
     // where it was trained, as train.py recorded it; a CPU-trained model must say the GPU run is owed
-    const log = JSON.parse(fs.readFileSync(path.join(dir, 'train-log.json'), 'utf8')) as { device: string; parameters: number };
-    if (log.device === 'cpu') expect(card).toMatch(/GPU run of the\s+training recipe .* is still owed/s);
-    else expect(card).toContain(`Trained on one ${log.device}`);
+    // (a fine-tune records the model it started from: the pretraining's hardware is that model's)
+    const log = JSON.parse(fs.readFileSync(path.join(dir, 'train-log.json'), 'utf8')) as { device: string; parameters: number; base?: { device: string } };
+    const pretrainedOn = log.base?.device ?? log.device;
+    if (pretrainedOn === 'cpu') expect(card).toMatch(/GPU run of the\s+training recipe .* is still owed/s);
+    else expect(card).toContain(`Trained on one ${pretrainedOn}`);
+    if (log.base) expect(card).toMatch(/then fine-tuned for\s+fill-in-the-middle on (a CPU|one )/);
     expect(card).toContain(`${log.parameters.toLocaleString('en-US')} parameters`);
   });
 
