@@ -71,7 +71,7 @@ export class OrtKvCache implements KvCache {
   }
 
   static empty(shape: KvShape): OrtKvCache {
-    return new OrtKvCache(new KvStore(shape, GRANULE), []);
+    return new OrtKvCache(new KvStore(shape, 0), []);
   }
 
   get shape(): KvShape {
@@ -103,32 +103,31 @@ export class OrtKvCache implements KvCache {
   }
 
   /**
-   * Makes room for `added` more positions that this handle alone may write, at the capacity capacityFor() gives the
-   * new length, copying the storage when the capacity differs or another handle still holds positions at or past
-   * length(). Call before feeding keys().
+   * Readies the handle for a forward step: the storage fed to the graph has the capacity capacityFor(length()) gives,
+   * and positions from length() on are this handle's alone to write (copying the storage otherwise). Call before
+   * feeding keys().
    */
-  reserve(added: number): void {
+  prepare(): void {
     this.check();
     const n = this.toks.length;
-    const need = n + added;
-    const { maxPositions } = this.store.shape;
-    if (need > maxPositions) throw new RangeError(`kv cache: ${need} positions exceed the maximum ${maxPositions}`);
-    const capacity = capacityFor(need);
     const shared = [...this.store.holders].some((h) => h !== this && h.length > n);
-    if (capacity !== this.store.capacity || shared) this.moveTo(this.store.copy(n, capacity));
+    if (shared || this.store.capacity !== capacityFor(n)) this.moveTo(this.store.copy(n, capacityFor(n)));
   }
 
   /**
    * Appends the rows a forward step computed for `added`: per layer [kvHeads][added.length][headDim] keys and values
-   * (the graph's new_key / new_value outputs). reserve(added.length) must have come first.
+   * (the graph's new_key / new_value outputs), growing the storage when they do not fit. prepare() must have come
+   * first.
    */
   append(newKeys: readonly Float32Array[], newValues: readonly Float32Array[], added: readonly number[]): void {
     this.check();
-    const { layers, kvHeads: H, headDim: D } = this.store.shape;
+    const { layers, kvHeads: H, headDim: D, maxPositions } = this.store.shape;
     const n = this.toks.length;
     const S = added.length;
+    if (n + S > maxPositions) throw new RangeError(`kv cache: ${n + S} positions exceed the maximum ${maxPositions}`);
+    if ([...this.store.holders].some((h) => h !== this && h.length > n)) throw new Error('kv cache: append() without prepare()');
+    if (n + S > this.store.capacity) this.moveTo(this.store.copy(n, capacityFor(n + S)));
     const cap = this.store.capacity;
-    if (n + S > cap || [...this.store.holders].some((h) => h !== this && h.length > n)) throw new Error('kv cache: append() without reserve()');
     for (let l = 0; l < layers; l++)
       for (const [src, dst] of [
         [newKeys[l]!, this.store.keys[l]!],
@@ -230,11 +229,12 @@ export class OrtKvCache implements KvCache {
 }
 
 /**
- * The capacity a handle of `n` positions is fed at: a function of the length alone. The masked rows add exact zeros,
- * but how MLAS groups a sum depends on its length, so the same tokens must always meet the same capacity for a
- * prefix-cache hit to give bit-identical logits to a recomputation. Growing a granule at a time copies the cache
- * once per GRANULE positions, a few bytes per token against the weights each token reads.
+ * The capacity a handle of `n` cached positions is fed at: a function of the length alone, n rounded up to a granule
+ * (0 for an empty cache, so a first prefill attends to its own rows only). The masked rows add exact zeros, but how
+ * MLAS groups a sum depends on its length, so the same tokens must always meet the same capacity for a prefix-cache
+ * hit to give bit-identical logits to a recomputation. Growing a granule at a time copies the cache once per
+ * GRANULE positions: a few bytes per token against the weights each token reads.
  */
 export function capacityFor(n: number): number {
-  return Math.max(GRANULE, Math.ceil(n / GRANULE) * GRANULE);
+  return Math.ceil(n / GRANULE) * GRANULE;
 }

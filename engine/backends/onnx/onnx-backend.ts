@@ -15,7 +15,7 @@ import type { ModelConfig } from '../../model/config.js';
 import type { ModelDir } from '../../model/directory.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
 import { ensureGraph } from './build-cache.js';
-import { OrtKvCache, type KvShape } from './kv-cache.js';
+import { capacityFor, OrtKvCache, type KvShape } from './kv-cache.js';
 import { attentionBias, NATIVE_IO, OPTIMUM_IO } from './llama-graph.js';
 
 export interface OnnxBackendOptions {
@@ -94,9 +94,7 @@ export class OnnxBackend implements Backend {
   async forward(cache: KvCache, tokens: readonly number[], opts: ForwardOptions = {}): Promise<Float32Array> {
     if (!(cache instanceof OrtKvCache)) throw new TypeError('onnx backend: foreign KV cache handle');
     const rows = checkForward(this.config, this.maxPositions, cache.length, tokens, opts.logitsFor);
-    // Capacity for the whole call up front: every chunk then sees the same cache shape.
-    cache.reserve(tokens.length);
-    const chunk = this.chunkFor(cache.capacity);
+    const chunk = this.chunkFor(capacityFor(cache.length + tokens.length));
 
     // Earlier chunks only fill the cache; the last holds at least the rows whose logits are wanted.
     let start = 0;
@@ -132,7 +130,7 @@ export class OnnxBackend implements Backend {
     const past = cache.length;
     const S = tokens.length;
     const L = this.config.numLayers;
-    cache.reserve(S);
+    cache.prepare();
     const feeds: Record<string, ort.Tensor> = {
       [NATIVE_IO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
       [NATIVE_IO.positionIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(past + i)), [1, S]),
@@ -158,7 +156,7 @@ export class OnnxBackend implements Backend {
     const S = tokens.length;
     const total = past + S;
     const L = this.config.numLayers;
-    cache.reserve(S);
+    cache.prepare();
     const feeds: Record<string, ort.Tensor> = {
       [OPTIMUM_IO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
     };
