@@ -16,7 +16,7 @@ import type { WeightFormat } from '../backend.js';
 import { buildLlamaGraph, type GraphBuildResult, type GraphIo } from './llama-graph.js';
 
 /** Bump when the graph's structure or I/O changes: old cache entries then stop matching. */
-const BUILDER_VERSION = 3;
+const BUILDER_VERSION = 4;
 
 export interface BuiltGraph extends GraphBuildResult {
   modelPath: string;

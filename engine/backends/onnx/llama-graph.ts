@@ -117,12 +117,16 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
     return scaled;
   };
 
-  /** y = x · Wᵀ for HF Linear weights stacked along the output dimension ([N_i, K] each). */
-  const linear = (x: string, names: string[], stem: string): string => {
-    const parts = names.map(read);
+  /**
+   * y = x · Wᵀ (+ b) for HF Linear weights stacked along the output dimension ([N_i, K] each), optionally with the
+   * output rows reordered: `order[j]` is the block of `block` rows (of the stacked matrix) that becomes block j.
+   */
+  const linear = (x: string, names: string[], stem: string, o: { bias?: string[]; order?: number[]; block?: number } = {}): string => {
     const K = w.info(names[0]!).shape[1]!;
     const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
-    const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
+    const reorder = (v: Float32Array, cols: number) => (o.order ? permuteBlocks(v, o.block! * cols, o.order) : v);
+    const stacked = reorder(names.length === 1 ? read(names[0]!) : concatFloat32(names.map(read)), K);
+    const bias = o.bias ? g.constant(`${stem}.bias`, 'float32', [N], reorder(concatFloat32(o.bias.map(read)), 1)) : '';
     if (opts.weights === 'q8' || opts.weights === 'q4') {
       const bits = opts.weights === 'q8' ? 8 : 4;
       const q = quantizeBlocks(stacked, N, K, bits, QUANT_BLOCK);
@@ -130,14 +134,15 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
       const b = g.constant(`${stem}.qweight`, 'uint8', [N, nBlocks, (QUANT_BLOCK * bits) / 8], q.data);
       const s = g.constant(`${stem}.scales`, 'float32', [N * nBlocks], q.scales);
       weightBytes += q.data.byteLength + q.scales.byteLength;
-      return g.op('MatMulNBits', [x, b, s], { K, N, bits, block_size: QUANT_BLOCK, accuracy_level: 4 }, 'com.microsoft');
+      // the bias rides in MatMulNBits' own input (no separate Add)
+      const inputs = bias ? [x, b, s, '', '', bias] : [x, b, s];
+      return g.op('MatMulNBits', inputs, { K, N, bits, block_size: QUANT_BLOCK, accuracy_level: 4 }, 'com.microsoft');
     }
     const t = g.constant(`${stem}.weight_t`, 'float32', [K, N], transpose(stacked, N, K));
     weightBytes += N * K * 4;
-    return g.op('MatMul', [x, t]);
+    const y = g.op('MatMul', [x, t]);
+    return bias ? g.op('Add', [y, bias]) : y;
   };
-  const addBias = (x: string, names: string[], stem: string): string =>
-    g.op('Add', [x, g.constant(`${stem}.bias`, 'float32', [names.reduce((a, n) => a + w.info(n).shape[0]!, 0)], concatFloat32(names.map(read)))]);
   const norm = (name: string) => g.constant(name, 'float32', [H], w.readF32(name));
 
   // ---- inputs
@@ -198,22 +203,21 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
    */
   let splitCacheNew = ''; // [capacity, S]: where a score row's cache part ends and its new part begins
   const cacheAttention = (qkv: string, kCache: string, vCache: string, kOut: string, vOut: string): string => {
+    const rep = nH / kvH;
     splitCacheNew ||= g.op('Concat', [g.op('Shape', [kCache], { start: 3, end: 4 }), g.op('Shape', [ids], { start: 1, end: 2 })], { axis: 0 });
-    // [1, S, (nH + 2kvH)·hd] -> [1, nH + 2kvH, S, hd]: one small transpose, then per-head slices are contiguous
-    const heads = g.op('Transpose', [g.op('Reshape', [qkv, g.int64s([1, 0, nH + 2 * kvH, hd])])], { perm: [0, 2, 1, 3] });
-    const [q0, k0, v] = g.node('Split', [heads, g.int64s([nH, kvH, kvH])], 3, { axis: 1 });
-    const rope = (x: string) => g.op('RotaryEmbedding', [x, positionIds, cosCache, sinCache], { interleaved: 0 }, 'com.microsoft');
-    const grouped = (x: string, rep: number) => g.op('Reshape', [x, g.int64s([1, kvH, rep, -1, hd])]);
-    const q = grouped(rope(q0!), nH / kvH); // already scaled by 1/sqrt(hd) through its weights
-    g.node('Identity', [grouped(rope(k0!), 1)], [kOut]);
-    g.node('Identity', [grouped(v!, 1)], [vOut]);
-    const scores = (k: string) => g.op('FusedMatMul', [q, k], { transB: 1 }, 'com.microsoft');
+    // qkv columns come grouped (groupedHeadOrder): per KV head its rep query heads and its key head, then the values
+    const [qk, v] = g.node('Split', [qkv, g.int64s([(nH + kvH) * hd, kvH * hd])], 2, { axis: 2 });
+    const roped = g.op('RotaryEmbedding', [qk!, positionIds, cosCache, sinCache], { interleaved: 0 }, 'com.microsoft');
+    // [1, S, kvH, rep + 1, hd] -> [1, kvH, rep + 1, S, hd] -> queries [1, kvH, rep, S, hd] and keys [1, kvH, 1, S, hd]
+    const groups = g.op('Transpose', [g.op('Reshape', [roped, g.int64s([1, 0, kvH, rep + 1, hd])])], { perm: [0, 2, 3, 1, 4] });
+    const [q] = g.node('Split', [groups, g.int64s([rep, 1])], [g.fresh('q'), kOut], { axis: 2 }); // q already carries 1/sqrt(hd)
+    g.node('Transpose', [g.op('Reshape', [v!, g.int64s([1, 0, kvH, 1, hd])])], [vOut], { perm: [0, 2, 3, 1, 4] });
+    const scores = (k: string) => g.op('FusedMatMul', [q!, k], { transB: 1 }, 'com.microsoft');
     const p = g.op('Softmax', [g.op('Add', [g.op('Concat', [scores(kCache), scores(kOut)], { axis: 4 }), attnBias])], { axis: -1 });
     const [pPast, pNew] = g.node('Split', [p, splitCacheNew], 2, { axis: 4 });
     const o = g.op('Add', [g.op('MatMul', [pPast!, vCache]), g.op('MatMul', [pNew!, vOut])]); // [1, kvH, rep, S, hd]
-    // back to [1, S, nH·hd]
-    const o4 = g.op('Reshape', [o, g.int64s([1, nH, -1, hd])]);
-    return g.op('Reshape', [g.op('Transpose', [o4], { perm: [0, 2, 1, 3] }), g.int64s([1, 0, nH * hd])]);
+    // back to [1, S, nH·hd]: query head kvh·rep + r, the order o_proj expects
+    return g.op('Reshape', [g.op('Transpose', [o], { perm: [0, 3, 1, 2, 4] }), g.int64s([1, 0, nH * hd])]);
   };
 
   // ---- embedding: [1, S] -> [1, S, H]
@@ -239,8 +243,10 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
   for (let i = 0; i < cfg.numLayers; i++) {
     // attention: one projection for q, k and v; GQA applies RoPE, appends to the cache and attends causally
     const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.weight`));
-    let qkv = linear(x, qkvNames, L(i, 'self_attn.qkv_proj'));
-    if (cfg.attentionBias) qkv = addBias(qkv, ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.bias`)), L(i, 'self_attn.qkv_proj'));
+    const qkv = linear(x, qkvNames, L(i, 'self_attn.qkv_proj'), {
+      bias: cfg.attentionBias ? ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.bias`)) : undefined,
+      ...(io === 'native' ? { order: groupedHeadOrder(nH, kvH), block: hd } : {}),
+    });
     const attn =
       io === 'native'
         ? cacheAttention(qkv, pastKey(i), pastValue(i), presentKey(i), presentValue(i))
@@ -304,5 +310,29 @@ function transpose(src: Float32Array, rows: number, cols: number): Float32Array 
       const c1 = Math.min(c0 + T, cols);
       for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c]!;
     }
+  return out;
+}
+
+/**
+ * Head blocks of the fused [q (nH heads) | k (kvH) | v (kvH)] projection regrouped per KV head: its rep query heads
+ * then its key head, for every KV head, then the value heads; queries and keys then take RoPE in one op and split
+ * into grouped-query form with one transpose.
+ */
+export function groupedHeadOrder(nH: number, kvH: number): number[] {
+  const rep = nH / kvH;
+  const order: number[] = [];
+  for (let g = 0; g < kvH; g++) {
+    for (let r = 0; r < rep; r++) order.push(g * rep + r);
+    order.push(nH + g);
+  }
+  for (let g = 0; g < kvH; g++) order.push(nH + kvH + g);
+  return order;
+}
+
+/** Blocks of `blockSize` elements of `src` rearranged: block j of the result is block order[j] of src. */
+function permuteBlocks(src: Float32Array, blockSize: number, order: readonly number[]): Float32Array {
+  if (order.length * blockSize !== src.length) throw new Error(`permuteBlocks: ${order.length} blocks of ${blockSize} for ${src.length} values`);
+  const out = new Float32Array(src.length);
+  order.forEach((from, j) => out.set(src.subarray(from * blockSize, (from + 1) * blockSize), j * blockSize));
   return out;
 }
