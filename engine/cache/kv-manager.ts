@@ -78,7 +78,8 @@ export class KvManager {
     const resident = (this.resident ??= this.backend.createCache());
     if (this.residentDoc !== undefined && document !== this.residentDoc && resident.length >= this.prefix.blockTokens) {
       // Leaving a document: its sequence's blocks go to the prefix cache, but after this request (flush()), not
-      // before its first token. A fork is free (immutable storage) and keeps them while the decode loop truncates.
+      // before its first token. A fork shares storage (the backend copies on write) and keeps them while the decode
+      // loop truncates and appends.
       this.departing = resident.fork();
     }
     this.residentDoc = document;
