@@ -18,7 +18,24 @@ export interface GpuContext {
   pipelines: Map<string, GPUComputePipeline>;
   /** Dawn's instance: it must outlive the device (collected, it takes the device down with it). */
   instance: GPU;
+  /** Optional features granted with the device, which kernels turn into defines (see GpuFeatures). */
+  features: GpuFeatures;
 }
+
+/**
+ * What the device was granted beyond core WebGPU. Kernels pick variants from this and always keep a core fallback:
+ * Mesa llvmpipe through OpenGL ES (CI, machines without a GPU) offers neither, so the fallbacks are what CI tests.
+ */
+export interface GpuFeatures {
+  /** `shader-f16`: f16 arithmetic and types in WGSL (`enable f16;`). Not needed to read f16 data (unpack2x16float). */
+  shaderF16: boolean;
+  /** `subgroups`: subgroupAdd / subgroupShuffleXor (`enable subgroups;`), with subgroupMinSize lanes at least. */
+  subgroups: boolean;
+  /** The adapter's smallest subgroup size (0 when unknown or without subgroups). */
+  subgroupMinSize: number;
+}
+
+export const NO_FEATURES: GpuFeatures = { shaderF16: false, subgroups: false, subgroupMinSize: 0 };
 
 const SOFTWARE = /llvmpipe|lavapipe|softpipe|swiftshader|software|basic render|warp/i;
 
@@ -27,6 +44,9 @@ export interface OpenGpuOptions {
   backends?: Array<'default' | 'opengles'>;
   /** Accept a software adapter (llvmpipe...). Default true. */
   allowSoftware?: boolean;
+  /** Request shader-f16 / subgroups when offered (default true; MGD_WEBGPU_FEATURES=none turns them off, to compare
+   * or to rule them out). */
+  features?: boolean;
 }
 
 /** Loads Dawn and requests a device with the adapter's largest buffer limits. Null when no adapter qualifies. */
@@ -50,18 +70,43 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
     const software = SOFTWARE.test(name) || (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
     if (software && opts.allowSoftware === false) continue;
     const l = adapter.limits;
+    const wanted = opts.features ?? process.env.MGD_WEBGPU_FEATURES !== 'none';
+    const requiredFeatures = wanted ? (['shader-f16', 'subgroups'] as const).filter((f) => adapter.features.has(f)) : [];
     const device = await adapter.requestDevice({
+      requiredFeatures: requiredFeatures as unknown as GPUFeatureName[],
       requiredLimits: {
         maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
         maxBufferSize: l.maxBufferSize,
         maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
         maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
       },
     });
     const lost = device.lost.then((i) => `${i.reason}: ${i.message}`);
-    return { device, adapterInfo: info, description: `webgpu: ${name} (${backend})`, software, lost, pipelines: new Map(), instance: gpu };
+    const features = await grantedFeatures(device, info);
+    return { device, adapterInfo: info, description: `webgpu: ${name} (${backend})`, software, lost, pipelines: new Map(), instance: gpu, features };
   }
   return null;
+}
+
+/**
+ * The features the device has and whose shaders compile: each is probed with a one-line use inside an error scope, so
+ * a driver that advertises a feature it cannot compile falls back to the core kernels instead of failing at the first
+ * dispatch.
+ */
+async function grantedFeatures(device: GPUDevice, info: GPUAdapterInfo): Promise<GpuFeatures> {
+  const compiles = async (code: string) => {
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code });
+    device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    return (await device.popErrorScope()) === null;
+  };
+  const probe = '@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n@compute @workgroup_size(32) fn main(@builtin(local_invocation_index) i: u32) {';
+  const shaderF16 = device.features.has('shader-f16') && (await compiles(`enable f16;\n${probe} o[i] = f32(f16(o[i]) * 2.0h); }`));
+  const subgroups = device.features.has('subgroups') && (await compiles(`enable subgroups;\n${probe} o[i] = subgroupAdd(o[i]) + subgroupShuffleXor(o[i], 1u); }`));
+  const minSize = (info as { subgroupMinSize?: number }).subgroupMinSize ?? 0;
+  return { shaderF16, subgroups: subgroups && minSize >= 4, subgroupMinSize: subgroups ? minSize : 0 };
 }
 
 /**
