@@ -1,13 +1,20 @@
 /**
- * Dispatcher for matmul.wgsl: y[M][N] = x[M][K] · Wᵀ (HF Linear layout W [N][K]) with optional bias, residual
- * accumulation, RMSNorm of the input and SwiGLU of the input. Weights are f32 or MatMulNBits blocks of 32 (q8/q4).
+ * Dispatcher for the products y[M][N] = x[M][K] · Wᵀ (HF Linear layout W [N][K]) with optional bias, residual
+ * accumulation, RMSNorm of the input and SwiGLU of the input: gemv.wgsl for M = 1 (decode), matmul.wgsl otherwise.
+ * Weights are f32, f16 or MatMulNBits blocks of 32 (q8/q4).
+ *
+ * Layout: every format stores a row as ceil(K/32) whole blocks of 32 values, zero-padded past K (q8/q4 blocks are
+ * padded so by quantize.ts; f32 and f16 rows here). The GEMV then reads whole blocks with 16-byte loads and no bounds
+ * check; real models' K are multiples of 32, so the padding costs nothing there.
  */
-import { bindGroup, pipeline, uniform, upload, type Dispatch, type GpuContext, type UniformPool } from './gpu.js';
-import type { QuantizedBlocks } from '../engine/model/quantize.js';
+import { f32ToF16 } from '../engine/model/fp16.js';
+import { quantizeBlocks, type QuantizedBlocks } from '../engine/model/quantize.js';
+import type { GpuTable } from './embedding.js';
+import { bindGroup, grid1d, pipeline, uniform, upload, type Dispatch, type GpuContext, type UniformPool } from './gpu.js';
 
 export const QUANT_BLOCK = 32;
 
-export type MatrixFormat = 'f32' | 'q8' | 'q4';
+export type MatrixFormat = 'f32' | 'f16' | 'q8' | 'q4';
 
 /** A weight matrix on the device. */
 export interface GpuMatrix {
@@ -17,13 +24,53 @@ export interface GpuMatrix {
   data: GPUBuffer;
   /** Per-block scales (q8/q4). */
   scales: GPUBuffer | null;
-  /** Bytes read per full product (codes + scales). */
+  /** Bytes read per full product (codes + scales, padding included). */
   bytes: number;
 }
 
-export function uploadMatrixF32(ctx: GpuContext, w: Float32Array, N: number, K: number, label?: string): GpuMatrix {
+/** Rows of K values copied into rows of ceil(K/32)·32 (zeros after K); the input itself when K is a multiple of 32. */
+function padRows(w: Float32Array, N: number, K: number): Float32Array {
   if (w.length !== N * K) throw new RangeError(`matrix: ${w.length} values for [${N}, ${K}]`);
-  return { format: 'f32', N, K, data: upload(ctx.device, w, label), scales: null, bytes: w.byteLength };
+  const Kp = Math.ceil(K / QUANT_BLOCK) * QUANT_BLOCK;
+  if (Kp === K) return w;
+  const out = new Float32Array(N * Kp);
+  for (let n = 0; n < N; n++) out.set(w.subarray(n * K, (n + 1) * K), n * Kp);
+  return out;
+}
+
+export function uploadMatrixF32(ctx: GpuContext, w: Float32Array, N: number, K: number, label?: string): GpuMatrix {
+  const padded = padRows(w, N, K);
+  return { format: 'f32', N, K, data: upload(ctx.device, padded, label), scales: null, bytes: padded.byteLength };
+}
+
+/** f16 weights (round to nearest even, engine/model/fp16.ts), packed two per u32, element 2j in the low half. */
+export function uploadMatrixF16(ctx: GpuContext, w: Float32Array, N: number, K: number, label?: string): GpuMatrix {
+  const half = f32ToF16(padRows(w, N, K));
+  return { format: 'f16', N, K, data: upload(ctx.device, half, label), scales: null, bytes: half.byteLength };
+}
+
+/** Bytes a matrix of the format occupies on the device (for checks against binding limits before converting). */
+export function matrixBytes(format: MatrixFormat, N: number, K: number): number {
+  const nBlocks = Math.ceil(K / QUANT_BLOCK);
+  const perBlock = { f32: 128, f16: 64, q8: 32 + 4, q4: 16 + 4 }[format];
+  return N * nBlocks * perBlock;
+}
+
+/** An f32 matrix in the given format (quantized by engine/model/quantize.ts for q8/q4). */
+export function uploadMatrix(ctx: GpuContext, w: Float32Array, N: number, K: number, format: MatrixFormat, label?: string): GpuMatrix {
+  if (format === 'f32') return uploadMatrixF32(ctx, w, N, K, label);
+  if (format === 'f16') return uploadMatrixF16(ctx, w, N, K, label);
+  const bits = format === 'q8' ? 8 : 4;
+  return uploadMatrixQuant(ctx, quantizeBlocks(w, N, K, bits, QUANT_BLOCK), bits, N, K, label);
+}
+
+/**
+ * The embedding table as the (tied) lm_head matrix, sharing its buffer: possible when the table's rows are already
+ * whole blocks (H a multiple of 32, as in every real model). Null otherwise: the caller uploads a padded copy.
+ */
+export function matrixOverTable(t: GpuTable): GpuMatrix | null {
+  if (t.H % QUANT_BLOCK) return null;
+  return { format: t.format, N: t.V, K: t.H, data: t.data, scales: null, bytes: t.V * t.H * (t.format === 'f32' ? 4 : 2) };
 }
 
 /** Blocks from engine/model/quantize.ts (block 32): the byte layout is read as u32 words as is. */
@@ -57,25 +104,78 @@ export interface MatmulArgs {
   swiglu?: boolean;
   /** Where the Params buffer comes from (default: a fresh one, released after the submit). */
   uniforms?: UniformPool;
+  /** M = 1: the GEMV's shape instead of gemvShape's choice (microbenchmarks, tests). */
+  gemv?: Partial<GemvShape>;
 }
 
 const TN = 4;
 
+/** How a GEMV workgroup is cut: ROWS output rows, TPR threads per row (both powers of two, ROWS·TPR threads). */
+export interface GemvShape {
+  rows: number;
+  tpr: number;
+  /** Reduce with subgroup operations (needs the subgroups feature and TPR <= the smallest subgroup size). */
+  subgroups: boolean;
+}
+
+/**
+ * The default GEMV shape for [N][K]: 64 threads; threads per row so that each reads about four blocks (enough loads
+ * in flight per thread, few threads idle at short K), then fewer rows per workgroup (more threads per row) until the
+ * grid has at least 256 workgroups, so small-N products (o_proj, down_proj) still spread over a large GPU. A
+ * starting point: `mgd bench decode --backend webgpu` sweeps the rows per workgroup to tune it on a real device.
+ */
+export function gemvShape(ctx: GpuContext, N: number, K: number, o: Partial<GemvShape> = {}): GemvShape {
+  const nBlocks = Math.ceil(K / QUANT_BLOCK);
+  let tpr = Math.min(32, 2 ** Math.max(0, Math.floor(Math.log2(Math.max(1, nBlocks / 4)))));
+  let rows = 64 / tpr;
+  while (Math.ceil(N / rows) < 256 && rows > 1) {
+    rows /= 2;
+    tpr *= 2;
+  }
+  if (o.rows !== undefined) {
+    rows = o.rows;
+    tpr = o.tpr ?? Math.max(1, 64 / rows);
+  } else if (o.tpr !== undefined) tpr = o.tpr;
+  const pow2 = (v: number) => Number.isInteger(v) && v >= 1 && (v & (v - 1)) === 0;
+  const most = Math.min(256, ctx.device.limits.maxComputeInvocationsPerWorkgroup, ctx.device.limits.maxComputeWorkgroupSizeX);
+  if (!pow2(rows) || !pow2(tpr) || rows * tpr > most) throw new RangeError(`gemv: rows ${rows} x threads per row ${tpr} (powers of two, at most ${most} threads on this device)`);
+  const f = ctx.features;
+  const subgroups = (o.subgroups ?? true) && f.subgroups && tpr <= f.subgroupMinSize;
+  return { rows, tpr, subgroups };
+}
+
+function gemv(ctx: GpuContext, a: MatmulArgs, fusions: Record<string, boolean>): Dispatch {
+  const { w } = a;
+  const shape = gemvShape(ctx, w.N, w.K, a.gemv);
+  const WG = shape.rows * shape.tpr;
+  // x is staged XT values at a time: all of K when it fits in 8 KiB (and the device's limit), else in chunks
+  const limit = ctx.device.limits.maxComputeWorkgroupStorageSize - 2 * WG * 4;
+  const xtMax = Math.max(QUANT_BLOCK, Math.floor(Math.min(2048, limit / 4) / QUANT_BLOCK) * QUANT_BLOCK);
+  const XT = Math.min(Math.ceil(w.K / QUANT_BLOCK) * QUANT_BLOCK, xtMax);
+  const p = pipeline(ctx, 'gemv', 'main', { ...fusions, TPR: shape.tpr, ROWS: shape.rows, WG, XT, SUBGROUPS: shape.subgroups });
+  const transient: GPUBuffer[] = [];
+  const u = uniform(ctx.device, a.uniforms, [1, w.N, w.K, a.xOffset ?? 0, a.xStride ?? (a.swiglu ? 2 * w.K : w.K), Math.ceil(w.K / QUANT_BLOCK), { f: a.norm?.eps ?? 0 }, 0], transient);
+  const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);
+  const [gx, gy] = grid1d(Math.ceil(w.N / shape.rows));
+  return { pipeline: p, bindGroup: bg, grid: [gx, gy, 1], transient };
+}
+
 export function matmul(ctx: GpuContext, a: MatmulArgs): Dispatch {
   const { M, w } = a;
-  const TM = M === 1 ? 1 : 4;
-  const defines = {
-    TN,
-    TM,
+  const fusions = {
     F32: w.format === 'f32',
+    F16: w.format === 'f16',
     Q8: w.format === 'q8',
     Q4: w.format === 'q4',
+    QUANT: w.format === 'q8' || w.format === 'q4',
     BIAS: !!a.bias,
     ACCUMULATE: !!a.accumulate,
     NORM: !!a.norm,
     SWIGLU: !!a.swiglu,
   };
-  const p = pipeline(ctx, 'matmul', 'main', defines);
+  if (M === 1) return gemv(ctx, a, fusions);
+  const TM = 4;
+  const p = pipeline(ctx, 'matmul', 'main', { ...fusions, TN, TM });
   const transient: GPUBuffer[] = [];
   const u = uniform(ctx.device, a.uniforms, [
     M,

@@ -2,8 +2,11 @@
 // register-tiled GEMM otherwise. A workgroup owns TN output columns for TM rows; its 64 threads stride over K eight
 // values at a time (one u32 of q4 codes, two of q8) and reduce in workgroup memory.
 //
-// Variants (defines): weights F32 | Q8 | Q4 (MatMulNBits blocks of 32: code - zp times the block's f32 scale; the
-// byte layout read as little-endian u32s), BIAS, ACCUMULATE (y += result: the residual add fused into the producer),
+// The M = 1 product of a decode step runs gemv.wgsl instead, which is written for bandwidth; this is the prefill path.
+// Weight rows are whole blocks of 32 values in every format (zero-padded past K; see matmul.ts).
+//
+// Variants (defines): weights F32 | F16 (packed pairs) | Q8 | Q4 (MatMulNBits blocks of 32: code - zp times the
+// block's f32 scale; the byte layout read as little-endian u32s), BIAS, ACCUMULATE (y += result: the residual add fused into the producer),
 // NORM (x is RMS-normalized on the fly: x·gamma·rsqrt(mean(x²)+eps), fused into the consumer), SWIGLU (x is
 // silu(a)·b of an [M][2K] input, the SwiGLU activation fused into the down projection).
 
@@ -29,6 +32,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 #else
 @group(0) @binding(2) var<storage, read> w: array<u32>;
+#endif
+#if QUANT
 @group(0) @binding(3) var<storage, read> scales: array<f32>;
 #endif
 #if BIAS
@@ -51,13 +56,17 @@ fn xval(m: u32, k: u32) -> f32 {
 #endif
 }
 
-// The eight weights of row n at k = 8g .. 8g+7 (zero past K).
+// The eight weights of row n at k = 8g .. 8g+7 (zero past K: the rows' padding).
 fn w8(n: u32, g: u32) -> array<f32, 8> {
   var v: array<f32, 8>;
 #if F32
-  for (var i = 0u; i < 8u; i++) {
-    let k = 8u * g + i;
-    if (k < p.K) { v[i] = w[n * p.K + k]; }
+  for (var i = 0u; i < 8u; i++) { v[i] = w[n * p.nBlocks * 32u + 8u * g + i]; }
+#endif
+#if F16
+  for (var j = 0u; j < 4u; j++) {
+    let h = unpack2x16float(w[n * p.nBlocks * 16u + 4u * g + j]);
+    v[2u * j] = h.x;
+    v[2u * j + 1u] = h.y;
   }
 #endif
 #if Q8

@@ -1,6 +1,9 @@
 /**
  * Each WGSL kernel against a float64 TypeScript reference, on fresh random inputs (seed printed on failure) and
- * shapes that are not multiples of the kernels' tiles (TN = 4 columns, TM = 4 rows, 8-wide K groups, 64-key splits).
+ * shapes that are not multiples of the kernels' tiles (TN = 4 columns, TM = 4 rows, 8-wide K groups, 32-wide weight
+ * blocks, the GEMV's rows per workgroup and staged x chunks, 64-key splits). Reduced-precision weights (f16, q8, q4)
+ * are checked against the float64 product of the weights the kernel decodes (f16-rounded, dequantized).
+ * Feature variants (subgroups) run where the adapter grants them, beside the core fallback; llvmpipe grants none.
  * Runs on whatever adapter Dawn offers; on a machine without a GPU that is Mesa's llvmpipe through OpenGL ES.
  * Tolerance: f32 accumulation over <= a few hundred O(1) terms, 1e-5 relative to the result's scale.
  */
@@ -9,7 +12,8 @@ import { argmax } from '../kernels/argmax.js';
 import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
 import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
-import { matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../kernels/matmul.js';
+import { NO_FEATURES } from '../kernels/gpu.js';
+import { gemvShape, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
@@ -36,6 +40,16 @@ function expectClose(actual: Float32Array, expected: ArrayLike<number>, rel = 1e
     scale = Math.max(scale, Math.abs(expected[i]!));
   }
   expect(worst, `seed ${seed}`).toBeLessThanOrEqual(rel * (1 + scale));
+}
+
+async function expectCloseLabeled(actual: Float32Array, expected: ArrayLike<number>, label: string, rel = 1e-5): Promise<void> {
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < actual.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) || (Number.isNaN(actual[i]) ? Infinity : 0));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  expect(worst, `seed ${seed}, ${label}`).toBeLessThanOrEqual(rel * (1 + scale));
 }
 
 async function read(buf: GPUBuffer, floats: number): Promise<Float32Array> {
@@ -78,30 +92,96 @@ describe('webgpu kernels', () => {
     return y;
   }
 
+  /** The matrix on the device and the weights its kernels decode (the float64 reference multiplies by these). */
+  function weights(fmt: MatrixFormat, N: number, K: number, scale = 0.5): { w: GpuMatrix; Wd: ArrayLike<number> } {
+    const W = randn(N * K, scale);
+    if (fmt === 'f32') return { w: uploadMatrixF32(ctx!, W, N, K), Wd: W };
+    if (fmt === 'f16') return { w: uploadMatrix(ctx!, W, N, K, 'f16'), Wd: f16ToF32(f32ToF16(W)) };
+    const bits = fmt === 'q8' ? 8 : 4;
+    return { w: uploadMatrix(ctx!, W, N, K, fmt), Wd: dequantize(quantizeBlocks(W, N, K, bits, 32), N, K, bits, 32) };
+  }
+
   const shapes: Array<[number, number, number]> = [
     [1, 37, 53],
     [1, 64, 160],
+    [1, 5, 7],
     [5, 30, 71],
     [9, 13, 96],
   ];
-  for (const fmt of ['f32', 'q8', 'q4'] as const)
+  for (const fmt of ['f32', 'f16', 'q8', 'q4'] as const)
     for (const [M, N, K] of shapes)
       it(`matmul ${fmt} M=${M} N=${N} K=${K}`, async () => {
-        const W = randn(N * K, 0.5);
-        let w: GpuMatrix;
-        let Wd: ArrayLike<number> = W;
-        if (fmt === 'f32') w = uploadMatrixF32(ctx!, W, N, K);
-        else {
-          const bits = fmt === 'q8' ? 8 : 4;
-          const q = quantizeBlocks(W, N, K, bits, 32);
-          w = uploadMatrixQuant(ctx!, q, bits, N, K);
-          Wd = dequantize(q, N, K, bits, 32);
-        }
+        const { w, Wd } = weights(fmt, N, K);
         const x = randn(M * K);
         const y = storage(ctx!.device, M * N * 4);
         submit(ctx!.device, [matmul(ctx!, { M, x: upload(ctx!.device, x), w, y })]);
         expectClose(await read(y, M * N), refMatmul(M, N, K, x, Wd, {}));
       });
+
+  // The decode GEMV (M = 1) in every format x fusion x workgroup cut, with K past the staged chunk of x (2048) and
+  // N not a multiple of the rows per workgroup; the subgroup reduction too where the adapter grants it.
+  const featureSets = () => [{ name: 'core', features: NO_FEATURES }, ...(ctx!.features.subgroups ? [{ name: 'subgroups', features: ctx!.features }] : [])];
+  for (const fmt of ['f32', 'f16', 'q8', 'q4'] as const)
+    it(`gemv ${fmt}: fusions, workgroup cuts, chunked x`, async () => {
+      const d = ctx!.device;
+      for (const { name, features } of featureSets()) {
+        const c = { ...ctx!, features };
+        const cases: Array<{ N: number; K: number; cut?: { rows: number; tpr?: number }; fused: 'none' | 'norm' | 'swiglu' }> = [
+          { N: 45, K: 200, fused: 'none' },
+          { N: 45, K: 200, cut: { rows: 1, tpr: 64 }, fused: 'norm' },
+          { N: 45, K: 200, cut: { rows: 16, tpr: 4 }, fused: 'swiglu' },
+          { N: 19, K: 130, cut: { rows: 64, tpr: 1 }, fused: 'norm' },
+          { N: 33, K: 96, cut: { rows: 1, tpr: 128 }, fused: 'none' },
+          { N: 33, K: 96, cut: { rows: 32, tpr: 4 }, fused: 'none' },
+          { N: 7, K: 2500, fused: 'norm' },
+          { N: 9, K: 4130, cut: { rows: 4, tpr: 16 }, fused: 'swiglu' },
+        ];
+        for (const { N, K, cut, fused } of cases) {
+          const { w, Wd } = weights(fmt, N, K);
+          const off = 3; // x starts at element 3: the lm_head reads the last row of h so
+          const x = randn(off + (fused === 'swiglu' ? 2 * K : K), fused === 'norm' ? 3 : 1);
+          const bias = randn(N);
+          const gamma = randn(K);
+          const y0 = randn(N);
+          const y = upload(d, y0);
+          const norm = fused === 'norm' ? { gamma: upload(d, gamma), eps: 1e-5 } : null;
+          const accumulate = fused !== 'swiglu';
+          submit(d, [matmul(c, { M: 1, x: upload(d, x), xOffset: off, w, y, bias: upload(d, bias), accumulate, norm, swiglu: fused === 'swiglu', gemv: cut })]);
+          const want = refMatmul(1, N, K, x.subarray(off), Wd, { bias, y0: accumulate ? y0 : undefined, gamma: norm ? gamma : undefined, eps: 1e-5, swiglu: fused === 'swiglu' });
+          const label = `${name} N=${N} K=${K} ${JSON.stringify(gemvShape(c, N, K, cut))} ${fused}`;
+          await expectCloseLabeled(await read(y, N), want, label);
+        }
+      }
+    });
+
+  it('gemv over more than 65535 workgroups (the grid spreads over y)', async () => {
+    const [N, K] = [70001, 40];
+    const { w, Wd } = weights('q4', N, K);
+    const x = randn(K);
+    const y = storage(ctx!.device, N * 4);
+    submit(ctx!.device, [matmul(ctx!, { M: 1, x: upload(ctx!.device, x), w, y, gemv: { rows: 1, tpr: 64 } })]);
+    expectClose(await read(y, N), refMatmul(1, N, K, x, Wd, {}));
+  });
+
+  it('the embedding table shared as a tied lm_head (f32 and f16), rows padded when H is not a multiple of 32', async () => {
+    const d = ctx!.device;
+    for (const format of ['f32', 'f16'] as const)
+      for (const H of [64, 38]) {
+        const V = 21;
+        const table = randn(V * H);
+        const t = uploadTable(ctx!, table, V, H, format);
+        const shared = matrixOverTable(t);
+        expect(shared === null).toBe(H % 32 !== 0);
+        const w = shared ?? uploadMatrix(ctx!, table, V, H, format);
+        const Wd = format === 'f16' ? f16ToF32(f32ToF16(table)) : table;
+        for (const M of [1, 3]) {
+          const x = randn(M * H);
+          const y = storage(d, M * V * 4);
+          submit(d, [matmul(ctx!, { M, x: upload(d, x), w, y })]);
+          expectClose(await read(y, M * V), refMatmul(M, V, H, x, Wd, {}));
+        }
+      }
+  });
 
   it('matmul with bias, RMSNorm input and residual accumulate', async () => {
     const [M, N, K] = [6, 19, 45];
