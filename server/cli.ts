@@ -24,11 +24,11 @@ import type { RemoteBackendOptions } from './lsp/remote-completions.js';
 
 const USAGE = `usage:
   mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
-               [--weights f32|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
+               [--weights f32|f16|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
                [--typescript native|in-process] [--json] [--verbose]
   mgd complete <file> ... --backend remote --engine vllm|sglang|llamacpp --url URL [--token T] [--model DIR (its tokenizer)]
-  mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--backend onnx|webgpu|auto] [--weights f32|q8|q4] [--threads N]
+  mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
                [--language-server LANG=CMD ...] [--typescript native|in-process] [--no-persist-cache]
                (--socket/--pipe: connect to the LSP client listening there, as VS Code's client starts servers)
   mgd serve --stdio | --socket PORT | --pipe NAME --backend remote --engine vllm|sglang|llamacpp --url URL
@@ -38,8 +38,8 @@ const USAGE = `usage:
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
-  mgd bench decode [--model DIR | --like PRESET] [--weights f32|q8|q4] [--threads N]
-               [--prompt-tokens N] [--decode-tokens N] [--json]
+  mgd bench decode [--model DIR | --like PRESET] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
+               [--prompt-tokens N] [--decode-tokens N] [--json]   (f16 weights: webgpu only; webgpu adds device GEMV figures)
   mgd bench decode --peer llamacpp [--model DIR | --like PRESET] [--weights f32|q8] [--rounds N] ...   (ours vs llama.cpp, same weights)
   mgd bench mask [--steps N] [--model DIR] [--json]
   mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
@@ -109,7 +109,8 @@ function oneOf<T extends string>(v: string | undefined, name: string, allowed: r
   return v as T;
 }
 
-const WEIGHTS = ['f32', 'q8', 'q4'] as const satisfies readonly WeightFormat[];
+// f16 runs on the webgpu backend only; the onnx path refuses it with a one-line error (engine/backends/select.ts)
+const WEIGHTS = ['f32', 'f16', 'q8', 'q4'] as const satisfies readonly WeightFormat[];
 const TYPESCRIPT_ORACLES = ['native', 'in-process'] as const;
 
 /** `--language-server python=pyright-langserver --stdio` (repeatable) -> configurations by language. */

@@ -2,6 +2,8 @@
  * Which backend runs the model: `onnx` (CPU), `webgpu` (our kernels on any adapter, llvmpipe included), or `auto`:
  * WebGPU only on a hardware adapter, else ONNX Runtime. A WebGPU backend that fails to load falls back to ONNX Runtime
  * with a warning, and one that loses its device later moves to ONNX Runtime mid-session (FallbackBackend).
+ * f16 weights run on WebGPU only: ONNX Runtime refuses them (onnxWeights), except as the device-loss fallback, which
+ * continues in f32 (the f16 values widened exactly would need an f16 graph; f32 is the closer answer).
  */
 import { BadInputError, oneLine } from '../errors.js';
 import type { ModelDir } from '../model/directory.js';
@@ -16,15 +18,22 @@ export interface SelectOptions {
   threads?: number;
 }
 
+/** The weights ONNX Runtime is asked for: the same, but f16 is refused with a one-line BadInputError. */
+export function onnxWeights(weights: WeightFormat | undefined): WeightFormat | undefined {
+  if (weights === 'f16') throw new BadInputError('f16 weights run on the webgpu backend only (--backend webgpu); the onnx backend runs f32, q8 or q4');
+  return weights;
+}
+
 export async function selectBackend(model: ModelDir, o: SelectOptions, warn: (message: string) => void): Promise<Backend> {
   const name = o.backend ?? 'auto';
-  const onnx = () => loadOnnxBackend(model, { weights: o.weights, threads: o.threads });
+  const onnx = () => loadOnnxBackend(model, { weights: onnxWeights(o.weights), threads: o.threads });
   if (name === 'onnx') return onnx();
-  if (name === 'auto' && (!mayHaveGpu() || model.layout !== 'safetensors' || (o.weights && o.weights !== 'f32' && o.weights !== 'q8' && o.weights !== 'q4'))) return onnx();
+  if (name === 'auto' && (!mayHaveGpu() || model.layout !== 'safetensors')) return onnx();
   try {
     const { loadWebGpuBackend } = await import('./webgpu/webgpu-backend.js');
     const gpu = await loadWebGpuBackend(model, { weights: o.weights, allowSoftware: name === 'webgpu' });
-    return new FallbackBackend(gpu, onnx, warn);
+    const afterLoss = () => loadOnnxBackend(model, { weights: o.weights === 'f16' ? 'f32' : o.weights, threads: o.threads });
+    return new FallbackBackend(gpu, afterLoss, warn);
   } catch (e) {
     if (name === 'webgpu') {
       if (e instanceof BadInputError) throw e;

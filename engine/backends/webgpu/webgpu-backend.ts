@@ -1,8 +1,9 @@
 /**
  * The WebGPU backend: the Llama-family forward pass on our WGSL kernels (kernels/), through Dawn.
  *
- * Weights are uploaded once at load (linear layers as f32 or MatMulNBits-style q8/q4 blocks; q, k, v stacked into one
- * matrix and gate, up into another). A forward chunk is one command buffer, per layer:
+ * Weights are uploaded once at load (linear layers as f32, f16 (converted at upload) or MatMulNBits-style q8/q4
+ * blocks; q, k, v stacked into one matrix and gate, up into another). A decode step's products run the GEMV kernel
+ * (kernels/gemv.wgsl), prefill chunks the tiled GEMM (kernels/matmul.wgsl); kernels/matmul.ts picks. A forward chunk is one command buffer, per layer:
  *   qkv = RMSNorm(h)·Wqkvᵀ + b        matmul (norm fused into its input)
  *   rope(q, k); k, v -> cache          rope (fused with the KV append)
  *   attn = softmax(q·kᵀ/√d)·v          attention partial + reduce (flash-decoding splits)
@@ -22,13 +23,12 @@ import { BadInputError, throwIfAborted } from '../../errors.js';
 import { ropeInvFreq, type ModelConfig } from '../../model/config.js';
 import type { ModelDir } from '../../model/directory.js';
 import { EMBED, FINAL_NORM, LM_HEAD, checkWeights, layerWeight } from '../../model/llama.js';
-import { quantizeBlocks } from '../../model/quantize.js';
 import type { WeightSource } from '../../model/tensor-types.js';
 import { openWeights } from '../../model/weights.js';
 import { attention, partialFloats } from '../../../kernels/attention.js';
 import { embedding, uploadTable, type GpuTable } from '../../../kernels/embedding.js';
 import { StagingPool, UNIFORM, UniformPool, encode, openGpu, stepValues, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
-import { QUANT_BLOCK, matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../../../kernels/matmul.js';
+import { matmul, matrixBytes, matrixOverTable, uploadMatrix, type GpuMatrix, type MatrixFormat } from '../../../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../../../kernels/rope.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
 import { WebGpuKvCache, type KvGeometry } from './kv-cache.js';
@@ -71,11 +71,14 @@ const DEFAULT_CHUNK = 128;
 /** Recorded chunk shapes kept per cache (decode, the prefill chunk, a last prefill chunk...); all dropped past this. */
 const MAX_PLANS_PER_CACHE = 8;
 
+/** The weight formats this backend runs (f16: converted from the checkpoint at upload, round to nearest even). */
+export const WEBGPU_WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
+
 /** Loads the model onto a WebGPU device. Throws (BadInputError or the device's error) when it cannot. */
 export async function loadWebGpuBackend(model: ModelDir, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   if (model.layout !== 'safetensors') throw new BadInputError('the webgpu backend needs safetensors weights (not a ready-made ONNX file)');
   const weights = opts.weights ?? 'f32';
-  if (weights !== 'f32' && weights !== 'q8' && weights !== 'q4') throw new BadInputError(`the webgpu backend runs f32, q8 or q4 weights, not ${weights}`);
+  if (!WEBGPU_WEIGHTS.includes(weights)) throw new BadInputError(`the webgpu backend runs ${WEBGPU_WEIGHTS.join(', ')} weights, not ${weights}`);
   const ctx = await openGpu({ allowSoftware: opts.allowSoftware ?? true });
   if (!ctx) throw new Error(opts.allowSoftware === false ? 'no hardware WebGPU adapter' : 'no WebGPU adapter');
   try {
@@ -119,7 +122,7 @@ export class WebGpuBackend implements Backend {
     readonly ctx: GpuContext,
     readonly config: ModelConfig,
     w: WeightSource,
-    format: 'f32' | 'q8' | 'q4',
+    format: MatrixFormat,
     opts: WebGpuBackendOptions,
   ) {
     checkWeights(config, w);
@@ -132,28 +135,24 @@ export class WebGpuBackend implements Backend {
       const K = w.info(names[0]!).shape[1]!;
       const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
       const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
-      const size = format === 'f32' ? N * K * 4 : (N * Math.ceil(K / QUANT_BLOCK) * QUANT_BLOCK * (format === 'q8' ? 8 : 4)) / 8;
+      const size = matrixBytes(format, N, K);
       if (size > limit) throw new Error(`${label}: ${size} bytes exceed the device's storage binding limit (${limit})`);
-      const m = format === 'f32' ? uploadMatrixF32(ctx, stacked, N, K, label) : uploadMatrixQuant(ctx, quantizeBlocks(stacked, N, K, format === 'q8' ? 8 : 4, QUANT_BLOCK), format === 'q8' ? 8 : 4, N, K, label);
+      const m = uploadMatrix(ctx, stacked, N, K, format, label);
       bytes += m.bytes;
       return m;
     };
     const vec = (name: string) => upload(d, w.readF32(name), name);
     const L = (i: number, s: string) => layerWeight(i, s);
 
-    // Embedding: f32 (shared with a tied f32 lm_head), or f16 beside quantized weights (as the ONNX graph does).
-    if (format === 'f32') {
-      if (V * H * 4 > limit) throw new Error(`embedding: ${V * H * 4} bytes exceed the device's storage binding limit (${limit})`);
-      this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, 'f32');
-      if (config.tieWordEmbeddings) {
-        this.lmHead = { format: 'f32', N: V, K: H, data: this.embed.data, scales: null, bytes: V * H * 4 };
-        bytes += V * H * 4;
-      } else this.lmHead = matrix([LM_HEAD], 'lm_head');
-    } else {
-      if (V * H * 2 > limit) throw new Error(`embedding: ${V * H * 2} bytes exceed the device's storage binding limit (${limit})`);
-      this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, 'f16');
-      this.lmHead = matrix([config.tieWordEmbeddings ? EMBED : LM_HEAD], 'lm_head');
-    }
+    // Embedding: f32 with f32 weights, else f16 (as the ONNX graph keeps it beside quantized weights). A tied lm_head
+    // in f32 or f16 reads the table itself when its rows are whole blocks; a quantized one is its own matrix.
+    const tableFormat = format === 'f32' ? 'f32' : 'f16';
+    const tableBytes = V * H * (tableFormat === 'f32' ? 4 : 2);
+    if (tableBytes > limit) throw new Error(`embedding: ${tableBytes} bytes exceed the device's storage binding limit (${limit})`);
+    this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, tableFormat);
+    const shared = config.tieWordEmbeddings && format === tableFormat ? matrixOverTable(this.embed) : null;
+    if (shared) bytes += shared.bytes;
+    this.lmHead = shared ?? matrix([config.tieWordEmbeddings ? EMBED : LM_HEAD], 'lm_head');
     this.finalNorm = vec(FINAL_NORM);
     this.layers = Array.from({ length: config.numLayers }, (_, i) => ({
       inNorm: vec(L(i, 'input_layernorm.weight')),
