@@ -4,7 +4,8 @@
  * FallbackBackend moves to ONNX Runtime and keeps answering), and identical greedy completions through Engine.
  * Tolerance for f32 as in onnx-backend.test.ts: 1e-4 · (1 + max |logit|); summation orders differ, bugs move > 1e-2.
  * Quantized weights: both backends decode the same MatMulNBits blocks, but ORT's accuracy_level 4 also quantizes
- * the activations to int8, so q8/q4 agree to a few percent only.
+ * the activations to int8, so q8/q4 agree to a few percent only. f16 weights (WebGPU only) are checked against the
+ * float64 reference run on the same weights rounded to f16 (matrices and the embedding; norms and biases stay f32).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOnnxBackend, type OnnxBackend } from '../engine/backends/onnx/onnx-backend.js';
@@ -13,6 +14,22 @@ import { loadWebGpuBackend, type WebGpuBackend } from '../engine/backends/webgpu
 import { Engine } from '../engine/engine.js';
 import { openModelDir, type ModelDir } from '../engine/model/directory.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
+import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
+import { ReferenceModel } from '../engine/model/llama.js';
+import type { WeightSource } from '../engine/model/tensor-types.js';
+import { openWeights } from '../engine/model/weights.js';
+
+/** The checkpoint as the f16 backend holds it: every matrix rounded to f16, vectors (norms, biases) as they are. */
+function f16Rounded(w: WeightSource): WeightSource {
+  return {
+    has: (n) => w.has(n),
+    info: (n) => w.info(n),
+    names: () => w.names(),
+    readRaw: (n) => w.readRaw(n),
+    close: () => w.close(),
+    readF32: (n) => (w.info(n).shape.length === 2 ? f16ToF32(f32ToF16(w.readF32(n))) : w.readF32(n)),
+  };
+}
 
 function expectClose(actual: Float32Array, expected: Float32Array, rel = 1e-4): void {
   expect(actual.length).toBe(expected.length);
@@ -110,6 +127,25 @@ for (const fixture of ['tiny', 'tiny-llama'] as const)
       for (const c of [g, o, gf, of, oi, imp]) c.free();
     });
 
+    it('f16 weights match the float64 reference on f16-rounded weights (prefill rows, decode steps)', async () => {
+      const g16 = await loadWebGpuBackend(model, { weights: 'f16', chunkSize: 16 });
+      const w = openWeights(model.dir);
+      try {
+        expect(g16.info.weights).toBe('f16');
+        const ref = new ReferenceModel(model.config, f16Rounded(w));
+        const c = g16.createCache();
+        const V = model.config.vocabSize;
+        const want = ref.forwardAll(prompt).slice(-3);
+        const got = await g16.forward(c, prompt, { logitsFor: 3 });
+        for (let r = 0; r < 3; r++) expectClose(got.subarray(r * V, (r + 1) * V), Float32Array.from(want[r]!));
+        for (const t of [3, 77, 150]) expectClose(await g16.forward(c, [t]), Float32Array.from(ref.forward([t])));
+        c.free();
+      } finally {
+        w.close();
+        await g16.dispose();
+      }
+    });
+
     it('q8 and q4 weights agree with ONNX Runtime MatMulNBits', async () => {
       for (const weights of ['q8', 'q4'] as const) {
         const gq = await loadWebGpuBackend(model, { weights });
@@ -174,11 +210,35 @@ describe('Engine with --backend webgpu', () => {
 describe('mgd bench decode --backend webgpu', () => {
   it('reports speed, dispatches per layer (<= 8) and the device roofline', async () => {
     const { benchDecode } = await import('../engine/bench/decode.js');
-    const r = await benchDecode({ like: 'tiny', backend: 'webgpu', promptTokens: 8, decodeTokens: 3 });
+    const r = await benchDecode({ like: 'tiny', backend: 'webgpu', promptTokens: 8, decodeTokens: 3, gemv: { N: 256, K: 256, minBytes: 1 << 20 } });
     expect(r.backend).toBe('webgpu');
     expect(r.decodeTokPerS).toBeGreaterThan(0);
     expect(r.dispatchesPerLayer).toBeLessThanOrEqual(8);
     expect(r.deviceCopyGBps).toBeGreaterThan(0);
     expect(r.gemvGBps).toBeGreaterThan(0);
+    const gemv = r.gemv as Record<string, { GBps: number }>;
+    for (const f of ['f32', 'f16', 'q8', 'q4']) expect(gemv[f]!.GBps).toBeGreaterThan(0);
+    const sweep = r.gemvSweep as Record<string, Array<{ GBps: number }>>;
+    expect(sweep.q4!.length).toBeGreaterThan(0);
+    expect(sweep.f16!.every((c) => c.GBps > 0)).toBe(true);
+  });
+
+  it('f16 weights: the weight bytes per token are two per parameter (rows whole blocks of 32)', async () => {
+    const { benchDecode } = await import('../engine/bench/decode.js');
+    const r = await benchDecode({ like: 'tiny', backend: 'webgpu', weights: 'f16', promptTokens: 4, decodeTokens: 2, gemv: { N: 64, K: 64, minBytes: 1 << 16 } });
+    expect(r.weights).toBe('f16');
+    const c = openModelDir(ensureFixtureModel('tiny')).config;
+    const { hiddenSize: H, intermediateSize: I, numHeads: nH, numKvHeads: kvH, headDim: hd, vocabSize: V, numLayers } = c;
+    const pad = (k: number) => Math.ceil(k / 32) * 32;
+    const perLayer = (nH + 2 * kvH) * hd * pad(H) + H * pad(nH * hd) + 2 * I * pad(H) + H * pad(I);
+    expect(r.weightBytesPerToken).toBe(2 * (numLayers * perLayer + V * pad(H)));
+  });
+
+  it('the onnx backend refuses f16 weights with a one-line BadInputError', async () => {
+    const { benchDecode } = await import('../engine/bench/decode.js');
+    const { BadInputError } = await import('../engine/errors.js');
+    const err = await benchDecode({ like: 'tiny', backend: 'onnx', weights: 'f16', promptTokens: 4, decodeTokens: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BadInputError);
+    expect((err as Error).message).toMatch(/^f16 weights run on the webgpu backend only[^\n]*$/);
   });
 });

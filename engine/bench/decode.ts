@@ -8,8 +8,9 @@ import path from 'node:path';
 import type { Backend, BackendName, WeightFormat } from '../backends/backend.js';
 import { cacheRoot } from '../backends/onnx/build-cache.js';
 import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
-import { deviceCopyGBps, gemvGBps } from '../backends/webgpu/microbench.js';
+import { deviceCopyGBps, gemvGBps, gemvSweep } from '../backends/webgpu/microbench.js';
 import { loadWebGpuBackend } from '../backends/webgpu/webgpu-backend.js';
+import { onnxWeights } from '../backends/select.js';
 import { openModelDir } from '../model/directory.js';
 import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
 import { embeddedModelDir } from '../paths.js';
@@ -25,6 +26,9 @@ export interface BenchDecodeOptions {
   promptTokens: number;
   decodeTokens: number;
   log?: (line: string) => void;
+  /** WebGPU: the GEMV microbenchmarks' matrix shape [N, K] (default 8192 x 2048) and weight bytes per timed submit
+   * (default 256 MiB); tests on llvmpipe make both small. */
+  gemv?: { N: number; K: number; minBytes?: number };
 }
 
 export async function benchDecode(o: BenchDecodeOptions) {
@@ -36,7 +40,7 @@ export async function benchDecode(o: BenchDecodeOptions) {
   const t0 = performance.now();
   // WebGPU on request (any adapter, llvmpipe included); otherwise ONNX Runtime on the CPU
   const gpu = o.backend === 'webgpu' ? await loadWebGpuBackend(model, { weights }) : null;
-  const backend = gpu ?? (await loadOnnxBackend(model, { weights, threads: o.threads }));
+  const backend = gpu ?? (await loadOnnxBackend(model, { weights: onnxWeights(weights), threads: o.threads }));
   const maxPositions = gpu ? gpu.maxPositions : (backend as Awaited<ReturnType<typeof loadOnnxBackend>>).maxPositions;
   const loadMs = performance.now() - t0;
   try {
@@ -53,23 +57,36 @@ export async function benchDecode(o: BenchDecodeOptions) {
     const copyGBps = measureCopyGBps();
     const bytes = backend.info.weightBytesPerToken;
     const achievedGBps = bytes > 0 ? (bytes * decodeTokPerS) / 1e9 : null;
-    // On WebGPU the roofline is the device's own copy bandwidth; the GEMV figure is one 8192x2048 product alone.
-    let device: Record<string, number | string | null> = {};
+    // On WebGPU the roofline is the device's own copy bandwidth. The GEMV figures are the decode kernel alone on an
+    // [N][K] matrix (8192x2048: the shape the issue's llvmpipe-vs-ORT figure was taken on), in every weight format
+    // with the default workgroup cut, and swept over cuts for q4 and f16 (to tune matmul.ts's gemvShape).
+    let device: Record<string, unknown> = {};
     if (gpu) {
-      log('measuring device copy bandwidth and a GEMV ...');
+      log('measuring device copy bandwidth and the GEMVs ...');
       const deviceCopy = await deviceCopyGBps(gpu.ctx);
-      const [N, K] = [8192, 2048]; // the shape the issue's llvmpipe-vs-ORT figure was taken on
-      const gemv = await gemvGBps(gpu.ctx, N, K, backend.info.weights === 'f16' ? 'f32' : backend.info.weights);
+      const { N, K, minBytes } = o.gemv ?? { N: 8192, K: 2048 };
+      const gemv: Record<string, unknown> = {};
+      for (const f of ['f32', 'f16', 'q8', 'q4'] as const) {
+        const r = await gemvGBps(gpu.ctx, N, K, f, { minBytes });
+        gemv[f] = { GBps: round(r.GBps), fractionOfDeviceCopy: round(r.GBps / deviceCopy), ...r.shape };
+      }
+      const sweep: Record<string, unknown> = {};
+      for (const f of ['q4', 'f16'] as const) sweep[f] = await gemvSweep(gpu.ctx, N, K, f, { minBytes });
+      const own = gemv[backend.info.weights] as { GBps: number };
       device = {
         dispatchesPerToken: gpu.lastDispatches,
         // host work of the last decode step (encoding, readback unpacking), the submit and the wait excluded
         hostMsPerToken: round(gpu.lastHostMs),
         dispatchesPerLayer: round((gpu.lastDispatches - 2) / model.config.numLayers),
+        features: gpu.ctx.features,
         deviceCopyGBps: round(deviceCopy),
         fractionOfDeviceCopy: achievedGBps === null ? null : round(achievedGBps / deviceCopy),
         gemvShape: `${N}x${K}`,
-        gemvGBps: round(gemv),
-        gemvFractionOfDeviceCopy: round(gemv / deviceCopy),
+        // the GEMV in this run's weight format, then every format, then the sweep
+        gemvGBps: own.GBps,
+        gemvFractionOfDeviceCopy: round(own.GBps / deviceCopy),
+        gemv,
+        gemvSweep: sweep,
       };
     }
     return {

@@ -1,10 +1,10 @@
 /**
  * Device-side yardsticks for `mgd bench decode --backend webgpu`: the device's buffer-copy bandwidth (the roofline a
- * decode step is read against) and a GEMV microbenchmark on one weight matrix.
+ * decode step is read against) and GEMV microbenchmarks (the decode step's products, kernels/gemv.wgsl) per weight
+ * format, with a sweep over the GEMV's workgroup cut to tune kernels/matmul.ts's gemvShape on a real device.
  */
-import { UniformPool, storage, submit, upload, type GpuContext } from '../../../kernels/gpu.js';
-import { QUANT_BLOCK, matmul, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix } from '../../../kernels/matmul.js';
-import { quantizeBlocks } from '../../model/quantize.js';
+import { UniformPool, storage, upload, type GpuContext } from '../../../kernels/gpu.js';
+import { gemvShape, matmul, uploadMatrix, type GemvShape, type GpuMatrix, type MatrixFormat } from '../../../kernels/matmul.js';
 
 async function timeBest(ctx: GpuContext, run: () => void, repeats: number): Promise<number> {
   run(); // warm-up: pipeline creation, first touch
@@ -36,17 +36,68 @@ export async function deviceCopyGBps(ctx: GpuContext, bytes = 128 * 1024 * 1024)
   }
 }
 
-/** GB/s of weight bytes streamed by one GEMV (M = 1) over an [N][K] matrix in the given format. */
-export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: 'f32' | 'q8' | 'q4'): Promise<number> {
+export interface GemvBenchOptions {
+  /** The workgroup cut (default: gemvShape's choice for the shape). */
+  shape?: Partial<GemvShape>;
+  /**
+   * Weight bytes streamed per timed submit (default 256 MiB): copies of the matrix, one GEMV each into its own output,
+   * in one compute pass. More than the GPU's L2 (50 MiB on an H100), so a copy is never read from cache, and many
+   * dispatches per submit, so the submit-to-completion latency (tens of µs) does not pose as slow memory.
+   */
+  minBytes?: number;
+  repeats?: number;
+}
+
+/** GB/s of weight bytes streamed by GEMVs (M = 1) over [N][K] matrices in the given format, and the cut measured. */
+export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: GemvBenchOptions = {}): Promise<{ GBps: number; shape: GemvShape }> {
+  const d = ctx.device;
   const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i) * 0.1);
-  const m: GpuMatrix = format === 'f32' ? uploadMatrixF32(ctx, w, N, K) : uploadMatrixQuant(ctx, quantizeBlocks(w, N, K, format === 'q8' ? 8 : 4, QUANT_BLOCK), format === 'q8' ? 8 : 4, N, K);
-  const x = upload(ctx.device, new Float32Array(K).fill(1));
-  const y = storage(ctx.device, N * 4);
-  try {
-    const uniforms = new UniformPool(ctx.device); // the product alone is timed, not a uniform buffer's creation
-    const s = await timeBest(ctx, () => submit(ctx.device, [matmul(ctx, { M: 1, x, w: m, y, uniforms })]), 3);
-    return m.bytes / s / 1e9;
-  } finally {
-    for (const b of [m.data, m.scales, x, y]) b?.destroy();
+  const first = uploadMatrix(ctx, w, N, K, format);
+  const copies = Math.max(1, Math.ceil((o.minBytes ?? 256 * 1024 * 1024) / first.bytes));
+  // the other copies hold the same bytes: copied on the device, not converted again on the host
+  const mats: GpuMatrix[] = [first];
+  const enc = d.createCommandEncoder();
+  for (let i = 1; i < copies; i++) {
+    const m: GpuMatrix = { ...first, data: storage(d, first.data.size), scales: first.scales && storage(d, first.scales.size) };
+    enc.copyBufferToBuffer(first.data, 0, m.data, 0, first.data.size);
+    if (first.scales && m.scales) enc.copyBufferToBuffer(first.scales, 0, m.scales, 0, first.scales.size);
+    mats.push(m);
   }
+  d.queue.submit([enc.finish()]);
+  const x = upload(d, new Float32Array(K).fill(1));
+  const ys = mats.map(() => storage(d, N * 4));
+  try {
+    const uniforms = new UniformPool(d); // the products alone are timed, not a uniform buffer's creation
+    const ds = mats.map((m, i) => matmul(ctx, { M: 1, x, w: m, y: ys[i]!, uniforms, gemv: o.shape }));
+    const s = await timeBest(ctx, () => {
+      const e = d.createCommandEncoder();
+      const pass = e.beginComputePass();
+      for (const g of ds) {
+        pass.setPipeline(g.pipeline);
+        pass.setBindGroup(0, g.bindGroup);
+        pass.dispatchWorkgroups(...g.grid);
+      }
+      pass.end();
+      d.queue.submit([e.finish()]);
+    }, o.repeats ?? 3);
+    return { GBps: (copies * first.bytes) / s / 1e9, shape: gemvShape(ctx, N, K, o.shape) };
+  } finally {
+    for (const m of mats) for (const b of [m.data, m.scales]) b?.destroy();
+    for (const b of [x, ...ys]) b.destroy();
+  }
+}
+
+/**
+ * GB/s over workgroup cuts: rows per workgroup 1..32 at 64, 128 and 256 threads (those the device allows), each
+ * row's threads the rest. What kernels/matmul.ts's gemvShape should pick on this device is the best of these.
+ */
+export async function gemvSweep(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: Omit<GemvBenchOptions, 'shape'> = {}): Promise<Array<{ rows: number; tpr: number; subgroups: boolean; GBps: number }>> {
+  const most = Math.min(256, ctx.device.limits.maxComputeInvocationsPerWorkgroup);
+  const out: Array<{ rows: number; tpr: number; subgroups: boolean; GBps: number }> = [];
+  for (const threads of [64, 128, 256].filter((t) => t <= most))
+    for (const rows of [1, 2, 4, 8, 16, 32]) {
+      const r = await gemvGBps(ctx, N, K, format, { ...o, shape: { rows, tpr: threads / rows } });
+      out.push({ rows, tpr: threads / rows, subgroups: r.shape.subgroups, GBps: Math.round(r.GBps * 100) / 100 });
+    }
+  return out;
 }
