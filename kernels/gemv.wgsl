@@ -11,7 +11,9 @@
 //
 // Variants (defines): weights F32 | F16 | Q8 | Q4 (code - zp times the block's f32 scale, MatMulNBits layout read as
 // u32s), BIAS, ACCUMULATE (y += result), NORM (x·gamma·rsqrt(mean(x²)+eps)), SWIGLU (x = silu(a)·b of a [2K] input),
-// SUBGROUPS. TPR, ROWS: powers of two; XT: the staged chunk of x, a multiple of 32.
+// SUBGROUPS. TPR, ROWS: powers of two; XT: the staged chunk of x, a multiple of 32; UNROLL: blocks a thread loads
+// before it adds them up (straight-line code lets the compiler issue those loads together: a q4 block is a single
+// 16-byte load, and one load in flight per thread is too few to cover DRAM latency).
 #if SUBGROUPS
 enable subgroups;
 #endif
@@ -20,6 +22,7 @@ const TPR: u32 = {{TPR}}u;
 const ROWS: u32 = {{ROWS}}u;
 const WG: u32 = {{WG}}u; // ROWS * TPR
 const XT: u32 = {{XT}}u;
+const UNROLL: u32 = {{UNROLL}}u;
 
 struct Params {
   M: u32, // 1 (the layout is matmul.wgsl's)
@@ -136,7 +139,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (live) {
       let b0 = k0 / 32u;
       let b1 = min(b0 + XT / 32u, p.nBlocks);
-      for (var b = b0 + lane; b < b1; b += TPR) { acc += blockDot(n, b, 8u * (b - b0)); }
+      var b = b0 + lane;
+      for (; b + (UNROLL - 1u) * TPR < b1; b += UNROLL * TPR) {
+        var part: array<f32, UNROLL>;
+        for (var u = 0u; u < UNROLL; u++) { part[u] = blockDot(n, b + u * TPR, 8u * (b + u * TPR - b0)); }
+        for (var u = 0u; u < UNROLL; u++) { acc += part[u]; }
+      }
+      for (; b < b1; b += TPR) { acc += blockDot(n, b, 8u * (b - b0)); }
     }
     workgroupBarrier();
   }

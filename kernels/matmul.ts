@@ -114,6 +114,8 @@ const TN = 4;
 export interface GemvShape {
   rows: number;
   tpr: number;
+  /** Blocks a thread loads before adding them up (1..8). */
+  unroll: number;
   /** Reduce with subgroup operations (needs the subgroups feature and TPR <= the smallest subgroup size). */
   subgroups: boolean;
 }
@@ -141,18 +143,30 @@ export function gemvShape(ctx: GpuContext, N: number, K: number, o: Partial<Gemv
   if (!pow2(rows) || !pow2(tpr) || rows * tpr > most) throw new RangeError(`gemv: rows ${rows} x threads per row ${tpr} (powers of two, at most ${most} threads on this device)`);
   const f = ctx.features;
   const subgroups = (o.subgroups ?? true) && f.subgroups && tpr <= f.subgroupMinSize;
-  return { rows, tpr, subgroups };
+  const unroll = o.unroll ?? 1;
+  if (!Number.isInteger(unroll) || unroll < 1 || unroll > 8) throw new RangeError(`gemv: unroll ${unroll} (1..8)`);
+  return { rows, tpr, unroll, subgroups };
+}
+
+/** The default unroll per format: about 64 bytes of weights in flight per thread (a q4 block is 16, an f32 one 128). */
+export function gemvUnroll(format: MatrixFormat): number {
+  return { f32: 1, f16: 1, q8: 2, q4: 4 }[format];
+}
+
+/** The cut a GEMV over `w` runs with: gemvShape's, the format's unroll, then the caller's overrides. */
+export function gemvShapeFor(ctx: GpuContext, w: GpuMatrix, o: Partial<GemvShape> = {}): GemvShape {
+  return gemvShape(ctx, w.N, w.K, { unroll: gemvUnroll(w.format), ...o });
 }
 
 function gemv(ctx: GpuContext, a: MatmulArgs, fusions: Record<string, boolean>): Dispatch {
   const { w } = a;
-  const shape = gemvShape(ctx, w.N, w.K, a.gemv);
+  const shape = gemvShapeFor(ctx, w, a.gemv);
   const WG = shape.rows * shape.tpr;
   // x is staged XT values at a time: all of K when it fits in 8 KiB (and the device's limit), else in chunks
   const limit = ctx.device.limits.maxComputeWorkgroupStorageSize - 2 * WG * 4;
   const xtMax = Math.max(QUANT_BLOCK, Math.floor(Math.min(2048, limit / 4) / QUANT_BLOCK) * QUANT_BLOCK);
   const XT = Math.min(Math.ceil(w.K / QUANT_BLOCK) * QUANT_BLOCK, xtMax);
-  const p = pipeline(ctx, 'gemv', 'main', { ...fusions, TPR: shape.tpr, ROWS: shape.rows, WG, XT, SUBGROUPS: shape.subgroups });
+  const p = pipeline(ctx, 'gemv', 'main', { ...fusions, TPR: shape.tpr, ROWS: shape.rows, WG, XT, UNROLL: shape.unroll, SUBGROUPS: shape.subgroups });
   const transient: GPUBuffer[] = [];
   const u = uniform(ctx.device, a.uniforms, [1, w.N, w.K, a.xOffset ?? 0, a.xStride ?? (a.swiglu ? 2 * w.K : w.K), Math.ceil(w.K / QUANT_BLOCK), { f: a.norm?.eps ?? 0 }, 0], transient);
   const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);

@@ -13,7 +13,7 @@ import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
 import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
 import { NO_FEATURES } from '../kernels/gpu.js';
-import { gemvShape, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
+import { gemvShapeFor, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
@@ -120,21 +120,25 @@ describe('webgpu kernels', () => {
 
   // The decode GEMV (M = 1) in every format x fusion x workgroup cut, with K past the staged chunk of x (2048) and
   // N not a multiple of the rows per workgroup; the subgroup reduction too where the adapter grants it.
+  // (the formats' default unrolls run in the cases without an explicit one)
   const featureSets = () => [{ name: 'core', features: NO_FEATURES }, ...(ctx!.features.subgroups ? [{ name: 'subgroups', features: ctx!.features }] : [])];
   for (const fmt of ['f32', 'f16', 'q8', 'q4'] as const)
     it(`gemv ${fmt}: fusions, workgroup cuts, chunked x`, async () => {
       const d = ctx!.device;
       for (const { name, features } of featureSets()) {
         const c = { ...ctx!, features };
-        const cases: Array<{ N: number; K: number; cut?: { rows: number; tpr?: number }; fused: 'none' | 'norm' | 'swiglu' }> = [
+        const cases: Array<{ N: number; K: number; cut?: { rows: number; tpr?: number; unroll?: number }; fused: 'none' | 'norm' | 'swiglu' }> = [
           { N: 45, K: 200, fused: 'none' },
           { N: 45, K: 200, cut: { rows: 1, tpr: 64 }, fused: 'norm' },
           { N: 45, K: 200, cut: { rows: 16, tpr: 4 }, fused: 'swiglu' },
+          { N: 45, K: 200, cut: { rows: 8, tpr: 2, unroll: 3 }, fused: 'norm' },
+          { N: 45, K: 200, cut: { rows: 4, tpr: 16, unroll: 4 }, fused: 'none' },
           { N: 19, K: 130, cut: { rows: 64, tpr: 1 }, fused: 'norm' },
           { N: 33, K: 96, cut: { rows: 1, tpr: 128 }, fused: 'none' },
           { N: 33, K: 96, cut: { rows: 32, tpr: 4 }, fused: 'none' },
           { N: 7, K: 2500, fused: 'norm' },
-          { N: 9, K: 4130, cut: { rows: 4, tpr: 16 }, fused: 'swiglu' },
+          { N: 9, K: 4130, cut: { rows: 4, tpr: 16, unroll: 8 }, fused: 'swiglu' },
+          { N: 9, K: 4130, cut: { rows: 2, tpr: 32, unroll: 1 }, fused: 'norm' },
         ];
         for (const { N, K, cut, fused } of cases) {
           const { w, Wd } = weights(fmt, N, K);
@@ -148,7 +152,7 @@ describe('webgpu kernels', () => {
           const accumulate = fused !== 'swiglu';
           submit(d, [matmul(c, { M: 1, x: upload(d, x), xOffset: off, w, y, bias: upload(d, bias), accumulate, norm, swiglu: fused === 'swiglu', gemv: cut })]);
           const want = refMatmul(1, N, K, x.subarray(off), Wd, { bias, y0: accumulate ? y0 : undefined, gamma: norm ? gamma : undefined, eps: 1e-5, swiglu: fused === 'swiglu' });
-          const label = `${name} N=${N} K=${K} ${JSON.stringify(gemvShape(c, N, K, cut))} ${fused}`;
+          const label = `${name} N=${N} K=${K} ${JSON.stringify(gemvShapeFor(c, w, cut))} ${fused}`;
           await expectCloseLabeled(await read(y, N), want, label);
         }
       }

@@ -4,7 +4,7 @@
  * format, with a sweep over the GEMV's workgroup cut to tune kernels/matmul.ts's gemvShape on a real device.
  */
 import { UniformPool, storage, upload, type GpuContext } from '../../../kernels/gpu.js';
-import { gemvShape, matmul, uploadMatrix, type GemvShape, type GpuMatrix, type MatrixFormat } from '../../../kernels/matmul.js';
+import { gemvShapeFor, matmul, uploadMatrix, type GemvShape, type GpuMatrix, type MatrixFormat } from '../../../kernels/matmul.js';
 
 async function timeBest(ctx: GpuContext, run: () => void, repeats: number): Promise<number> {
   run(); // warm-up: pipeline creation, first touch
@@ -80,24 +80,28 @@ export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: Ma
       pass.end();
       d.queue.submit([e.finish()]);
     }, o.repeats ?? 3);
-    return { GBps: (copies * first.bytes) / s / 1e9, shape: gemvShape(ctx, N, K, o.shape) };
+    return { GBps: (copies * first.bytes) / s / 1e9, shape: gemvShapeFor(ctx, first, o.shape) };
   } finally {
     for (const m of mats) for (const b of [m.data, m.scales]) b?.destroy();
     for (const b of [x, ...ys]) b.destroy();
   }
 }
 
+export type GemvSweepRow = { rows: number; tpr: number; unroll: number; subgroups: boolean; GBps: number };
+
 /**
  * GB/s over workgroup cuts: rows per workgroup 1..32 at 64, 128 and 256 threads (those the device allows), each
- * row's threads the rest. What kernels/matmul.ts's gemvShape should pick on this device is the best of these.
+ * row's threads the rest, with blocks loaded one or four at a time. What kernels/matmul.ts's gemvShape and gemvUnroll
+ * should pick on this device is the best of these; sorted best first.
  */
-export async function gemvSweep(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: Omit<GemvBenchOptions, 'shape'> = {}): Promise<Array<{ rows: number; tpr: number; subgroups: boolean; GBps: number }>> {
+export async function gemvSweep(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: Omit<GemvBenchOptions, 'shape'> = {}): Promise<GemvSweepRow[]> {
   const most = Math.min(256, ctx.device.limits.maxComputeInvocationsPerWorkgroup);
-  const out: Array<{ rows: number; tpr: number; subgroups: boolean; GBps: number }> = [];
+  const out: GemvSweepRow[] = [];
   for (const threads of [64, 128, 256].filter((t) => t <= most))
-    for (const rows of [1, 2, 4, 8, 16, 32]) {
-      const r = await gemvGBps(ctx, N, K, format, { ...o, shape: { rows, tpr: threads / rows } });
-      out.push({ rows, tpr: threads / rows, subgroups: r.shape.subgroups, GBps: Math.round(r.GBps * 100) / 100 });
-    }
-  return out;
+    for (const rows of [1, 2, 4, 8, 16, 32])
+      for (const unroll of [1, 4]) {
+        const r = await gemvGBps(ctx, N, K, format, { ...o, shape: { rows, tpr: threads / rows, unroll } });
+        out.push({ ...r.shape, GBps: Math.round(r.GBps * 100) / 100 });
+      }
+  return out.sort((a, b) => b.GBps - a.GBps);
 }
