@@ -9,8 +9,8 @@
 // The row's TPR partial sums meet in a short reduction: subgroupShuffleXor when SUBGROUPS (TPR <= the subgroup
 // size, checked by the dispatcher), else a tree in workgroup memory.
 //
-// Variants (defines): weights F32 | F16 | Q8 | Q4 (code - zp times the block's f32 scale, MatMulNBits layout read as
-// u32s), BIAS, ACCUMULATE (y += result), NORM (x·gamma·rsqrt(mean(x²)+eps)), SWIGLU (x = silu(a)·b of a [2K] input),
+// Variants (defines): weights F32 | F16 | Q8 | Q4 (code - zp times the block's scale, MatMulNBits layout read as
+// u32s; QUANT for either; SCALES_F16: the scales as f16 pairs), BIAS, ACCUMULATE (y += result), NORM (x·gamma·rsqrt(mean(x²)+eps)), SWIGLU (x = silu(a)·b of a [2K] input),
 // SUBGROUPS. TPR, ROWS: powers of two; XT: the staged chunk of x, a multiple of 32; UNROLL: blocks a thread loads
 // before it adds them up (straight-line code lets the compiler issue those loads together: a q4 block is a single
 // 16-byte load, and one load in flight per thread is too few to cover DRAM latency).
@@ -43,8 +43,22 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 #endif
 #if QUANT
+#if SCALES_F16
+@group(0) @binding(3) var<storage, read> scales: array<u32>;
+#else
 @group(0) @binding(3) var<storage, read> scales: array<f32>;
 #endif
+// The scale of block `at` (f16 scales: two per u32, block 2j in the low half).
+fn scaleOf(at: u32) -> f32 {
+#if SCALES_F16
+  let pair = unpack2x16float(scales[at >> 1u]);
+  return select(pair.x, pair.y, (at & 1u) == 1u);
+#else
+  return scales[at];
+#endif
+}
+#endif
+
 #if BIAS
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
@@ -97,7 +111,7 @@ fn blockDot(n: u32, b: u32, i: u32) -> f32 {
       s += dot(v, xs[i + 4u * j + c]);
     }
   }
-  return s * scales[at];
+  return s * scaleOf(at);
 #endif
 #if Q4
   let q = w[at]; // 32 codes: nibble i of a word is element i (low nibble first)
@@ -107,7 +121,7 @@ fn blockDot(n: u32, b: u32, i: u32) -> f32 {
     let hi = vec4<f32>((vec4<u32>(q[c]) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(0xfu)) - 8.0;
     s += dot(lo, xs[i + 2u * c]) + dot(hi, xs[i + 2u * c + 1u]);
   }
-  return s * scales[at];
+  return s * scaleOf(at);
 #endif
 }
 

@@ -22,8 +22,10 @@ export interface GpuMatrix {
   N: number;
   K: number;
   data: GPUBuffer;
-  /** Per-block scales (q8/q4). */
+  /** Per-block scales (q8/q4): f32, or f16 packed in pairs when scalesF16. */
   scales: GPUBuffer | null;
+  /** q8/q4 scales stored as f16 (2 bytes a block instead of 4: a q4 block is then 18 bytes, not 20). */
+  scalesF16?: boolean;
   /** Bytes read per full product (codes + scales, padding included). */
   bytes: number;
 }
@@ -56,12 +58,12 @@ export function matrixBytes(format: MatrixFormat, N: number, K: number): number 
   return N * nBlocks * perBlock;
 }
 
-/** An f32 matrix in the given format (quantized by engine/model/quantize.ts for q8/q4). */
-export function uploadMatrix(ctx: GpuContext, w: Float32Array, N: number, K: number, format: MatrixFormat, label?: string): GpuMatrix {
+/** An f32 matrix in the given format (quantized by engine/model/quantize.ts for q8/q4, scales f32 unless asked). */
+export function uploadMatrix(ctx: GpuContext, w: Float32Array, N: number, K: number, format: MatrixFormat, label?: string, o: { scales?: 'f32' | 'f16' } = {}): GpuMatrix {
   if (format === 'f32') return uploadMatrixF32(ctx, w, N, K, label);
   if (format === 'f16') return uploadMatrixF16(ctx, w, N, K, label);
   const bits = format === 'q8' ? 8 : 4;
-  return uploadMatrixQuant(ctx, quantizeBlocks(w, N, K, bits, QUANT_BLOCK), bits, N, K, label);
+  return uploadMatrixQuant(ctx, quantizeBlocks(w, N, K, bits, QUANT_BLOCK), bits, N, K, label, o);
 }
 
 /**
@@ -73,17 +75,23 @@ export function matrixOverTable(t: GpuTable): GpuMatrix | null {
   return { format: t.format, N: t.V, K: t.H, data: t.data, scales: null, bytes: t.V * t.H * (t.format === 'f32' ? 4 : 2) };
 }
 
-/** Blocks from engine/model/quantize.ts (block 32): the byte layout is read as u32 words as is. */
-export function uploadMatrixQuant(ctx: GpuContext, q: QuantizedBlocks, bits: 4 | 8, N: number, K: number, label?: string): GpuMatrix {
+/**
+ * Blocks from engine/model/quantize.ts (block 32): the byte layout is read as u32 words as is. `scales: 'f16'` stores
+ * the scales rounded to f16 (the codes stay those chosen for the f32 scale: the rounding moves a value by at most
+ * 2^-11 of itself, far inside a q4 or q8 step).
+ */
+export function uploadMatrixQuant(ctx: GpuContext, q: QuantizedBlocks, bits: 4 | 8, N: number, K: number, label?: string, o: { scales?: 'f32' | 'f16' } = {}): GpuMatrix {
   const nBlocks = Math.ceil(K / QUANT_BLOCK);
   if (q.data.length !== (N * nBlocks * QUANT_BLOCK * bits) / 8 || q.scales.length !== N * nBlocks) throw new RangeError(`matrix: blocks do not fit [${N}, ${K}]`);
+  const scales = o.scales === 'f16' ? f32ToF16(q.scales) : q.scales;
   return {
     format: bits === 8 ? 'q8' : 'q4',
     N,
     K,
     data: upload(ctx.device, q.data, label),
-    scales: upload(ctx.device, q.scales, label && `${label}.scales`),
-    bytes: q.data.byteLength + q.scales.byteLength,
+    scales: upload(ctx.device, scales, label && `${label}.scales`),
+    scalesF16: o.scales === 'f16',
+    bytes: q.data.byteLength + scales.byteLength,
   };
 }
 
@@ -182,6 +190,7 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): Dispatch {
     Q8: w.format === 'q8',
     Q4: w.format === 'q4',
     QUANT: w.format === 'q8' || w.format === 'q4',
+    SCALES_F16: !!w.scalesF16,
     BIAS: !!a.bias,
     ACCUMULATE: !!a.accumulate,
     NORM: !!a.norm,

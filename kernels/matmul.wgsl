@@ -6,8 +6,8 @@
 // Weight rows are whole blocks of 32 values in every format (zero-padded past K; see matmul.ts).
 //
 // Variants (defines): weights F32 | F16 (packed pairs) | Q8 | Q4 (MatMulNBits blocks of 32: code - zp times the
-// block's f32 scale; the byte layout read as little-endian u32s), BIAS, ACCUMULATE (y += result: the residual add fused into the producer),
-// NORM (x is RMS-normalized on the fly: x·gamma·rsqrt(mean(x²)+eps), fused into the consumer), SWIGLU (x is
+// block's scale, f32 or f16 pairs with SCALES_F16; the byte layout read as little-endian u32s), BIAS, ACCUMULATE
+// (y += result: the residual add fused into the producer), NORM (x is RMS-normalized on the fly: x·gamma·rsqrt(mean(x²)+eps), fused into the consumer), SWIGLU (x is
 // silu(a)·b of an [M][2K] input, the SwiGLU activation fused into the down projection).
 
 const TN: u32 = {{TN}}u;
@@ -34,8 +34,22 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 #endif
 #if QUANT
+#if SCALES_F16
+@group(0) @binding(3) var<storage, read> scales: array<u32>;
+#else
 @group(0) @binding(3) var<storage, read> scales: array<f32>;
 #endif
+// The scale of block `at` (f16 scales: two per u32, block 2j in the low half).
+fn scaleOf(at: u32) -> f32 {
+#if SCALES_F16
+  let pair = unpack2x16float(scales[at >> 1u]);
+  return select(pair.x, pair.y, (at & 1u) == 1u);
+#else
+  return scales[at];
+#endif
+}
+#endif
+
 #if BIAS
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
@@ -70,7 +84,7 @@ fn w8(n: u32, g: u32) -> array<f32, 8> {
   }
 #endif
 #if Q8
-  let s = scales[n * p.nBlocks + g / 4u];
+  let s = scaleOf(n * p.nBlocks + g / 4u);
   let base = n * p.nBlocks * 8u + 2u * g;
   let lo = w[base];
   let hi = w[base + 1u];
@@ -80,7 +94,7 @@ fn w8(n: u32, g: u32) -> array<f32, 8> {
   }
 #endif
 #if Q4
-  let s = scales[n * p.nBlocks + g / 4u];
+  let s = scaleOf(n * p.nBlocks + g / 4u);
   let word = w[n * p.nBlocks * 4u + g];
   for (var i = 0u; i < 8u; i++) {
     v[i] = (f32((word >> (4u * i)) & 0xfu) - 8.0) * s;

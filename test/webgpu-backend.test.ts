@@ -215,11 +215,12 @@ describe('mgd bench decode --backend webgpu', () => {
     expect(r.decodeTokPerS).toBeGreaterThan(0);
     expect(r.dispatchesPerLayer).toBeLessThanOrEqual(8);
     expect(r.deviceCopyGBps).toBeGreaterThan(0);
-    expect(r.gemvGBps).toBeGreaterThan(0);
+    // the GEMVs ran in every format (a 64x64 product is too small for a figure: it may round to 0 GB/s)
+    expect(Number.isFinite(r.gemvGBps)).toBe(true);
     const gemv = r.gemv as Record<string, { GBps: number }>;
-    for (const f of ['f32', 'f16', 'q8', 'q4']) expect(gemv[f]!.GBps).toBeGreaterThan(0);
+    for (const f of ['f32', 'f16', 'q8', 'q4', 'q4-f16-scales']) expect(gemv[f]!.GBps).toBeGreaterThanOrEqual(0);
     const sweep = r.gemvSweep as Record<string, Array<{ GBps: number }>>;
-    // every cut ran (figures this small round to 0 GB/s on llvmpipe; the kernels' results are kernel tests' business)
+    // and every cut (the kernels' results are the kernel tests' business)
     for (const f of ['q4', 'f16']) expect(sweep[f]!.length).toBeGreaterThan(0);
     expect(sweep.f16!.every((c) => Number.isFinite(c.GBps) && c.GBps >= 0)).toBe(true);
   });

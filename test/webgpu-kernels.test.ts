@@ -13,7 +13,7 @@ import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
 import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
 import { NO_FEATURES } from '../kernels/gpu.js';
-import { gemvShapeFor, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
+import { gemvShapeFor, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
@@ -157,6 +157,23 @@ describe('webgpu kernels', () => {
         }
       }
     });
+
+  it('q8 and q4 with f16 scales (GEMV and GEMM)', async () => {
+    const d = ctx!.device;
+    for (const fmt of ['q8', 'q4'] as const)
+      for (const [M, N, K] of [[1, 37, 200], [1, 5, 2100], [6, 19, 71]] as const) {
+        const bits = fmt === 'q8' ? 8 : 4;
+        const W = randn(N * K, 0.5);
+        const q = quantizeBlocks(W, N, K, bits, 32);
+        const w = uploadMatrixQuant(ctx!, q, bits, N, K, undefined, { scales: 'f16' });
+        expect(w.bytes).toBe(q.data.byteLength + 2 * q.scales.length);
+        const Wd = dequantize({ data: q.data, scales: f16ToF32(f32ToF16(q.scales)) }, N, K, bits, 32);
+        const x = randn(M * K);
+        const y = storage(d, M * N * 4);
+        submit(d, [matmul(ctx!, { M, x: upload(d, x), w, y })]);
+        await expectCloseLabeled(await read(y, M * N), refMatmul(M, N, K, x, Wd, {}), `${fmt} M=${M} N=${N} K=${K}`);
+      }
+  });
 
   it('gemv over more than 65535 workgroups (the grid spreads over y)', async () => {
     const [N, K] = [70001, 40];

@@ -59,16 +59,16 @@ export async function benchDecode(o: BenchDecodeOptions) {
     const achievedGBps = bytes > 0 ? (bytes * decodeTokPerS) / 1e9 : null;
     // On WebGPU the roofline is the device's own copy bandwidth. The GEMV figures are the decode kernel alone on an
     // [N][K] matrix (8192x2048: the shape the llvmpipe-vs-ORT figure was taken on), in every weight format
-    // with the default workgroup cut, and swept over cuts for q4 and f16 (to tune matmul.ts's gemvShape).
+    // (and q4 with f16 scales, which the backend does not use yet) with the default workgroup cut, and swept over cuts for q4 and f16 (to tune matmul.ts's gemvShape).
     let device: Record<string, unknown> = {};
     if (gpu) {
       log('measuring device copy bandwidth and the GEMVs ...');
       const deviceCopy = await deviceCopyGBps(gpu.ctx);
       const { N, K, minBytes } = o.gemv ?? { N: 8192, K: 2048 };
       const gemv: Record<string, unknown> = {};
-      for (const f of ['f32', 'f16', 'q8', 'q4'] as const) {
-        const r = await gemvGBps(gpu.ctx, N, K, f, { minBytes });
-        gemv[f] = { GBps: round(r.GBps), fractionOfDeviceCopy: round(r.GBps / deviceCopy), ...r.shape };
+      for (const [name, f, scales] of [['f32', 'f32'], ['f16', 'f16'], ['q8', 'q8'], ['q4', 'q4'], ['q4-f16-scales', 'q4', 'f16']] as const) {
+        const r = await gemvGBps(gpu.ctx, N, K, f, { minBytes, scales });
+        gemv[name] = { GBps: round(r.GBps), fractionOfDeviceCopy: round(r.GBps / deviceCopy), ...r.shape };
       }
       const sweep: Record<string, unknown> = {};
       for (const f of ['q4', 'f16'] as const) sweep[f] = await gemvSweep(gpu.ctx, N, K, f, { minBytes });

@@ -46,13 +46,15 @@ export interface GemvBenchOptions {
    */
   minBytes?: number;
   repeats?: number;
+  /** q8/q4: store the scales as f16 (18-byte q4 blocks instead of 20). */
+  scales?: 'f32' | 'f16';
 }
 
 /** GB/s of weight bytes streamed by GEMVs (M = 1) over [N][K] matrices in the given format, and the cut measured. */
 export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: GemvBenchOptions = {}): Promise<{ GBps: number; shape: GemvShape }> {
   const d = ctx.device;
   const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i) * 0.1);
-  const first = uploadMatrix(ctx, w, N, K, format);
+  const first = uploadMatrix(ctx, w, N, K, format, undefined, { scales: o.scales });
   const copies = Math.max(1, Math.ceil((o.minBytes ?? 256 * 1024 * 1024) / first.bytes));
   // the other copies hold the same bytes: copied on the device, not converted again on the host
   const mats: GpuMatrix[] = [first];
