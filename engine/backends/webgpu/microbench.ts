@@ -50,28 +50,47 @@ export interface GemvBenchOptions {
   scales?: 'f32' | 'f16';
 }
 
-/** GB/s of weight bytes streamed by GEMVs (M = 1) over [N][K] matrices in the given format, and the cut measured. */
-export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: GemvBenchOptions = {}): Promise<{ GBps: number; shape: GemvShape }> {
-  const d = ctx.device;
-  const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i) * 0.1);
-  const first = uploadMatrix(ctx, w, N, K, format, undefined, { scales: o.scales });
-  const copies = Math.max(1, Math.ceil((o.minBytes ?? 256 * 1024 * 1024) / first.bytes));
-  // the other copies hold the same bytes: copied on the device, not converted again on the host
-  const mats: GpuMatrix[] = [first];
-  const enc = d.createCommandEncoder();
-  for (let i = 1; i < copies; i++) {
-    const m: GpuMatrix = { ...first, data: storage(d, first.data.size), scales: first.scales && storage(d, first.scales.size) };
-    enc.copyBufferToBuffer(first.data, 0, m.data, 0, first.data.size);
-    if (first.scales && m.scales) enc.copyBufferToBuffer(first.scales, 0, m.scales, 0, first.scales.size);
-    mats.push(m);
+/**
+ * Copies of one [N][K] matrix on the device (enough to stream `minBytes` per submit), an input and one output per
+ * copy: made once and measured under any number of workgroup cuts.
+ */
+class GemvFixture {
+  readonly mats: GpuMatrix[];
+  readonly x: GPUBuffer;
+  readonly ys: GPUBuffer[];
+  readonly uniforms: UniformPool; // the products alone are timed, not a uniform buffer's creation
+
+  constructor(
+    private readonly ctx: GpuContext,
+    N: number,
+    K: number,
+    format: MatrixFormat,
+    o: Omit<GemvBenchOptions, 'shape' | 'repeats'>,
+  ) {
+    const d = ctx.device;
+    const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i) * 0.1);
+    const first = uploadMatrix(ctx, w, N, K, format, undefined, { scales: o.scales });
+    const copies = Math.max(1, Math.ceil((o.minBytes ?? 256 * 1024 * 1024) / first.bytes));
+    // the other copies hold the same bytes: copied on the device, not converted again on the host
+    this.mats = [first];
+    const enc = d.createCommandEncoder();
+    for (let i = 1; i < copies; i++) {
+      const m: GpuMatrix = { ...first, data: storage(d, first.data.size), scales: first.scales && storage(d, first.scales.size) };
+      enc.copyBufferToBuffer(first.data, 0, m.data, 0, first.data.size);
+      if (first.scales && m.scales) enc.copyBufferToBuffer(first.scales, 0, m.scales, 0, first.scales.size);
+      this.mats.push(m);
+    }
+    d.queue.submit([enc.finish()]);
+    this.x = upload(d, new Float32Array(K).fill(1));
+    this.ys = this.mats.map(() => storage(d, N * 4));
+    this.uniforms = new UniformPool(d);
   }
-  d.queue.submit([enc.finish()]);
-  const x = upload(d, new Float32Array(K).fill(1));
-  const ys = mats.map(() => storage(d, N * 4));
-  try {
-    const uniforms = new UniformPool(d); // the products alone are timed, not a uniform buffer's creation
-    const ds = mats.map((m, i) => matmul(ctx, { M: 1, x, w: m, y: ys[i]!, uniforms, gemv: o.shape }));
-    const s = await timeBest(ctx, () => {
+
+  /** GB/s of weight bytes over the best of `repeats` submits, each a GEMV per copy in one compute pass. */
+  async measure(shape: Partial<GemvShape> | undefined, repeats: number): Promise<{ GBps: number; shape: GemvShape }> {
+    const d = this.ctx.device;
+    const ds = this.mats.map((m, i) => matmul(this.ctx, { M: 1, x: this.x, w: m, y: this.ys[i]!, uniforms: this.uniforms, gemv: shape }));
+    const s = await timeBest(this.ctx, () => {
       const e = d.createCommandEncoder();
       const pass = e.beginComputePass();
       for (const g of ds) {
@@ -81,11 +100,24 @@ export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: Ma
       }
       pass.end();
       d.queue.submit([e.finish()]);
-    }, o.repeats ?? 3);
-    return { GBps: (copies * first.bytes) / s / 1e9, shape: gemvShapeFor(ctx, first, o.shape) };
+    }, repeats);
+    const bytes = this.mats.length * this.mats[0]!.bytes;
+    return { GBps: bytes / s / 1e9, shape: gemvShapeFor(this.ctx, this.mats[0]!, shape) };
+  }
+
+  destroy(): void {
+    for (const m of this.mats) for (const b of [m.data, m.scales]) b?.destroy();
+    for (const b of [this.x, ...this.ys]) b.destroy();
+  }
+}
+
+/** GB/s of weight bytes streamed by GEMVs (M = 1) over [N][K] matrices in the given format, and the cut measured. */
+export async function gemvGBps(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: GemvBenchOptions = {}): Promise<{ GBps: number; shape: GemvShape }> {
+  const f = new GemvFixture(ctx, N, K, format, o);
+  try {
+    return await f.measure(o.shape, o.repeats ?? 3);
   } finally {
-    for (const m of mats) for (const b of [m.data, m.scales]) b?.destroy();
-    for (const b of [x, ...ys]) b.destroy();
+    f.destroy();
   }
 }
 
@@ -99,11 +131,16 @@ export type GemvSweepRow = { rows: number; tpr: number; unroll: number; subgroup
 export async function gemvSweep(ctx: GpuContext, N: number, K: number, format: MatrixFormat, o: Omit<GemvBenchOptions, 'shape'> = {}): Promise<GemvSweepRow[]> {
   const most = Math.min(256, ctx.device.limits.maxComputeInvocationsPerWorkgroup);
   const out: GemvSweepRow[] = [];
-  for (const threads of [64, 128, 256].filter((t) => t <= most))
-    for (const rows of [1, 2, 4, 8, 16, 32])
-      for (const unroll of [1, 4]) {
-        const r = await gemvGBps(ctx, N, K, format, { ...o, shape: { rows, tpr: threads / rows, unroll } });
-        out.push({ ...r.shape, GBps: Math.round(r.GBps * 100) / 100 });
-      }
+  const f = new GemvFixture(ctx, N, K, format, o);
+  try {
+    for (const threads of [64, 128, 256].filter((t) => t <= most))
+      for (const rows of [1, 2, 4, 8, 16, 32])
+        for (const unroll of [1, 4]) {
+          const r = await f.measure({ rows, tpr: threads / rows, unroll }, o.repeats ?? 3);
+          out.push({ ...r.shape, GBps: Math.round(r.GBps * 100) / 100 });
+        }
+  } finally {
+    f.destroy();
+  }
   return out.sort((a, b) => b.GBps - a.GBps);
 }
