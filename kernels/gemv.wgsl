@@ -182,7 +182,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   red2[tid] = ss;
 #endif
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+  // rows need log2(TPR) halvings; the sum of squares spans the workgroup, log2(WG)
+#if NORM
+  let top = WG / 2u;
+#else
+  let top = TPR / 2u;
+#endif
+  for (var s = top; s > 0u; s >>= 1u) {
     if (s < TPR && lane < s) { red[tid] += red[tid + s]; }
 #if NORM
     if (tid < s) { red2[tid] += red2[tid + s]; }
