@@ -59,7 +59,8 @@ export async function benchDecode(o: BenchDecodeOptions) {
     const achievedGBps = bytes > 0 ? (bytes * decodeTokPerS) / 1e9 : null;
     // On WebGPU the roofline is the device's own copy bandwidth. The GEMV figures are the decode kernel alone on an
     // [N][K] matrix (8192x2048: the shape the llvmpipe-vs-ORT figure was taken on), in every weight format
-    // (and q4 with f16 scales, which the backend does not use yet) with the default workgroup cut, and swept over cuts for q4 and f16 (to tune matmul.ts's gemvShape).
+    // (and q4 with f16 scales, which the backend does not use yet) with the default workgroup cut, then the model's
+    // own products in the run's format, and swept over cuts for q4 and f16 (to tune matmul.ts's gemvShape).
     let device: Record<string, unknown> = {};
     if (gpu) {
       log('measuring device copy bandwidth and the GEMVs ...');
@@ -72,6 +73,20 @@ export async function benchDecode(o: BenchDecodeOptions) {
       }
       const sweep: Record<string, unknown> = {};
       for (const f of ['q4', 'f16'] as const) sweep[f] = await gemvSweep(gpu.ctx, N, K, f, { minBytes });
+      // the model's own products in this run's format, default cut: which of them stay far from the roofline
+      const c = model.config;
+      const products: Array<[string, number, number]> = [
+        ['qkv', (c.numHeads + 2 * c.numKvHeads) * c.headDim, c.hiddenSize],
+        ['o', c.hiddenSize, c.numHeads * c.headDim],
+        ['gateUp', 2 * c.intermediateSize, c.hiddenSize],
+        ['down', c.hiddenSize, c.intermediateSize],
+        ['lmHead', c.vocabSize, c.hiddenSize],
+      ];
+      const gemvModel: unknown[] = [];
+      for (const [name, pn, pk] of products) {
+        const r = await gemvGBps(gpu.ctx, pn, pk, backend.info.weights, { minBytes });
+        gemvModel.push({ name, N: pn, K: pk, GBps: round(r.GBps), ...r.shape });
+      }
       const own = gemv[backend.info.weights] as { GBps: number };
       device = {
         dispatchesPerToken: gpu.lastDispatches,
@@ -87,6 +102,7 @@ export async function benchDecode(o: BenchDecodeOptions) {
         gemvFractionOfDeviceCopy: round(own.GBps / deviceCopy),
         gemv,
         gemvSweep: sweep,
+        gemvModel,
       };
     }
     return {
