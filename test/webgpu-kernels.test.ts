@@ -158,6 +158,35 @@ describe('webgpu kernels', () => {
       }
     });
 
+  it('feature variants compile where llvmpipe cannot run them (Tint through Dawn\'s null backend)', async () => {
+    // The null adapter offers subgroups and shader-f16 and validates shaders fully (parse, types, uniformity) but
+    // runs nothing: this catches a WGSL error in a branch only a real GPU would take. Results are checked by the
+    // tests above wherever an adapter grants the features.
+    const { create } = await import('webgpu');
+    const adapter = await create(['backend=null']).requestAdapter();
+    if (!adapter?.features.has('subgroups')) return; // a Dawn build without the null backend's features: nothing to check
+    const device = await adapter.requestDevice({ requiredFeatures: ['subgroups'] as GPUFeatureName[] });
+    const c: GpuContext = { ...ctx!, device, pipelines: new Map(), features: { shaderF16: false, subgroups: true, subgroupMinSize: 32 } };
+    try {
+      const x = storage(device, 4096 * 8);
+      const y = storage(device, 4096);
+      const v = storage(device, 4096);
+      for (const fmt of ['f32', 'f16', 'q8', 'q4'] as const) {
+        const w: GpuMatrix = { format: fmt, N: 64, K: 96, data: storage(device, 64 * 3 * 128), scales: fmt[0] === 'q' ? storage(device, 64 * 3 * 4) : null, bytes: 0 };
+        for (const fused of [{}, { norm: { gamma: v, eps: 1e-6 }, bias: v, accumulate: true }, { swiglu: true, accumulate: true }])
+          for (const cut of [{ rows: 2, tpr: 32 }, { rows: 64, tpr: 1 }, { rows: 16, tpr: 4, unroll: 3 }]) {
+            device.pushErrorScope('validation');
+            const d = matmul(c, { M: 1, x, w, y, ...fused, gemv: cut });
+            const err = await device.popErrorScope();
+            expect(err?.message ?? null, `${fmt} ${JSON.stringify(fused)} ${JSON.stringify(cut)}`).toBeNull();
+            expect(d.pipeline.label).toMatch(/SUBGROUPS=true/);
+          }
+      }
+    } finally {
+      device.destroy();
+    }
+  });
+
   it('q8 and q4 with f16 scales (GEMV and GEMM)', async () => {
     const d = ctx!.device;
     for (const fmt of ['q8', 'q4'] as const)
