@@ -3,7 +3,7 @@
  * WebGPU only on a hardware adapter, else ONNX Runtime. A WebGPU backend that fails to load falls back to ONNX Runtime
  * with a warning, and one that loses its device later moves to ONNX Runtime mid-session (FallbackBackend).
  * f16 weights run on WebGPU only: ONNX Runtime refuses them (onnxWeights), except as the device-loss fallback, which
- * continues in f32 (the f16 values widened exactly would need an f16 graph; f32 is the closer answer).
+ * continues on the checkpoint's f32 weights (our ONNX graph has no f16 form, and f32 is the more precise of the two).
  */
 import { BadInputError, oneLine } from '../errors.js';
 import type { ModelDir } from '../model/directory.js';
