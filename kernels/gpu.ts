@@ -59,7 +59,7 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
     let adapter: GPUAdapter | null = null;
     let gpu: GPU | null = null;
     try {
-      gpu = create(backend === 'opengles' ? ['backend=opengles'] : []);
+      gpu = create([...(backend === 'opengles' ? ['backend=opengles'] : []), ...dawnToggles()]);
       adapter = await gpu.requestAdapter(backend === 'opengles' ? ({ featureLevel: 'compatibility' } as GPURequestAdapterOptions) : { powerPreference: 'high-performance' });
     } catch {
       adapter = null;
@@ -88,6 +88,20 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
     return { device, adapterInfo: info, description: `webgpu: ${name} (${backend})`, software, lost, pipelines: new Map(), instance: gpu, features };
   }
   return null;
+}
+
+/**
+ * Dawn toggles from MGD_DAWN_TOGGLES (comma-separated, e.g. `disable_workgroup_init,disable_robustness`), for
+ * measuring what Dawn's safety work costs a kernel on a real GPU: workgroup memory is zeroed before every workgroup
+ * and every array index clamped unless turned off. Our kernels write workgroup memory before reading it and stay in
+ * bounds (the tests check their results), but these stay opt-in: off, a kernel bug reads garbage instead of a clamped
+ * element.
+ */
+function dawnToggles(): string[] {
+  const t = process.env.MGD_DAWN_TOGGLES?.trim();
+  if (!t) return [];
+  if (!/^[a-z0-9_]+(,[a-z0-9_]+)*$/.test(t)) throw new Error(`MGD_DAWN_TOGGLES: expected comma-separated toggle names, got "${t}"`);
+  return [`enable-dawn-features=${t}`];
 }
 
 /**
