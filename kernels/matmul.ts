@@ -132,7 +132,8 @@ export interface GemvShape {
  * The default GEMV shape for [N][K]: 64 threads; threads per row so that each reads about four blocks (enough loads
  * in flight per thread, few threads idle at short K), then fewer rows per workgroup (more threads per row) until the
  * grid has at least 256 workgroups, so small-N products (o_proj, down_proj) still spread over a large GPU. A
- * starting point: `mgd bench decode --backend webgpu` sweeps the rows per workgroup to tune it on a real device.
+ * starting point, untuned: `mgd bench decode --backend webgpu` sweeps rows per workgroup, threads per workgroup and
+ * the unroll (gemvSweep) to tune it on a real device. `o` overrides any part.
  */
 export function gemvShape(ctx: GpuContext, N: number, K: number, o: Partial<GemvShape> = {}): GemvShape {
   const nBlocks = Math.ceil(K / QUANT_BLOCK);
