@@ -19,6 +19,7 @@ import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
 
 let ctx: GpuContext | null = null;
+let nullInstance: GPU | null = null; // Dawn's null backend (compiles shaders, runs nothing); see the feature-variant test
 const seed = Date.now() % 100000;
 let state = seed;
 function rand(): number {
@@ -163,10 +164,13 @@ describe('webgpu kernels', () => {
     // runs nothing: this catches a WGSL error in a branch only a real GPU would take. Results are checked by the
     // tests above wherever an adapter grants the features.
     const { create } = await import('webgpu');
-    const adapter = await create(['backend=null']).requestAdapter();
+    // the instance is kept (module scope) for the whole file: collected while its device lives, it takes the process
+    // down at a random later moment (gpu.ts keeps the main one in the context for the same reason)
+    nullInstance ??= create(['backend=null']);
+    const adapter = await nullInstance.requestAdapter();
     if (!adapter?.features.has('subgroups')) return; // a Dawn build without the null backend's features: nothing to check
     const device = await adapter.requestDevice({ requiredFeatures: ['subgroups'] as GPUFeatureName[] });
-    const c: GpuContext = { ...ctx!, device, pipelines: new Map(), features: { shaderF16: false, subgroups: true, subgroupMinSize: 32 } };
+    const c: GpuContext = { ...ctx!, device, instance: nullInstance, pipelines: new Map(), features: { shaderF16: false, subgroups: true, subgroupMinSize: 32 } };
     try {
       const x = storage(device, 4096 * 8);
       const y = storage(device, 4096);
