@@ -132,7 +132,7 @@ describe('client/package.json', () => {
   });
 
   it('lists the weight formats the server accepts', () => {
-    expect(properties['mgd.weights']!.enum).toEqual(['f32', 'q8', 'q4']);
+    expect(properties['mgd.weights']!.enum).toEqual(['f32', 'q8', 'q4', 'f16']);
   });
 
   it('contributes exactly the commands the extension registers, in the mgd category', () => {

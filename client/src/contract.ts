@@ -45,7 +45,7 @@ export type CommandId = keyof typeof COMMANDS;
 /** Run by VS Code when the user accepts a whole inline completion (never shown in the palette). */
 export const ACCEPT_COMMAND = 'mgd.didAccept';
 
-export type Weights = 'f32' | 'q8' | 'q4';
+export type Weights = 'f32' | 'q8' | 'q4' | 'f16';
 
 /** The server's monitors by kind (the engine's MONITOR_KINDS; the repository's tests check they are the same). */
 export const MONITOR_KINDS = ['dereference', 'call-arity', 'new-class', 'import-names', 'switch-enum'] as const;
@@ -105,7 +105,7 @@ export function readSettings(get: (key: string) => unknown): ExtensionSettings {
     monitorKinds: Object.fromEntries(MONITOR_KINDS.map((k) => [k, given[k] !== false])) as Record<MonitorKind, boolean>,
     contextTokens: typeof contextTokens === 'number' && Number.isInteger(contextTokens) && contextTokens >= 0 && contextTokens <= MAX_CONTEXT_TOKENS ? contextTokens : DEFAULTS.contextTokens,
     model: str('model'),
-    weights: weights === 'f32' || weights === 'q8' || weights === 'q4' ? weights : DEFAULTS.weights,
+    weights: weights === 'f32' || weights === 'q8' || weights === 'q4' || weights === 'f16' ? weights : DEFAULTS.weights,
     threads: int('threads', 0, 1024, DEFAULTS.threads),
     nodePath: str('nodePath'),
     debounceMs: int('debounceMs', 0, 2000, DEFAULTS.debounceMs),

@@ -2,8 +2,8 @@
  * Which backend runs the model: `onnx` (CPU), `webgpu` (our kernels on any adapter, llvmpipe included), or `auto`:
  * WebGPU only on a hardware adapter, else ONNX Runtime. A WebGPU backend that fails to load falls back to ONNX Runtime
  * with a warning, and one that loses its device later moves to ONNX Runtime mid-session (FallbackBackend).
- * f16 weights run on WebGPU only: ONNX Runtime refuses them (onnxWeights), except as the device-loss fallback, which
- * continues on the checkpoint's f32 weights (our ONNX graph has no f16 form, and f32 is the more precise of the two).
+ * f16 weights run on WebGPU only: ONNX Runtime refuses them (onnxWeights), except where `auto` lands on the CPU or
+ * as the device-loss fallback, which both continue on the checkpoint's f32 weights (our ONNX graph has no f16 form, and f32 is the more precise of the two).
  */
 import { BadInputError, oneLine } from '../errors.js';
 import type { ModelDir } from '../model/directory.js';
@@ -26,7 +26,15 @@ export function onnxWeights(weights: WeightFormat | undefined): WeightFormat | u
 
 export async function selectBackend(model: ModelDir, o: SelectOptions, warn: (message: string) => void): Promise<Backend> {
   const name = o.backend ?? 'auto';
-  const onnx = () => loadOnnxBackend(model, { weights: onnxWeights(o.weights), threads: o.threads });
+  const onnx = () => {
+    // f16 is a GPU format: asked for with `auto`, a machine that ends up on the CPU runs the checkpoint in f32
+    // (more precise, and our ONNX graph has no f16 form); asked of onnx explicitly, it is refused.
+    if (name === 'auto' && o.weights === 'f16') {
+      warn('f16 weights run on the webgpu backend only; running f32 on onnx');
+      return loadOnnxBackend(model, { weights: 'f32', threads: o.threads });
+    }
+    return loadOnnxBackend(model, { weights: onnxWeights(o.weights), threads: o.threads });
+  };
   if (name === 'onnx') return onnx();
   if (name === 'auto' && (!mayHaveGpu() || model.layout !== 'safetensors')) return onnx();
   try {
