@@ -131,6 +131,35 @@ describe('onnx backend: cache handles', () => {
   });
 });
 
+describe('onnx backend: sliding-window attention (Mistral-style config)', () => {
+  it('prefill and cached decoding follow the reference once the context passes the window', async () => {
+    // the Llama fixture with a 5-position window: PROMPT (12 tokens) and the decode steps run well past it
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-window-'));
+    const src = ensureFixtureModel('tiny-llama');
+    for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, sliding_window: 5, use_sliding_window: true }));
+    const model = openModelDir(dir);
+    expect(model.config.slidingWindow).toBe(5);
+    const backend = await loadOnnxBackend(model, { weights: 'f32', threads: 2, chunkSize: 4 });
+    const w = model.weights();
+    try {
+      const V = model.config.vocabSize;
+      const ref = referenceForward(model.config, w, PROMPT);
+      const logits = await backend.forward(backend.createCache(), PROMPT, { logitsFor: PROMPT.length });
+      for (let p = 0; p < PROMPT.length; p++) expectClose(logits.subarray(p * V, (p + 1) * V), ref[p]!);
+      const step = new ReferenceModel(model.config, w);
+      const cache = backend.createCache();
+      expectClose(await backend.forward(cache, PROMPT.slice(0, 3)), step.forward(PROMPT.slice(0, 3)));
+      for (const t of PROMPT.slice(3)) expectClose(await backend.forward(cache, [t]), step.forward([t]));
+    } finally {
+      w.close();
+      await backend.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('onnx backend: the cache the graph reads in place', () => {
   let backend: OnnxBackend;
   const LONG = Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % 250);

@@ -61,14 +61,18 @@ export const NATIVE_IO = {
 /**
  * The native graph's attention_bias for `S` new tokens after `past` cached ones, with the cache fed at `capacity`:
  * [1, 1, 1, S, capacity + S], columns the cache's positions then the new ones; 0 where a query may attend, -inf at
- * stale cache rows and at later new positions (causal).
+ * stale cache rows, at later new positions (causal) and, with a sliding `window` (Mistral), at keys `window` or more
+ * positions behind the query.
  */
-export function attentionBias(S: number, past: number, capacity: number): ort.Tensor {
+export function attentionBias(S: number, past: number, capacity: number, window: number | null = null): ort.Tensor {
   const cols = capacity + S;
   const bias = new Float32Array(S * cols);
   for (let q = 0; q < S; q++) {
     const row = q * cols;
+    const first = window ? past + q + 1 - window : 0; // the oldest position this query sees
+    if (first > 0) bias.fill(-Infinity, row, row + Math.min(first, past));
     bias.fill(-Infinity, row + past, row + capacity);
+    if (first > past) bias.fill(-Infinity, row + capacity, row + capacity + Math.min(first - past, S));
     bias.fill(-Infinity, row + capacity + q + 1, row + cols);
   }
   return new ort.Tensor('float32', bias, [1, 1, 1, S, cols]);

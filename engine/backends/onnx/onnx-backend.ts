@@ -134,7 +134,7 @@ export class OnnxBackend implements Backend {
     const feeds: Record<string, ort.Tensor> = {
       [NATIVE_IO.inputIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, S]),
       [NATIVE_IO.positionIds]: new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(past + i)), [1, S]),
-      [NATIVE_IO.attentionBias]: attentionBias(S, past, cache.capacity),
+      [NATIVE_IO.attentionBias]: attentionBias(S, past, cache.capacity, this.config.slidingWindow),
       [NATIVE_IO.logitsRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(rows)), [1]),
     };
     for (let i = 0; i < L; i++) {
