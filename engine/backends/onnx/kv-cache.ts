@@ -49,13 +49,10 @@ class KvStore {
   /** A store of `capacity` holding positions [0, n) of this one. */
   copy(n: number, capacity: number): KvStore {
     const next = new KvStore(this.shape, capacity);
-    const { layers, kvHeads: H, headDim: D } = this.shape;
-    for (let l = 0; l < layers; l++)
-      for (const [src, dst] of [
-        [this.keys[l]!, next.keys[l]!],
-        [this.values[l]!, next.values[l]!],
-      ] as const)
-        for (let h = 0; h < H; h++) dst.set(src.subarray(h * this.capacity * D, (h * this.capacity + n) * D), h * capacity * D);
+    for (let l = 0; l < this.shape.layers; l++) {
+      copyHeadRows(this.shape, this.keys[l]!, this.capacity, 0, next.keys[l]!, capacity, 0, n);
+      copyHeadRows(this.shape, this.values[l]!, this.capacity, 0, next.values[l]!, capacity, 0, n);
+    }
     return next;
   }
 }
@@ -110,8 +107,7 @@ export class OrtKvCache implements KvCache {
   prepare(): void {
     this.check();
     const n = this.toks.length;
-    const shared = [...this.store.holders].some((h) => h !== this && h.length > n);
-    if (shared || this.store.capacity !== capacityFor(n)) this.moveTo(this.store.copy(n, capacityFor(n)));
+    if (this.othersHoldFrom(n) || this.store.capacity !== capacityFor(n)) this.moveTo(this.store.copy(n, capacityFor(n)));
   }
 
   /**
@@ -125,16 +121,16 @@ export class OrtKvCache implements KvCache {
     const n = this.toks.length;
     const S = added.length;
     if (n + S > maxPositions) throw new RangeError(`kv cache: ${n + S} positions exceed the maximum ${maxPositions}`);
-    if ([...this.store.holders].some((h) => h !== this && h.length > n)) throw new Error('kv cache: append() without prepare()');
+    if (this.othersHoldFrom(n)) throw new Error('kv cache: append() without prepare()');
     if (n + S > this.store.capacity) this.moveTo(this.store.copy(n, capacityFor(n + S)));
-    const cap = this.store.capacity;
+    const { shape, capacity } = this.store;
     for (let l = 0; l < layers; l++)
       for (const [src, dst] of [
         [newKeys[l]!, this.store.keys[l]!],
         [newValues[l]!, this.store.values[l]!],
       ] as const) {
         if (src.length !== H * S * D) throw new Error(`kv cache: layer ${l} returned ${src.length / (H * D)} rows for ${S} tokens`);
-        for (let h = 0; h < H; h++) dst.set(src.subarray(h * S * D, (h + 1) * S * D), (h * cap + n) * D);
+        copyHeadRows(shape, src, S, 0, dst, capacity, n, S);
       }
     this.toks = this.toks.concat(added);
   }
@@ -142,13 +138,12 @@ export class OrtKvCache implements KvCache {
   /** Positions [0, length) of layer `l` as exact-length [1, kvHeads, length, headDim] copies (for foreign graphs). */
   exactTensors(l: number): [ort.Tensor, ort.Tensor] {
     this.check();
-    const { kvHeads: H, headDim: D } = this.store.shape;
+    const { shape, capacity } = this.store;
     const n = this.toks.length;
-    const cap = this.store.capacity;
     const exact = (src: Float32Array) => {
-      const out = new Float32Array(H * n * D);
-      for (let h = 0; h < H; h++) out.set(src.subarray(h * cap * D, (h * cap + n) * D), h * n * D);
-      return new ort.Tensor('float32', out, [1, H, n, D]);
+      const out = new Float32Array(shape.kvHeads * n * shape.headDim);
+      copyHeadRows(shape, src, capacity, 0, out, n, 0, n);
+      return new ort.Tensor('float32', out, [1, shape.kvHeads, n, shape.headDim]);
     };
     return [exact(this.store.keys[l]!), exact(this.store.values[l]!)];
   }
@@ -164,14 +159,14 @@ export class OrtKvCache implements KvCache {
     this.check();
     if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= this.toks.length))
       throw new RangeError(`kv cache: cannot export [${start}, ${end}) of ${this.toks.length} positions`);
-    const { layers, kvHeads: H, headDim: D } = this.store.shape;
+    const { shape, capacity } = this.store;
     const n = end - start;
-    const cap = this.store.capacity;
-    const out = new Float32Array(2 * layers * H * n * D);
-    let o = 0;
-    for (let l = 0; l < layers; l++)
-      for (const src of [this.store.keys[l]!, this.store.values[l]!])
-        for (let h = 0; h < H; h++, o += n * D) out.set(src.subarray((h * cap + start) * D, (h * cap + end) * D), o);
+    const block = shape.kvHeads * n * shape.headDim; // one layer's keys (or values) for the range
+    const out = new Float32Array(2 * shape.layers * block);
+    for (let l = 0; l < shape.layers; l++) {
+      copyHeadRows(shape, this.store.keys[l]!, capacity, start, out.subarray(2 * l * block, (2 * l + 1) * block), n, 0, n);
+      copyHeadRows(shape, this.store.values[l]!, capacity, start, out.subarray((2 * l + 1) * block, (2 * l + 2) * block), n, 0, n);
+    }
     return out;
   }
 
@@ -186,14 +181,11 @@ export class OrtKvCache implements KvCache {
     let at = 0; // position where the current range starts
     for (const r of ranges) {
       const n = r.length / perToken;
-      for (let l = 0; l < layers; l++)
-        for (let kv = 0; kv < 2; kv++) {
-          const dst = (kv === 0 ? store.keys : store.values)[l]!;
-          for (let h = 0; h < H; h++) {
-            const from = ((l * 2 + kv) * H + h) * n * D;
-            dst.set(r.subarray(from, from + n * D), (h * store.capacity + at) * D);
-          }
-        }
+      const block = H * n * D;
+      for (let l = 0; l < layers; l++) {
+        copyHeadRows(shape, r.subarray(2 * l * block, (2 * l + 1) * block), n, 0, store.keys[l]!, store.capacity, at, n);
+        copyHeadRows(shape, r.subarray((2 * l + 1) * block, (2 * l + 2) * block), n, 0, store.values[l]!, store.capacity, at, n);
+      }
       at += n;
     }
     return new OrtKvCache(store, tokens.slice());
@@ -217,6 +209,12 @@ export class OrtKvCache implements KvCache {
     this.toks = [];
   }
 
+  /** Whether another handle of this storage holds position `n` or later (so this one may not write there). */
+  private othersHoldFrom(n: number): boolean {
+    for (const h of this.store.holders) if (h !== this && h.length > n) return true;
+    return false;
+  }
+
   private moveTo(store: KvStore): void {
     this.store.holders.delete(this);
     this.store = store;
@@ -237,4 +235,13 @@ export class OrtKvCache implements KvCache {
  */
 export function capacityFor(n: number): number {
   return Math.ceil(n / GRANULE) * GRANULE;
+}
+
+/**
+ * Rows [srcRow, srcRow + rows) of every head of a [kvHeads][srcCap][headDim] buffer into rows [dstRow, ...) of a
+ * [kvHeads][dstCap][headDim] buffer: the one copy every KV layout change here is made of.
+ */
+export function copyHeadRows(shape: KvShape, src: Float32Array, srcCap: number, srcRow: number, dst: Float32Array, dstCap: number, dstRow: number, rows: number): void {
+  const { kvHeads: H, headDim: D } = shape;
+  for (let h = 0; h < H; h++) dst.set(src.subarray((h * srcCap + srcRow) * D, (h * srcCap + srcRow + rows) * D), (h * dstCap + dstRow) * D);
 }

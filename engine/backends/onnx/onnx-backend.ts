@@ -15,7 +15,7 @@ import type { ModelConfig } from '../../model/config.js';
 import type { ModelDir } from '../../model/directory.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
 import { ensureGraph } from './build-cache.js';
-import { capacityFor, OrtKvCache, type KvShape } from './kv-cache.js';
+import { capacityFor, copyHeadRows, OrtKvCache, type KvShape } from './kv-cache.js';
 import { attentionBias, NATIVE_IO, OPTIMUM_IO } from './llama-graph.js';
 
 export interface OnnxBackendOptions {
@@ -166,10 +166,8 @@ export class OnnxBackend implements Backend {
     for (let i = 0; i < L; i++) [feeds[OPTIMUM_IO.pastKey(i)], feeds[OPTIMUM_IO.pastValue(i)]] = cache.exactTensors(i);
     const out = await this.session.run(feeds);
     const lastRows = (t: ort.Tensor) => {
-      const [, H, n, D] = t.dims as [number, number, number, number];
-      const src = t.data as Float32Array;
-      const rowsOut = new Float32Array(H * S * D);
-      for (let h = 0; h < H; h++) rowsOut.set(src.subarray((h * n + n - S) * D, (h * n + n) * D), h * S * D);
+      const rowsOut = new Float32Array(this.kvShape.kvHeads * S * this.kvShape.headDim);
+      copyHeadRows(this.kvShape, t.data as Float32Array, total, past, rowsOut, S, 0, S);
       return rowsOut;
     };
     cache.append(
