@@ -26,21 +26,19 @@ export function onnxWeights(weights: WeightFormat | undefined): WeightFormat | u
 
 export async function selectBackend(model: ModelDir, o: SelectOptions, warn: (message: string) => void): Promise<Backend> {
   const name = o.backend ?? 'auto';
+  // f16 is a GPU format: where the model lands on the CPU anyway (`auto`, or after a device loss) the checkpoint runs
+  // in f32 (more precise, and our ONNX graph has no f16 form); asked of onnx explicitly, f16 is refused.
+  const cpuWeights = o.weights === 'f16' ? 'f32' : o.weights;
   const onnx = () => {
-    // f16 is a GPU format: asked for with `auto`, a machine that ends up on the CPU runs the checkpoint in f32
-    // (more precise, and our ONNX graph has no f16 form); asked of onnx explicitly, it is refused.
-    if (name === 'auto' && o.weights === 'f16') {
-      warn('f16 weights run on the webgpu backend only; running f32 on onnx');
-      return loadOnnxBackend(model, { weights: 'f32', threads: o.threads });
-    }
-    return loadOnnxBackend(model, { weights: onnxWeights(o.weights), threads: o.threads });
+    if (name === 'auto' && o.weights === 'f16') warn('f16 weights run on the webgpu backend only; running f32 on onnx');
+    return loadOnnxBackend(model, { weights: name === 'auto' ? cpuWeights : onnxWeights(o.weights), threads: o.threads });
   };
   if (name === 'onnx') return onnx();
   if (name === 'auto' && (!mayHaveGpu() || model.layout !== 'safetensors')) return onnx();
   try {
     const { loadWebGpuBackend } = await import('./webgpu/webgpu-backend.js');
     const gpu = await loadWebGpuBackend(model, { weights: o.weights, allowSoftware: name === 'webgpu' });
-    const afterLoss = () => loadOnnxBackend(model, { weights: o.weights === 'f16' ? 'f32' : o.weights, threads: o.threads });
+    const afterLoss = () => loadOnnxBackend(model, { weights: cpuWeights, threads: o.threads });
     return new FallbackBackend(gpu, afterLoss, warn);
   } catch (e) {
     if (name === 'webgpu') {

@@ -54,8 +54,6 @@ export const NATIVE_IO = {
   logits: 'logits',
   pastKey: (i: number) => `past_key.${i}`,
   pastValue: (i: number) => `past_value.${i}`,
-  presentKey: (i: number) => `present_key.${i}`,
-  presentValue: (i: number) => `present_value.${i}`,
 };
 
 /**
@@ -173,8 +171,9 @@ function emit(g: OnnxGraphBuilder, cfg: ModelConfig, w: WeightSource, opts: Grap
   const names = io === 'optimum' ? OPTIMUM_IO : NATIVE_IO;
   const pastKey = (i: number) => names.pastKey(i);
   const pastValue = (i: number) => names.pastValue(i);
-  const presentKey = (i: number) => (io === 'native' ? NATIVE_IO.newKey(i) : names.presentKey(i));
-  const presentValue = (i: number) => (io === 'native' ? NATIVE_IO.newValue(i) : names.presentValue(i));
+  // what each layer returns: the new rows (native) or past + new (Optimum's present)
+  const presentKey = (i: number) => (io === 'native' ? NATIVE_IO.newKey(i) : OPTIMUM_IO.presentKey(i));
+  const presentValue = (i: number) => (io === 'native' ? NATIVE_IO.newValue(i) : OPTIMUM_IO.presentValue(i));
   for (let i = 0; i < cfg.numLayers; i++) {
     g.input(pastKey(i), 'float32', io === 'native' ? [1, kvH, 1, 'capacity', hd] : [1, kvH, 'past', hd]);
     g.input(pastValue(i), 'float32', io === 'native' ? [1, kvH, 1, 'capacity', hd] : [1, kvH, 'past', hd]);
