@@ -13,7 +13,7 @@ import { selectBackend } from './backends/select.js';
 import { openModelDir, type ModelDir } from './model/directory.js';
 import { loadTokenizer } from './tokenizer/tokenizer.js';
 import type { TextTokenizer } from './tokenizer/types.js';
-import { buildPrompt, type Prompt, type PromptInput } from './decode/fim.js';
+import { buildPrompt, type FimOrder, type Prompt, type PromptInput } from './decode/fim.js';
 import { generate } from './decode/generate.js';
 import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
@@ -65,7 +65,7 @@ export interface CompletionRequest {
   /** Prompt format: FIM (with the suffix) or left-to-right prefix; default: what the model declares. */
   fim?: boolean;
   /** FIM order, prefix-suffix-middle or suffix-prefix-middle; default: what the model declares (`mgd_prompt`). */
-  fimOrder?: 'psm' | 'spm';
+  fimOrder?: FimOrder;
   maxTokens?: number;
   /** How far a completion may run: to the end of the line, of the block, or only maxTokens. Default 'block'. */
   stop?: StopMode;
@@ -216,8 +216,10 @@ export class Engine {
       if (controller.signal.aborted) return 0;
       try {
         const { prompt } = await this.promptFor(req, req.maxTokens ?? DEFAULT_MAX_TOKENS, false);
-        // the stable part: everything before the prefix's text (the suffix changes with every keystroke anyway)
-        const tokens = prompt.tokens.slice(0, Math.max(0, prompt.tokens.length - prompt.suffixTokens - 1));
+        // The part later requests share: at the cursor, the prompt up to the prefix's end but its last token (which
+        // the next keystroke may merge into another); at the file's start, only the header (in a suffix-first order
+        // everything after it depends on where the cursor will be).
+        const tokens = prompt.tokens.slice(0, req.prefix ? Math.max(prompt.headerTokens, prompt.prefixEnd - 1) : prompt.headerTokens);
         const kv = this.kv.acquire(tokens, documentKey(req));
         if (kv.reusable >= tokens.length - 1 || tokens.length < 2) return 0;
         const cache = kv.cache;

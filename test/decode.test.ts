@@ -155,6 +155,26 @@ describe('FIM prompts', () => {
     expect(t.at(-1)).toBe(f.middle);
     expect(p).toMatchObject({ mode: 'fim', suffixTokens: (await tok.encode(';\n')).length });
   });
+  it('joined suffix-prefix-middle order: no <|fim_middle|>, the prompt ends with the prefix the middle continues', async () => {
+    const input = { prefix: 'let a = ', suffix: ';\n', filePath: 'src/a.ts', context: [{ path: 'src/b.ts', text: 'export const b = 1;' }] };
+    const p = await buildPrompt(tok, { ...input, fimOrder: 'spm-joined' });
+    const spm = await buildPrompt(tok, { ...input, fimOrder: 'spm' });
+    const f = tok.fim!;
+    const t = p.tokens;
+    expect(t.includes(f.middle)).toBe(false);
+    expect(t).toEqual(spm.tokens.slice(0, -1)); // the same pieces as 'spm', less its <|fim_middle|>
+    const suf = t.indexOf(f.suffix);
+    const pre = t.indexOf(f.prefix);
+    expect(tok.decode(t.slice(suf + 1, pre))).toBe(';\n');
+    expect(tok.decode(t.slice(pre + 1))).toBe('let a = ');
+    // what later requests share: the header (context, file path) before the first FIM token; the prefix ends the prompt
+    expect(p).toMatchObject({ mode: 'fim', headerTokens: suf, prefixEnd: t.length });
+    expect(spm.prefixEnd).toBe(t.length);
+    const psm = await buildPrompt(tok, input);
+    expect(psm.headerTokens).toBe(psm.tokens.indexOf(f.prefix));
+    expect(tok.decode(psm.tokens.slice(psm.headerTokens + 1, psm.prefixEnd))).toBe('let a = ');
+    expect(psm.tokens[psm.prefixEnd]).toBe(f.suffix);
+  });
   it('budgets keep the end of the prefix and the start of the suffix at line boundaries', async () => {
     const prefix = Array.from({ length: 200 }, (_, i) => `line${i}`).join('\n') + '\nlast = ';
     const suffix = 'tail;\n' + Array.from({ length: 200 }, (_, i) => `after${i}`).join('\n');

@@ -253,6 +253,27 @@ describe('background prefill (prefetch)', () => {
     }
   });
 
+  it('in the joined suffix-first order, the prefetch at the cursor serves the request, and typing reuses all but the end', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const suffix = Array.from({ length: 20 }, (_, i) => `use(item${i});`).join('\n') + '\n';
+      const req = { prefix: text, suffix, filePath: '/ws/joined.ts', monitors: false, maxTokens: 2, stop: 'none' as const, fimOrder: 'spm-joined' as const };
+      // at the file's start only the header is shared with other positions: a few tokens
+      const header = await engine.prefetch({ ...req, prefix: '', suffix: text + suffix });
+      expect(header).toBeGreaterThan(0);
+      expect(header).toBeLessThan(20);
+      const prefilled = await engine.prefetch(req);
+      expect(prefilled).toBeGreaterThan(100);
+      const r = await engine.complete(req);
+      expect(r.cache.reusedTokens).toBeGreaterThanOrEqual(header + prefilled);
+      // a keystroke at the cursor: the suffix stays where it is, so only the prompt's last tokens are new
+      const typed = await engine.complete({ ...req, prefix: text + 'co' });
+      expect(typed.cache.reusedTokens).toBeGreaterThanOrEqual(typed.cache.promptTokens - 3);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   it('a real request cancels a queued or running prefetch and is answered first', async () => {
     const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
     try {

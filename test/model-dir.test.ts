@@ -246,6 +246,7 @@ describe('make-random', () => {
     for (const [declared, expected] of [
       ['prefix', { promptMode: 'prefix' }],
       ['fim-spm', { promptMode: 'fim', fimOrder: 'spm' }],
+      ['fim-spm-joined', { promptMode: 'fim', fimOrder: 'spm-joined' }],
       ['something-else', { promptMode: 'fim', fimOrder: 'psm' }],
     ] as const) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-prompt-mode-'));
@@ -259,6 +260,6 @@ describe('make-random', () => {
     const card = fs.readFileSync(path.join(embeddedModelDir(), 'MODEL_CARD.md'), 'utf8');
     const mode = /Prompt mode chosen from these numbers: \*\*([\w-]+)\*\*/.exec(card)![1];
     const g = openModelDir(embeddedModelDir()).generation;
-    expect(g.promptMode === 'prefix' ? 'prefix' : g.fimOrder === 'spm' ? 'fim-spm' : 'fim').toBe(mode);
+    expect(g.promptMode === 'prefix' ? 'prefix' : g.fimOrder === 'psm' ? 'fim' : `fim-${g.fimOrder}`).toBe(mode);
   });
 });

@@ -4,6 +4,8 @@
  *
  *  qwen (Qwen2.5-Coder):  [<|repo_name|>repo\n] [<|file_sep|>path\ntext]... [<|file_sep|>file\n]
  *                         <|fim_prefix|>prefix<|fim_suffix|>suffix<|fim_middle|>
+ *      order 'spm':         ... <|fim_suffix|>suffix<|fim_prefix|>prefix<|fim_middle|>
+ *      order 'spm-joined':  ... <|fim_suffix|>suffix<|fim_prefix|>prefix       (the middle continues the prefix)
  *  starcoder:             the same with <reponame>, <file_sep>, <fim_prefix>, <fim_suffix>, <fim_middle>
  *  codellama:             <PRE> prefix <SUF>suffix <MID>   (the ▁-prefixed control tokens carry the spaces)
  *  no FIM tokens:         context as commented blocks, then the prefix; the suffix is dropped
@@ -13,6 +15,16 @@
  * never yields control tokens.
  */
 import type { TextTokenizer } from '../tokenizer/types.js';
+
+/**
+ * FIM order. 'psm': prefix-suffix-middle, Qwen2.5-Coder's (the default). 'spm': suffix-prefix-middle,
+ * `<|fim_suffix|>suffix<|fim_prefix|>prefix<|fim_middle|>` (`"mgd_prompt": "fim-spm"`). 'spm-joined': the suffix
+ * first and the middle written straight after the prefix, no `<|fim_middle|>` between them (Bavarian et al. 2022's
+ * SPM; `"mgd_prompt": "fim-spm-joined"`): generation is plain left-to-right continuation that has seen the suffix, so
+ * a small model keeps its left-to-right skill, token healing works as in prefix mode, and while the user types at
+ * one place the prompt only grows at its end (the KV cache reuses all of it).
+ */
+export type FimOrder = 'psm' | 'spm' | 'spm-joined';
 
 export interface PromptInput {
   prefix: string;
@@ -29,12 +41,8 @@ export interface PromptInput {
   heal?: boolean | ((tokenText: string) => boolean);
   /** Use the FIM format when the vocabulary has one (default). False: left-to-right prefix, for models weak at FIM. */
   fim?: boolean;
-  /**
-   * FIM order: prefix-suffix-middle (Qwen2.5-Coder's, the default) or suffix-prefix-middle
-   * (`<|fim_suffix|>suffix<|fim_prefix|>prefix<|fim_middle|>`), where the prefix runs straight into the middle, which
-   * a small model trained on both orders may use better (a model declares it: `"mgd_prompt": "fim-spm"`).
-   */
-  fimOrder?: 'psm' | 'spm';
+  /** FIM order (a model declares it in generation_config.json: see FimOrder). */
+  fimOrder?: FimOrder;
 }
 
 export interface Prompt {
@@ -45,6 +53,10 @@ export interface Prompt {
   contextTokens: number;
   /** The text of the prefix's last token, left out of the prompt when healing (the completion must start with it). */
   healed: string;
+  /** Leading tokens every cursor position in this file shares: repository context and the file header. */
+  headerTokens: number;
+  /** Where the prefix's tokens end: what stays the same while the user types at this cursor. */
+  prefixEnd: number;
 }
 
 export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promise<Prompt> {
@@ -70,8 +82,9 @@ export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promi
 
   if (!fim) {
     for (const t of blocks) out.push(...t);
+    const headerTokens = out.length;
     out.push(...prefix);
-    return { tokens: out, mode: 'prefix', prefixTokens: prefix.length, suffixTokens: 0, contextTokens, healed };
+    return { tokens: out, mode: 'prefix', prefixTokens: prefix.length, suffixTokens: 0, contextTokens, healed, headerTokens, prefixEnd: out.length };
   }
 
   const suffix = await keepStart(tok, input.suffix, budget.suffixTokens);
@@ -83,10 +96,19 @@ export async function buildPrompt(tok: TextTokenizer, input: PromptInput): Promi
     // CodeLlama's format has no file separator: context goes in as comments at the start of the prefix
     for (const t of blocks) out.push(...t);
   }
+  const headerTokens = out.length;
+  let prefixEnd: number;
   // (CodeLlama's format has a space after <PRE> and before <MID>: its ▁-prefixed control tokens carry it.)
-  if (input.fimOrder === 'spm') out.push(fim.suffix, ...suffix, fim.prefix, ...prefix, fim.middle);
-  else out.push(fim.prefix, ...prefix, fim.suffix, ...suffix, fim.middle);
-  return { tokens: out, mode: 'fim', prefixTokens: prefix.length, suffixTokens: suffix.length, contextTokens, healed };
+  if (input.fimOrder === 'spm' || input.fimOrder === 'spm-joined') {
+    out.push(fim.suffix, ...suffix, fim.prefix, ...prefix);
+    prefixEnd = out.length;
+    if (input.fimOrder === 'spm') out.push(fim.middle);
+  } else {
+    out.push(fim.prefix, ...prefix);
+    prefixEnd = out.length;
+    out.push(fim.suffix, ...suffix, fim.middle);
+  }
+  return { tokens: out, mode: 'fim', prefixTokens: prefix.length, suffixTokens: suffix.length, contextTokens, healed, headerTokens, prefixEnd };
 }
 
 /** The last token's text if it can be healed: short, whole UTF-8, on the cursor's line, and not the only token. */

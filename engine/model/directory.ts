@@ -10,6 +10,7 @@ import path from 'node:path';
 import { BadInputError } from '../errors.js';
 import { parseConfig, type ModelConfig } from './config.js';
 import type { WeightSource } from './tensor-types.js';
+import type { FimOrder } from '../decode/fim.js';
 import { INDEX_FILE, openWeights, SINGLE_FILE, weightFiles } from './weights.js';
 
 export interface ModelDir {
@@ -26,9 +27,10 @@ export interface ModelDir {
   /**
    * From generation_config.json where it says, else from config.json. promptMode: 'fim' unless the model
    * declares `"mgd_prompt": "prefix"` (a model too weak at fill-in-the-middle to be prompted that way); fimOrder
-   * 'spm' where it declares `"mgd_prompt": "fim-spm"` (suffix first: see decode/fim.ts).
+   * 'spm' where it declares `"mgd_prompt": "fim-spm"`, 'spm-joined' where `"fim-spm-joined"` (suffix first, the
+   * middle continuing the prefix: see decode/fim.ts).
    */
-  generation: { eosTokenIds: number[]; bosTokenId: number | null; promptMode: 'fim' | 'prefix'; fimOrder: 'psm' | 'spm' };
+  generation: { eosTokenIds: number[]; bosTokenId: number | null; promptMode: 'fim' | 'prefix'; fimOrder: FimOrder };
   /** Opens the safetensors weights (BadInputError for the onnx layout). The caller closes them. */
   weights(): WeightSource;
   /** Stable hash of config.json and each weight file's name, size and mtime: a key for derived artefacts. */
@@ -81,7 +83,7 @@ export function openModelDir(dirArg: string): ModelDir {
       eosTokenIds: eos.length ? eos : config.eosTokenIds,
       bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
       promptMode: gen.mgd_prompt === 'prefix' ? 'prefix' : 'fim',
-      fimOrder: gen.mgd_prompt === 'fim-spm' ? 'spm' : 'psm',
+      fimOrder: gen.mgd_prompt === 'fim-spm' ? 'spm' : gen.mgd_prompt === 'fim-spm-joined' ? 'spm-joined' : 'psm',
     },
     weights() {
       if (layout !== 'safetensors') throw new BadInputError(`${dirArg}: has ONNX weights only, no safetensors`);
