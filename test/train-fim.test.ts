@@ -70,8 +70,8 @@ describe('training FIM examples', () => {
       expect(t.at(-1)).toBe(id['<|endoftext|>']);
       for (const s of ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>']) expect(t.filter((x) => x === id[s]).length).toBe(1);
       const [p, s, m] = [t.indexOf(id['<|fim_prefix|>']!), t.indexOf(id['<|fim_suffix|>']!), t.indexOf(id['<|fim_middle|>']!)];
-      expect(ex.spm).toBe(s < p);
-      if (ex.spm) spm++;
+      expect(ex.layout).toBe(s < p ? 'spm' : 'psm');
+      if (ex.layout === 'spm') spm++;
       expect(m).toBe(t.length - ex.mask.filter((x: number) => x === 2).length - 1);
       expect(m).toBeGreaterThan(Math.max(p, s));
       // the middle and its <|endoftext|> are class 2, at least one middle token; the control tokens class 0
@@ -79,13 +79,39 @@ describe('training FIM examples', () => {
       expect(t.length - m - 1).toBeGreaterThanOrEqual(2);
       for (const at of [0, p, s, m]) expect(ex.mask[at]).toBe(0);
       // the prefix is the file's own tokens, ending right where the middle starts
-      const prefix = ex.spm ? t.slice(p + 1, m) : t.slice(p + 1, s);
+      const prefix = ex.layout === 'spm' ? t.slice(p + 1, m) : t.slice(p + 1, s);
       const text = await tok.decode(prefix, false);
       const middle = await tok.decode(t.slice(m + 1, -1), false);
       expect(file.text).toContain(text + middle);
     }
     expect(spm).toBeGreaterThan(40);
     expect(spm).toBeLessThan(160);
+  });
+
+  it('fimExample in the joined layout: suffix first, the prefix running straight into the middle and <|endoftext|>', async () => {
+    const file = await encFile(source.repeat(20), 'src/area.js');
+    const random = rng(5);
+    let joined = 0;
+    for (let i = 0; i < 100; i++) {
+      const ex = await fimExample(file, enc, id, random, { maxTokens: 300, joinedRate: 0.8 });
+      if (!ex || ex.layout !== 'spm-joined') continue;
+      joined++;
+      const t: number[] = ex.tokens;
+      expect(t.includes(id['<|fim_middle|>']!)).toBe(false);
+      const [s, p] = [t.indexOf(id['<|fim_suffix|>']!), t.indexOf(id['<|fim_prefix|>']!)];
+      expect(s).toBeGreaterThan(0);
+      expect(p).toBeGreaterThan(s);
+      const middleLen = ex.mask.filter((x: number) => x === 2).length - 1;
+      expect(middleLen).toBeGreaterThanOrEqual(1);
+      const m = t.length - 1 - middleLen; // where the middle starts
+      expect(Array.from(ex.mask.slice(m))).toEqual(t.slice(m).map(() => 2));
+      expect(ex.mask[m - 1]).toBe(p === m - 1 ? 0 : 1); // the prefix's last token is plain text (or the marker, if the prefix is empty)
+      // prefix + middle is the file's text, up to the middle's end, and the middle ends at a line end (where the suffix starts)
+      const joinedText = await tok.decode(t.slice(p + 1, -1), false);
+      const suffix = await tok.decode(t.slice(s + 1, p), false);
+      expect(file.text).toContain(joinedText + suffix);
+    }
+    expect(joined).toBeGreaterThan(60);
   });
 
   it('fineTuneRows packs rows of exactly seq tokens with FIM middles in them', async () => {
