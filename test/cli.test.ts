@@ -33,7 +33,7 @@ describe('mgd complete', () => {
     for (const k of ['triggers', 'maskedSteps', 'interventions']) expect(typeof j.monitor[k]).toBe('number');
     expect(j.cache).toMatchObject({ promptTokens: j.promptTokens, reusedTokens: 0, source: 'cold' });
     expect(j.cache.bytes).toBeGreaterThan(0);
-    expect(j.promptMode).toBe('prefix'); // the embedded model declares left-to-right prompts (its card says why)
+    expect(j.promptMode).toBe('fim'); // the embedded model declares the joined suffix-first FIM order (its card says why)
   });
 
   it('greedy completion is deterministic', async () => {
