@@ -266,6 +266,8 @@ describe('background prefill (prefetch)', () => {
       expect(prefilled).toBeGreaterThan(100);
       const r = await engine.complete(req);
       expect(r.cache.reusedTokens).toBeGreaterThanOrEqual(header + prefilled);
+      // the prefetch covered the whole prompt (suffix included, since it comes first) but the prefix's last token
+      expect(r.cache.reusedTokens).toBeGreaterThanOrEqual(r.cache.promptTokens - 2);
       // a keystroke at the cursor: the suffix stays where it is, so only the prompt's last tokens are new
       const typed = await engine.complete({ ...req, prefix: text + 'co' });
       expect(typed.cache.reusedTokens).toBeGreaterThanOrEqual(typed.cache.promptTokens - 3);
