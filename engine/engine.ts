@@ -64,7 +64,7 @@ export interface CompletionRequest {
   monitorKinds?: Partial<Record<MonitorKind, boolean>>;
   /** Prompt format: FIM (with the suffix) or left-to-right prefix; default: what the model declares. */
   fim?: boolean;
-  /** FIM order, prefix-suffix-middle or suffix-prefix-middle; default: what the model declares (`mgd_prompt`). */
+  /** FIM order (decode/fim.ts's FimOrder); default: what the model declares (`mgd_prompt`). */
   fimOrder?: FimOrder;
   maxTokens?: number;
   /** How far a completion may run: to the end of the line, of the block, or only maxTokens. Default 'block'. */
