@@ -1,20 +1,22 @@
 /**
  * Each WGSL kernel against a float64 TypeScript reference, on fresh random inputs (seed printed on failure) and
  * shapes that are not multiples of the kernels' tiles (TN = 4 columns, TM = 4 rows, 8-wide K groups, 32-wide weight
- * blocks, the GEMV's rows per workgroup and staged x chunks, 64-key splits). Reduced-precision weights (f16, q8, q4)
- * are checked against the float64 product of the weights the kernel decodes (f16-rounded, dequantized).
+ * blocks, the GEMV's rows per workgroup and staged x chunks, 64-key splits, 1024-value top-k chunks).
+ * Reduced-precision weights (f16, q8, q4) are checked against the float64 product of the weights the kernel decodes
+ * (f16-rounded, dequantized).
  * Feature variants (subgroups) run where the adapter grants them, beside the core fallback; llvmpipe grants none.
  * Runs on whatever adapter Dawn offers; on a machine without a GPU that is Mesa's llvmpipe through OpenGL ES.
  * Tolerance: f32 accumulation over <= a few hundred O(1) terms, 1e-5 relative to the result's scale.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { argmax } from '../kernels/argmax.js';
 import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
 import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
 import { NO_FEATURES } from '../kernels/gpu.js';
 import { gemvShapeFor, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
+import { MAX_TOP_K, decodeTopK, topK, topKPasses, topKScratchBytes } from '../kernels/topk.js';
+import { argmax } from '../engine/decode/sampler.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
 
@@ -404,16 +406,127 @@ describe('webgpu kernels', () => {
     }
   });
 
-  it('argmax on the device (lowest index on ties)', async () => {
+  // The k best allowed (logit, id), best first, ties to the lower id: what topk.wgsl must return exactly.
+  function refTopK(x: Float32Array, offset: number, N: number, k: number, mask: Uint32Array | null): { ids: number[]; logits: number[] } {
+    const ids: number[] = [];
+    for (let i = 0; i < N; i++) if (!mask || (mask[i >>> 5]! >>> (i & 31)) & 1) ids.push(i);
+    const v = (i: number) => x[offset + i]!;
+    ids.sort((a, b) => (v(a) > v(b) ? -1 : v(a) < v(b) ? 1 : a - b));
+    const top = ids.slice(0, k);
+    return { ids: top, logits: top.map(v) };
+  }
+
+  function maskOf(N: number, allowed: (i: number) => boolean): Uint32Array {
+    const m = new Uint32Array(Math.max(1, Math.ceil(N / 32)));
+    for (let i = 0; i < N; i++) if (allowed(i)) m[i >>> 5]! |= 1 << (i & 31);
+    return m;
+  }
+
+  /** Runs topK once on fresh buffers; the pairs land at outOffset 16 after a guard that must stay untouched. */
+  async function deviceTopK(x: Float32Array, offset: number, N: number, k: number, mask: Uint32Array | null): Promise<{ ids: number[]; logits: number[] }> {
     const d = ctx!.device;
-    for (const N of [1, 255, 1000, 5003]) {
-      const x = randn(N + 7);
-      const best = 7 + Math.floor(rand() * N);
-      x[best] = 5;
-      if (best + 1 < N + 7) x[best + 1] = 5; // a tie after it
-      const out = storage(d, 4);
-      submit(d, [argmax(ctx!, upload(d, x), 7, N, out)]);
-      expect(new Uint32Array(await readBack(d, out, 0, 4))[0], `seed ${seed}, N ${N}`).toBe(best - 7);
+    const outOffset = 16;
+    const xb = upload(d, x);
+    const mb = mask ? upload(d, mask) : null;
+    const scratch = storage(d, topKScratchBytes(N, k));
+    const out = upload(d, new Uint32Array(4 + 2 * k).fill(0xdeadbeef));
+    submit(d, topK(ctx!, { x: xb, offset, N, k, mask: mb, scratch, out, outOffset }));
+    const raw = await readBack(d, out, 0, outOffset + 8 * k);
+    expect(Array.from(new Uint32Array(raw, 0, 4)), 'bytes before outOffset').toEqual([0xdeadbeef, 0xdeadbeef, 0xdeadbeef, 0xdeadbeef]);
+    const r = decodeTopK(new Uint8Array(raw, outOffset), k);
+    for (const b of [xb, mb, scratch, out]) b?.destroy();
+    return { ids: Array.from(r.ids), logits: Array.from(r.logits) };
+  }
+
+  /** Logits with ties: a few levels for small rows (most values tie), else random with the best values repeated. */
+  function rowWithTies(n: number, N: number, offset: number): Float32Array {
+    const x = randn(n);
+    if (N < 64) {
+      for (let i = 0; i < n; i++) x[i] = Math.round(x[i]! * 2) / 2;
+    } else {
+      // the best logit at several ids, and ties further down, which passes after the first must keep in id order
+      const top = 2;
+      for (let j = 0; j < 6; j++) x[offset + Math.floor(rand() * N)] = top;
+      for (let j = 0; j < 40; j++) x[offset + Math.floor(rand() * N)] = Math.round(rand() * 8) / 8;
     }
+    return x;
+  }
+
+  it('top-k on the device, with and without a token mask, ties to the lower id', async () => {
+    for (const N of [1, 5, 1000, 1024, 1025, 5003, 70000]) {
+      for (const k of [1, 7, 64, MAX_TOP_K]) {
+        if (k > 7 && k > N) continue;
+        const offset = 1 + Math.floor(rand() * 9);
+        const x = rowWithTies(offset + N + 3, N, offset);
+        const density = [0.5, 0.1, 0.01][Math.floor(rand() * 3)]!;
+        for (const mask of [null, maskOf(N, () => rand() < density)]) {
+          const label = `seed ${seed}, N ${N}, k ${k}, offset ${offset}, ${mask ? `mask ${density}` : 'no mask'}`;
+          const got = await deviceTopK(x, offset, N, k, mask);
+          expect(got, label).toEqual(refTopK(x, offset, N, k, mask));
+        }
+      }
+    }
+  });
+
+  it('top-k masks: fewer allowed than k, exactly one, none; -Infinity logits stay candidates', async () => {
+    const N = 5003;
+    const offset = 3;
+    const x = randn(offset + N);
+    const cases: Array<[string, Uint32Array, number]> = [
+      ['3 allowed, k 64', maskOf(N, (i) => i === 17 || i === 4000 || i === N - 1), 64],
+      ['one allowed, k 7', maskOf(N, (i) => i === 2500), 7],
+      ['one allowed, k 1', maskOf(N, (i) => i === 0), 1],
+      ['none allowed', maskOf(N, () => false), 7],
+    ];
+    for (const [what, mask, k] of cases) expect(await deviceTopK(x, offset, N, k, mask), `seed ${seed}, ${what}`).toEqual(refTopK(x, offset, N, k, mask));
+    expect((await deviceTopK(x, offset, N, 7, maskOf(N, () => false))).ids, 'none allowed: empty').toEqual([]);
+    // allowed tokens whose logit is -Infinity rank after every finite one, by id, before the filler
+    const y = Float32Array.from(x);
+    const mask = maskOf(N, (i) => i % 500 === 7);
+    for (let i = 1007; i < N; i += 1000) y[offset + i] = -Infinity;
+    const got = await deviceTopK(y, offset, N, 64, mask);
+    expect(got, `seed ${seed}`).toEqual(refTopK(y, offset, N, 64, mask));
+    expect(got.ids.length).toBe(10);
+    expect(got.logits.slice(-4)).toEqual([-Infinity, -Infinity, -Infinity, -Infinity]);
+  });
+
+  it('top-k with k = 1 picks what the host argmax picks on the masked row', async () => {
+    for (const N of [1000, 5003]) {
+      for (const density of [1, 0.3, 0.02, 0]) {
+        const offset = 5;
+        const x = randn(offset + N);
+        for (let i = 0; i < N; i++) x[offset + i] = Math.round(x[offset + i]! * 4) / 4; // ties at the top
+        const mask = maskOf(N, () => rand() < density);
+        const masked = x.slice(offset, offset + N).map((v, i) => ((mask[i >>> 5]! >>> (i & 31)) & 1 ? v : -Infinity));
+        const { ids } = await deviceTopK(x, offset, N, 1, mask);
+        expect(ids.length ? ids[0] : -1, `seed ${seed}, N ${N}, density ${density}`).toBe(argmax(masked));
+      }
+    }
+  });
+
+  it('top-k dispatches recorded once, replayed with new mask contents', async () => {
+    const d = ctx!.device;
+    const [N, k] = [20000, 16];
+    const x = randn(N);
+    const uniforms = new UniformPool(d);
+    const mb = upload(d, maskOf(N, () => true));
+    const scratch = storage(d, topKScratchBytes(N, k));
+    const out = storage(d, 8 * k);
+    const plan = topK(ctx!, { x: upload(d, x), offset: 0, N, k, mask: mb, scratch, out, uniforms });
+    expect(plan.every((p) => p.transient.length === 0)).toBe(true);
+    for (const density of [1, 0.05, 0.001]) {
+      const mask = maskOf(N, () => rand() < density);
+      d.queue.writeBuffer(mb, 0, mask);
+      submit(d, plan);
+      const r = decodeTopK(await readBack(d, out, 0, 8 * k), k);
+      expect({ ids: Array.from(r.ids), logits: Array.from(r.logits) }, `seed ${seed}, density ${density}`).toEqual(refTopK(x, 0, N, k, mask));
+    }
+  });
+
+  it('top-k pass counts (the vocabulary of Qwen2: 151,936)', () => {
+    expect(topKPasses(151936, 1)).toBe(2);
+    expect(topKPasses(151936, 64)).toBe(3);
+    expect(topKPasses(1024, 256)).toBe(1);
+    expect(topKPasses(1025, 1)).toBe(2);
   });
 });
