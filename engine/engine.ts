@@ -15,7 +15,7 @@ import { loadTokenizer } from './tokenizer/tokenizer.js';
 import type { TextTokenizer } from './tokenizer/types.js';
 import { buildPrompt, type FimOrder, type Prompt, type PromptInput } from './decode/fim.js';
 import { generate } from './decode/generate.js';
-import { vocabularyLimit, type LogitsProcessor } from './decode/logits-processor.js';
+import type { LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
 import { cacheRoot, embeddedModelDir } from './paths.js';
 import { Analyses } from './analysis/analyses.js';
@@ -132,7 +132,6 @@ export class Engine {
   private readonly prefetches = new Set<AbortController>();
   private readonly unwatch: (() => void)[] = [];
   private readonly persist: boolean;
-  private readonly vocabLimit: LogitsProcessor;
   private readonly analyses: Analyses;
   private masks: TokenMasks | null = null;
   private readonly healMasks = new Map<string, Uint32Array>();
@@ -157,7 +156,6 @@ export class Engine {
     readonly loadMs: number,
     opts: EngineOptions,
   ) {
-    this.vocabLimit = vocabularyLimit(tokenizer.vocabSize);
     this.analyses = new Analyses({ languageServers: opts.languageServers, typescript: opts.typescript, log: (m) => this.onWarning?.(m) });
     this.persist = opts.kvCache?.persist ?? false;
     const modelKey = `${model.fingerprint()}:${backend.info.weights}`;
@@ -258,7 +256,8 @@ export class Engine {
       stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
       heal: prompt.healed ? { text: prompt.healed, allowed: this.healMask(prompt.healed) } : undefined,
       // monitors last: they have the final word on what may be emitted
-      processors: [this.vocabLimit, ...(req.processors ?? []), ...monitors],
+      processors: [...(req.processors ?? []), ...monitors],
+      vocabLimit: this.tokenizer.vocabSize,
       signal: req.signal,
       onText: req.onText,
     });

@@ -3,7 +3,8 @@
  * function of the token history, so every expectation is exact.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, ForwardOptions, KvCache } from '../engine/backends/backend.js';
+import type { Backend, ForwardOptions, KvCache, RowOptions } from '../engine/backends/backend.js';
+import { hostRow, topOf, type LogitsRow } from '../engine/backends/logits-row.js';
 import type { ModelConfig } from '../engine/model/config.js';
 import { buildPrompt } from '../engine/decode/fim.js';
 import { generate } from '../engine/decode/generate.js';
@@ -42,13 +43,15 @@ class FakeCache implements KvCache {
 
 /** Logits favour `next(history)`; runner-up is `next + 1`. */
 class FakeBackend implements Backend {
-  readonly config = { vocabSize: 0 } as ModelConfig;
+  readonly config: ModelConfig;
   readonly info = { name: 'onnx' as const, device: 'fake', weights: 'f32' as const, weightBytesPerToken: 0 };
   forwarded: number[][] = [];
   constructor(
     private readonly vocab: number,
     private readonly next: (history: readonly number[]) => number,
-  ) {}
+  ) {
+    this.config = { vocabSize: vocab } as ModelConfig;
+  }
   createCache() {
     return new FakeCache();
   }
@@ -84,6 +87,34 @@ function scripted(prompt: number[], script: number[]): FakeBackend {
   return new FakeBackend(tok.vocabSize, (h) => (h.length - prompt.length < script.length ? script[h.length - prompt.length]! : eos));
 }
 
+/** The same, with forwardRow (as the WebGPU backend has): counts what the loop asks of its rows. */
+class RowBackend extends FakeBackend {
+  reads = 0;
+  tops: Array<{ k: number; masked: boolean }> = [];
+  firstAsked: RowOptions['top'][] = [];
+  async forwardRow(cache: KvCache, tokens: readonly number[], opts: RowOptions = {}): Promise<LogitsRow> {
+    this.firstAsked.push(opts.top);
+    const row = hostRow(await this.forward(cache, tokens, opts));
+    return {
+      vocabSize: row.vocabSize,
+      top: (k, allowed, limit) => (this.tops.push({ k, masked: allowed !== null }), row.top(k, allowed, limit)),
+      read: () => (this.reads++, row.read()),
+    };
+  }
+}
+
+function scriptedRows(prompt: number[], script: number[]): RowBackend {
+  const eos = tok.eosIds[0]!;
+  return new RowBackend(tok.vocabSize, (h) => (h.length - prompt.length < script.length ? script[h.length - prompt.length]! : eos));
+}
+
+/** A bitset allowing every id below `n` except `banned`. */
+function allBut(n: number, ...banned: number[]): Uint32Array {
+  const m = new Uint32Array(Math.ceil(n / 32));
+  for (let i = 0; i < n; i++) if (!banned.includes(i)) m[i >>> 5]! |= 1 << (i & 31);
+  return m;
+}
+
 describe('sampler', () => {
   it('greedy takes the first maximum and skips masked tokens', () => {
     expect(argmax(Float32Array.of(1, 3, 3, -Infinity))).toBe(1);
@@ -102,6 +133,51 @@ describe('sampler', () => {
     expect(new Set(many).size).toBeGreaterThan(2);
     expect(new Set(draw(2, { topK: 2 }))).toEqual(new Set([0, 1]));
     expect(new Set(draw(3, { topP: 0.01 }))).toEqual(new Set([0]));
+  });
+});
+
+describe('best tokens of a row (LogitsRow.top on the host)', () => {
+  // the reference: sort every allowed, finite id below the limit by logit, ties to the lower id
+  const reference = (l: Float32Array, k: number, allowed: Uint32Array | null, limit: number) =>
+    Array.from(l.keys())
+      .filter((i) => i < limit && l[i]! > -Infinity && (!allowed || (allowed[i >>> 5]! & (1 << (i & 31))) !== 0))
+      .sort((a, b) => l[b]! - l[a]! || a - b)
+      .slice(0, k);
+  it('best first, ties to the lower id, under a mask and a limit', () => {
+    let seed = 11;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 40; trial++) {
+      const n = 1 + Math.floor(rand() * 300);
+      // few distinct values, so ties are everywhere; some -Infinity (already masked)
+      const l = Float32Array.from({ length: n }, () => (rand() < 0.1 ? -Infinity : Math.floor(rand() * 6)));
+      const mask = trial % 3 === 0 ? null : Uint32Array.from({ length: Math.ceil(n / 32) }, () => (rand() * 2 ** 32) >>> 0 & ((rand() * 2 ** 32) >>> 0));
+      const limit = trial % 4 === 0 ? Math.floor(rand() * n) : n + 5;
+      for (const k of [1, 3, 50]) {
+        const got = topOf(l, k, mask, limit);
+        const want = reference(l, k, mask, limit);
+        expect(Array.from(got.ids), `trial ${trial} k ${k}`).toEqual(want);
+        expect(Array.from(got.logits)).toEqual(want.map((i) => l[i]!));
+      }
+    }
+  });
+  it('a sampler choosing from its best k picks what it picks from the whole masked row', () => {
+    let seed = 5;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const o of [{}, { temperature: 0.7, topK: 5 }, { temperature: 1.3, topK: 40, topP: 0.9 }]) {
+      const whole = createSampler({ ...o, seed: 3 });
+      const best = createSampler({ ...o, seed: 3 });
+      expect(best.topK).toBe((o as { topK?: number }).topK ?? 1);
+      for (let t = 0; t < 200; t++) {
+        const l = Float32Array.from({ length: 500 }, () => Math.round(rand() * 40) / 4);
+        const mask = allBut(500, ...Array.from({ length: 200 }, () => Math.floor(rand() * 500)));
+        const masked = l.slice();
+        for (let i = 0; i < 500; i++) if (!(mask[i >>> 5]! & (1 << (i & 31)))) masked[i] = -Infinity;
+        expect(best.choose(topOf(l, best.topK, mask, 500))).toBe(whole.sample(masked));
+      }
+    }
+    // plain temperature and top-p alone need the whole distribution
+    expect(createSampler({ temperature: 1 }).topK).toBe(0);
+    expect(createSampler({ temperature: 1, topP: 0.9 }).topK).toBe(0);
   });
 });
 
@@ -247,6 +323,43 @@ describe('generate', () => {
     expect(seen).toEqual(r.tokens);
     expect(r.maskedSteps).toBe(3);
     expect(r.interventions).toBe(3);
+  });
+
+  it('masks as bitsets: the same tokens and counts from a row asked for its best token as from the whole row', async () => {
+    const prompt = await tok.encode('x = ');
+    const script = await ids('abab');
+    const [a] = script;
+    // allowed(): forbid `a` on steps 0 and 2 (as a monitor would); the vocabulary limit cuts nothing the script needs
+    const noA = (): LogitsProcessor => ({ allowed: (st) => (st.step % 2 === 0 ? allBut(tok.vocabSize, a!) : null) });
+    const plain = await generate(scripted(prompt, script), new FakeCache(), tok, prompt, { maxTokens: 4, processors: [noA()], vocabLimit: tok.vocabSize - 1 });
+    const rows = scriptedRows(prompt, script);
+    const onRows = await generate(rows, new FakeCache(), tok, prompt, { maxTokens: 4, processors: [noA()], vocabLimit: tok.vocabSize - 1 });
+    expect(onRows.tokens).toEqual(plain.tokens);
+    expect(plain.tokens[0]).toBe((a! + 1) % tok.vocabSize); // the runner-up
+    expect([onRows.maskedSteps, onRows.interventions]).toEqual([plain.maskedSteps, plain.interventions]);
+    expect([plain.maskedSteps, plain.interventions]).toEqual([2, 2]); // steps 0 and 2: the script's `a` forbidden
+    // greedy never read a row back: unmasked steps asked for the best token the forward already knew
+    expect(rows.reads).toBe(0);
+    expect(rows.firstAsked.every((t) => t?.k === 1 && t.limit === tok.vocabSize - 1)).toBe(true);
+    expect(rows.tops.filter((t) => t.masked).length).toBe(2);
+    // a processor that edits logits (process()) needs the whole row each step
+    const boost: LogitsProcessor = { process: () => false };
+    const rows2 = scriptedRows(prompt, script);
+    const edited = await generate(rows2, new FakeCache(), tok, prompt, { maxTokens: 4, processors: [noA(), boost] });
+    expect(edited.tokens).toEqual(plain.tokens);
+    expect(rows2.reads).toBe(4);
+    expect(rows2.firstAsked.every((t) => t === undefined)).toBe(true);
+  });
+
+  it('the vocabulary limit: padded ids past the tokenizer are never chosen', async () => {
+    const prompt = await tok.encode('x = ');
+    // the model's favourite is the last id: beyond a limit just below it, the runner-up (id 0) wins
+    const last = tok.vocabSize - 1;
+    for (const backend of [new FakeBackend(tok.vocabSize, () => last), new RowBackend(tok.vocabSize, () => last)]) {
+      const r = await generate(backend, new FakeCache(), tok, prompt, { maxTokens: 1, vocabLimit: last, stop: { mode: 'none', eos: false } });
+      expect(r.tokens).toEqual([0]);
+      expect([r.maskedSteps, r.interventions]).toEqual([0, 0]);
+    }
   });
 
   it('everything masked ends the completion cleanly', async () => {

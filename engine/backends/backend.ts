@@ -7,6 +7,9 @@
  * decodes. Forks share storage until one of them changes; handles are freed explicitly.
  */
 import type { ModelConfig } from '../model/config.js';
+import type { LogitsRow } from './logits-row.js';
+
+export type { LogitsRow, TopTokens } from './logits-row.js';
 
 export type BackendName = 'onnx' | 'webgpu';
 
@@ -32,6 +35,16 @@ export interface ForwardOptions {
   signal?: AbortSignal;
 }
 
+export interface RowOptions {
+  /** Checked between prefill chunks. */
+  signal?: AbortSignal;
+  /**
+   * The unmasked question the caller asks first (row.top(k, null, limit)): answered in the same submission as the
+   * forward, so a step without a mask costs one round trip.
+   */
+  top?: { k: number; limit: number };
+}
+
 export interface BackendInfo {
   name: BackendName;
   /** e.g. 'cpu (2 threads)', or the WebGPU adapter's description. */
@@ -54,6 +67,12 @@ export interface Backend {
    * Long inputs are processed in chunks; the signal is checked between chunks.
    */
   forward(cache: KvCache, tokens: readonly number[], opts?: ForwardOptions): Promise<Float32Array>;
+  /**
+   * Optional: forward() for the last position's logits only, left where they were computed (a GPU backend's device
+   * buffer) and queried through the row (top-k under a token mask there, so a step reads back a few bytes). The row
+   * is valid until the next forward or forwardRow on this backend. Without it, callers wrap forward() in hostRow().
+   */
+  forwardRow?(cache: KvCache, tokens: readonly number[], opts?: RowOptions): Promise<LogitsRow>;
   /**
    * Copies positions [start, end) of a handle out, for engine/cache's blocks: a Float32Array laid out
    * [layer][key, value][kvHead][position][headDim] (KV_LAYOUT), independent of the backend's own storage.

@@ -3,23 +3,29 @@
  *
  *   reuse the longest prefix of the prompt the cache already holds; forward the rest        (prefill)
  *   repeat:
- *     logits -> each processor masks what it forbids                                       (monitors)
- *     token  <- sampler(logits); a processor may reject it: mask strictly and sample again  (greedy / top-p)
+ *     masks  <- what each processor allows                                                  (monitors)
+ *     token  <- sampler(best allowed tokens); a processor may reject it: constrain strictly and sample again
  *     text  += bytes(token), decoded incrementally                                          (exact UTF-8)
  *     stop?  EOS or special token, stop string, end of line/block, max tokens, cancelled
  *     logits <- forward(token)                                                              (decode step)
+ *
+ * The logits stay where the backend computed them (LogitsRow): a sampler that decides from the best k tokens (greedy,
+ * top-k) asks the row for those under the step's masks, so a GPU backend applies the masks and picks on the device
+ * and reads back k pairs. A sampler that needs the whole distribution, or a processor that edits logits (process()),
+ * reads the row back and works on the host as before. Both give the same tokens.
  *
  * Cancellation is a value: an aborted signal ends the loop between steps with stopReason 'cancelled' and what was
  * generated so far. The cache is left holding the prompt and the generated tokens that were forwarded, ready for
  * the next request to reuse.
  */
 import type { Backend, KvCache } from '../backends/backend.js';
+import { hostRow, type LogitsRow } from '../backends/logits-row.js';
 import { CancelledError } from '../errors.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
 import type { DecodeState, LogitsProcessor } from './logits-processor.js';
-import { argmax, createSampler, type SamplerOptions } from './sampler.js';
+import { argmax, createSampler, type Sampler, type SamplerOptions } from './sampler.js';
 import { StopRules, type StopOptions } from './stop.js';
-import { applyMask } from './mask/token-mask.js';
+import { applyMask, intersect, isAllowed } from './mask/token-mask.js';
 
 export type StopReason = 'eos' | 'max-tokens' | 'stop-string' | 'line' | 'block' | 'cancelled' | 'masked-out';
 
@@ -36,6 +42,9 @@ export interface GenerateOptions {
    * it). Generation starts by re-spelling it; it is not part of the returned text.
    */
   heal?: { text: string; allowed: Uint32Array };
+  /** Ids at and above this are never chosen: embedding rows that checkpoints pad past the tokenizer have no text.
+   * Default: every id of the row. */
+  vocabLimit?: number;
 }
 
 export interface GenerateResult {
@@ -77,10 +86,18 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
   common = Math.min(common, prompt.length - 1);
   if (cache.length > common) cache.truncate(common);
   result.reusedTokens = common;
+  // greedy and top-k sampling decide from the best few tokens: ask the row for those, unless a processor edits logits
+  const onTop = sampler.topK > 0 && processors.every((p) => p.allowed);
+  const limit = o.vocabLimit ?? Number.MAX_SAFE_INTEGER; // rows cap it at their length
+  const top = onTop ? { k: sampler.topK, limit } : undefined;
+  // (the signal only interrupts prefill: a decode step is short and the loop checks it between steps)
+  const forward = async (tokens: readonly number[], signal?: AbortSignal): Promise<LogitsRow> =>
+    backend.forwardRow ? backend.forwardRow(cache, tokens, { signal, top }) : hostRow(await backend.forward(cache, tokens, { signal }));
+
   const t0 = performance.now();
-  let logits: Float32Array;
+  let row: LogitsRow;
   try {
-    logits = await backend.forward(cache, prompt.slice(common), { signal: o.signal });
+    row = await forward(prompt.slice(common), o.signal);
   } catch (e) {
     if (e instanceof CancelledError) return { ...result, stopReason: 'cancelled', prefillMs: performance.now() - t0 };
     throw e;
@@ -107,24 +124,12 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       result.stopReason = 'cancelled';
       break;
     }
-    if (step === 0 && o.heal) applyMask(logits, o.heal.allowed);
-    let masked = false;
-    let unmaskedTop = -1;
-    for (const p of processors) {
-      if (!masked && unmaskedTop < 0) unmaskedTop = argmax(logits);
-      if (p.process(logits, state)) masked = true;
-    }
-    let token = sampler.sample(logits);
-    if (token >= 0 && (await rejected(processors, token, tok.tokenBytes(token), state))) {
-      // a processor could not allow that token after all: let every processor constrain fully, then sample again
-      state.strict = true;
-      for (const p of processors) if (p.process(logits, state)) masked = true;
-      token = sampler.sample(logits);
-    }
-    if (masked) {
-      result.maskedSteps++;
-      if (unmaskedTop >= 0 && logits[unmaskedTop] === -Infinity) result.interventions++;
-    }
+    const verify = (token: number) => rejected(processors, token, tok.tokenBytes(token), state);
+    const heal = step === 0 && o.heal ? o.heal.allowed : null;
+    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, limit, heal, processors, sampler, state, verify });
+    if (c.masked) result.maskedSteps++;
+    if (c.intervened) result.interventions++;
+    const token = c.token;
     if (token < 0) {
       result.stopReason = 'masked-out';
       break;
@@ -150,11 +155,90 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       emitted = result.text.length;
     }
     if (decision || step + 1 === o.maxTokens) break;
-    logits = await backend.forward(cache, [token]);
+    row = await forward([token]);
   }
   result.decodeMs = performance.now() - t1;
   if (healed) result.text = result.text.startsWith(healed) ? result.text.slice(healed.length) : result.text;
   return result;
+}
+
+interface StepInput {
+  row: LogitsRow;
+  limit: number;
+  /** Token healing's mask on the first step (not analysis: not counted as masking). */
+  heal: Uint32Array | null;
+  processors: readonly LogitsProcessor[];
+  sampler: Sampler;
+  state: DecodeState;
+  /** Whether a processor rejects the sampled token after all. */
+  verify: (token: number) => Promise<boolean>;
+}
+
+interface Choice {
+  /** -1: every token was masked. */
+  token: number;
+  /** A processor constrained this step. */
+  masked: boolean;
+  /** The constraint forbade what the model alone would have picked (its best token). */
+  intervened: boolean;
+}
+
+/** The best-k path: masks intersected, the row asked for the sampler's k best under them (on the device if it is). */
+async function chooseFromTop(s: StepInput): Promise<Choice> {
+  const masks: Uint32Array[] = s.heal ? [s.heal] : [];
+  let masked = false;
+  const constrain = () => {
+    for (const p of s.processors) {
+      const m = p.allowed!(s.state);
+      if (m) {
+        masks.push(m);
+        masked = true;
+      }
+    }
+  };
+  const pick = async () => s.sampler.choose(await s.row.top(s.sampler.topK, masks.length ? masks.reduce(intersect) : null, s.limit));
+  constrain();
+  let token = await pick();
+  if (token >= 0 && (await s.verify(token))) {
+    // a processor could not allow that token after all: let every processor constrain fully, then choose again
+    s.state.strict = true;
+    constrain();
+    token = await pick();
+  }
+  let intervened = false;
+  if (masked) {
+    const alone = await s.row.top(1, s.heal, s.limit);
+    intervened = alone.ids.length > 0 && !isAllowed(masks.reduce(intersect), alone.ids[0]!);
+  }
+  return { token, masked, intervened };
+}
+
+/** The whole-row path: the row read back, masks and process() applied in order, the sampler over every token. */
+async function chooseFromRow(s: StepInput): Promise<Choice> {
+  const logits = await s.row.read();
+  if (s.limit < logits.length) logits.fill(-Infinity, s.limit);
+  if (s.heal) applyMask(logits, s.heal);
+  const alone = s.processors.length ? argmax(logits) : -1;
+  let masked = false;
+  const constrain = () => {
+    for (const p of s.processors) {
+      if (p.allowed) {
+        const m = p.allowed(s.state);
+        if (m) {
+          applyMask(logits, m);
+          masked = true;
+        }
+      } else if (p.process?.(logits, s.state)) masked = true;
+    }
+  };
+  constrain();
+  let token = s.sampler.sample(logits);
+  if (token >= 0 && (await s.verify(token))) {
+    s.state.strict = true;
+    constrain();
+    token = s.sampler.sample(logits);
+  }
+  return { token, masked, intervened: masked && alone >= 0 && logits[alone] === -Infinity };
 }
 
 /** Whether any processor rejects the sampled token (awaiting only those that must ask analysis first). */

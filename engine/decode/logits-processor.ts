@@ -1,7 +1,12 @@
 /**
  * The hook between the model and the sampler: the monitors implement it (engine/monitors). Each step the decode loop
- * hands every processor the logits, in order; a processor forbids tokens by setting their logits to -Infinity.
- * After sampling, each processor is told the chosen token so it can advance its state.
+ * asks every processor what it allows, or hands it the logits, in order. After sampling, each processor is told the
+ * chosen token so it can advance its state.
+ *
+ * Two ways to constrain: `allowed()` returns a token mask (a bitset), which the backend can apply where the logits
+ * are (on the GPU the row never leaves the device); `process()` edits the whole row on the host (a test processor
+ * that boosts tokens, anything not expressible as a mask). A processor implements one of them; any `process()` among
+ * a request's processors makes every step read the whole row back.
  */
 export interface DecodeState {
   /** 0-based index of the token about to be chosen. */
@@ -10,34 +15,28 @@ export interface DecodeState {
   tokens: readonly number[];
   /** The generated text so far (complete UTF-8 characters only). */
   text: string;
-  /** Set when a processor rejected the sampled token: process again, constraining everything you know. */
+  /** Set when a processor rejected the sampled token: constrain again, with everything you know. */
   strict?: boolean;
 }
 
 export interface LogitsProcessor {
   /**
-   * Before process(), each step: fetch what this step needs that takes time (a language server's answer), so that
-   * process() itself stays synchronous. The loop awaits it only when it returns a promise.
+   * Before allowed()/process(), each step: fetch what this step needs that takes time (a language server's answer),
+   * so that they stay synchronous. The loop awaits it only when it returns a promise.
    */
   prepare?(state: DecodeState): void | Promise<unknown>;
-  /** Adjusts logits in place before sampling. Returns true if it masked anything this step. */
-  process(logits: Float32Array, state: DecodeState): boolean;
+  /**
+   * The tokens allowed this step: bit (id & 31) of word (id >> 5) set = allowed, a missing word = none of its ids
+   * (TokenMasks builds these); null = no constraint this step. The array is only read, and may be shared.
+   */
+  allowed?(state: DecodeState): Uint32Array | null;
+  /** Adjusts the logits in place before sampling (forbid = -Infinity). Returns true if it masked anything. */
+  process?(logits: Float32Array, state: DecodeState): boolean;
   /**
    * Sample-then-verify, for constraints too costly to compute every step: true if the sampled token must not be
-   * emitted. The loop then calls process() again with state.strict set and samples once more.
+   * emitted. The loop then asks again with state.strict set and samples once more.
    */
   reject?(token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean>;
   /** The token chosen this step and the bytes it adds to the output. */
   accept?(token: number, bytes: Uint8Array, state: DecodeState): void;
-}
-
-/** Forbids ids at and above `limit`: embedding rows that checkpoints pad past the tokenizer have no text. */
-export function vocabularyLimit(limit: number): LogitsProcessor {
-  return {
-    process(logits) {
-      if (logits.length <= limit) return false;
-      logits.fill(-Infinity, limit);
-      return false; // padding rows are not an intervention by analysis; don't count them as masking
-    },
-  };
 }

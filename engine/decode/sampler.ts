@@ -3,6 +3,8 @@
  * The same seed gives the same tokens. Masked tokens (-Infinity) are never chosen; if every token is masked the
  * sampler returns -1 and the loop stops.
  */
+import type { TopTokens } from '../backends/logits-row.js';
+
 export interface SamplerOptions {
   temperature?: number;
   topP?: number;
@@ -12,7 +14,18 @@ export interface SamplerOptions {
 
 export interface Sampler {
   sample(logits: Float32Array): number;
+  /**
+   * How many of the best tokens decide this sampler's choice (greedy: 1; top-k sampling: k), or 0 when it needs the
+   * whole distribution (plain temperature or top-p without top-k). A non-zero value lets the decode loop ask the
+   * backend for only those tokens (LogitsRow.top) and call choose().
+   */
+  readonly topK: number;
+  /** The choice from the best topK tokens (best first, ties to the lower id): the same token sample() picks. */
+  choose(best: TopTokens): number;
 }
+
+/** The most candidates a sampler asks a backend for (kernels/topk.wgsl answers up to 256). */
+export const MAX_SAMPLER_TOP_K = 256;
 
 export function argmax(logits: Float32Array): number {
   let best = -1;
@@ -28,11 +41,45 @@ export function argmax(logits: Float32Array): number {
 export function createSampler(o: SamplerOptions = {}): Sampler {
   const temperature = o.temperature ?? 0;
   if (!(temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${temperature}`);
-  if (temperature === 0) return { sample: argmax };
+  if (temperature === 0) return { sample: argmax, topK: 1, choose: (best) => (best.ids.length ? best.ids[0]! : -1) };
   const topP = o.topP ?? 1;
   const topK = o.topK ?? 0;
   const random = mulberry32(o.seed ?? 0);
+
+  /**
+   * Candidates best first (ties to the lower id) -> softmax at temperature -> the smallest prefix whose mass reaches
+   * top-p -> a draw. Candidates more than 20·T below the best (relative probability < 2e-9) are dropped first: they
+   * cannot change a top-k choice or a top-p cut below 0.9999 over a 150k vocabulary.
+   */
+  const draw = (ids: ArrayLike<number>, vals: ArrayLike<number>): number => {
+    if (!ids.length || !(vals[0]! > -Infinity)) return -1;
+    const max = vals[0]!;
+    const floor = max - 20 * temperature;
+    let n = 0;
+    while (n < ids.length && (topK <= 0 || n < topK) && vals[n]! >= floor) n++;
+    const p = Array.from({ length: n }, (_, j) => Math.exp((vals[j]! - max) / temperature));
+    const total = p.reduce((a, b) => a + b, 0);
+    let keep = n;
+    let mass = 0;
+    for (let j = 0; j < n; j++) {
+      mass += p[j]! / total;
+      if (mass >= topP) {
+        keep = j + 1;
+        break;
+      }
+    }
+    const kept = p.slice(0, keep).reduce((a, b) => a + b, 0);
+    let r = random() * kept;
+    for (let j = 0; j < keep; j++) {
+      r -= p[j]!;
+      if (r <= 0) return ids[j]!;
+    }
+    return ids[keep - 1]!;
+  };
+
   return {
+    topK: topK > 0 && topK <= MAX_SAMPLER_TOP_K ? topK : 0,
+    choose: (best) => draw(best.ids, best.logits),
     sample(logits) {
       let max = -Infinity;
       for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
@@ -51,33 +98,12 @@ export function createSampler(o: SamplerOptions = {}): Sampler {
         }
         return last;
       }
-      // Candidates: tokens within e^-20 of the best (relative probability > 2e-9), best first. The tail below that
-      // cannot change a top-k choice or a top-p cut below 0.9999 over a 150k vocabulary, and skipping it avoids
-      // sorting the whole vocabulary every step.
+      // only the tokens near the best can be drawn: no sort over the whole vocabulary
       const floor = max - 20 * temperature;
       const idx: number[] = [];
       for (let i = 0; i < logits.length; i++) if (logits[i]! >= floor) idx.push(i);
       idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
-      const cand = topK > 0 ? idx.slice(0, topK) : idx;
-      // softmax at temperature, then the smallest prefix whose mass reaches top-p
-      const p = cand.map((i) => Math.exp((logits[i]! - max) / temperature));
-      const total = p.reduce((a, b) => a + b, 0);
-      let keep = cand.length;
-      let mass = 0;
-      for (let j = 0; j < cand.length; j++) {
-        mass += p[j]! / total;
-        if (mass >= topP) {
-          keep = j + 1;
-          break;
-        }
-      }
-      const kept = p.slice(0, keep).reduce((a, b) => a + b, 0);
-      let r = random() * kept;
-      for (let j = 0; j < keep; j++) {
-        r -= p[j]!;
-        if (r <= 0) return cand[j]!;
-      }
-      return cand[keep - 1]!;
+      return draw(idx, idx.map((i) => logits[i]!));
     },
   };
 }

@@ -39,7 +39,29 @@ export class BracketProfiles {
       this.commaDepths[id] = commas;
     }
   }
+
+  private readonly masks = new Map<number, Uint32Array>();
+
+  /** The tokens allowed when closing the call (FORBID_CLOSE) and/or another argument (FORBID_COMMA) is not: made once. */
+  allowedWithout(forbid: number): Uint32Array {
+    let m = this.masks.get(forbid);
+    if (!m) {
+      m = new Uint32Array(Math.ceil(this.minDepth.length / 32));
+      for (let id = 0; id < this.minDepth.length; id++) {
+        // the end of the text is at depth 0 of the argument list (see openCall): a token closes the call when its
+        // running depth goes below 0, and adds an argument when it writes a comma at running depth 0
+        const closes = this.minDepth[id]! < 0;
+        const comma = (this.commaDepths[id]! & (1 << 4)) !== 0;
+        if (!((forbid & FORBID_CLOSE && closes) || (forbid & FORBID_COMMA && comma))) m[id >>> 5]! |= 1 << (id & 31);
+      }
+      this.masks.set(forbid, m);
+    }
+    return m;
+  }
 }
+
+const FORBID_CLOSE = 1;
+const FORBID_COMMA = 2;
 
 export class CallArityMonitor implements Monitor {
   readonly kind = 'call-arity';
@@ -61,32 +83,19 @@ export class CallArityMonitor implements Monitor {
     return this.shapes.ask(site.open, () => this.oracle(text.slice(0, site.open + 1) + this.suffix, site.open + 1));
   }
 
-  process(logits: Float32Array, state: DecodeState): boolean {
+  allowed(state: DecodeState): Uint32Array | null {
     const text = this.prefix + state.text;
     const site = openCall(text);
-    if (!site || site.spread) return false;
+    if (!site || site.spread) return null;
     const shape = this.shapes.get(site.open);
-    if (!shape) return false;
+    if (!shape) return null;
     // arguments written so far, counting the current one if it has any text
     const written = site.commas + (site.currentEmpty ? 0 : 1);
     const forbidClose = written < shape.minArgs && !(site.commas === 0 && site.currentEmpty && shape.minArgs === 0);
     const forbidComma = site.commas + 1 >= shape.maxArgs;
-    if (!forbidClose && !forbidComma) return false;
-    // The end of the text is at depth 0 of the argument list (see openCall): a token closes the call when its
-    // running depth goes below 0, and adds an argument when it writes a comma at running depth 0.
-    let masked = false;
-    const { minDepth, commaDepths } = this.profiles;
-    for (let id = 0; id < logits.length && id < minDepth.length; id++) {
-      if (logits[id] === -Infinity) continue;
-      const closes = minDepth[id]! < 0;
-      const comma = (commaDepths[id]! & (1 << 4)) !== 0;
-      if ((forbidClose && closes) || (forbidComma && comma)) {
-        logits[id] = -Infinity;
-        masked = true;
-      }
-    }
-    if (masked) this.stats.maskedSteps++;
-    return masked;
+    if (!forbidClose && !forbidComma) return null;
+    this.stats.maskedSteps++;
+    return this.profiles.allowedWithout((forbidClose ? FORBID_CLOSE : 0) | (forbidComma ? FORBID_COMMA : 0));
   }
 }
 

@@ -9,7 +9,7 @@
 import type ts from 'typescript';
 // (the site kinds below are data; the engine maps their `query` to the oracle's methods)
 import type { DecodeState } from '../decode/logits-processor.js';
-import { applyMask, type TokenMasks } from '../decode/mask/token-mask.js';
+import type { TokenMasks } from '../decode/mask/token-mask.js';
 import type { Awaitable } from '../analysis/oracle.js';
 import { Answers, emptyStats, type Monitor } from './monitor.js';
 
@@ -71,14 +71,13 @@ export class CompletionSiteMonitor implements Monitor {
     return this.lists.ask(site.start, () => this.oracle(this.siteKind, site.before + this.suffix, site.start));
   }
 
-  process(logits: Float32Array, state: DecodeState): boolean {
+  allowed(state: DecodeState): Uint32Array | null {
     const site = this.siteAt(this.prefix + state.text);
-    if (!site) return false;
+    if (!site) return null;
     const names = this.lists.get(site.start);
-    if (!names || !names.some((n) => n.startsWith(site.typed))) return false;
-    applyMask(logits, this.masks.allowed(names, site.typed));
+    if (!names || !names.some((n) => n.startsWith(site.typed))) return null;
     this.stats.maskedSteps++;
-    return true;
+    return this.masks.allowed(names, site.typed);
   }
 
   /** The identifier of this kind being written at the end of `text`: where it starts and what is typed. */

@@ -14,7 +14,7 @@
  */
 import type { Awaitable } from '../analysis/oracle.js';
 import type { DecodeState } from '../decode/logits-processor.js';
-import { applyMask, isAllowed, isIdentifierByte, type TokenMasks } from '../decode/mask/token-mask.js';
+import { intersect, isAllowed, isIdentifierByte, type TokenMasks } from '../decode/mask/token-mask.js';
 import { Answers, emptyStats, type Monitor } from './monitor.js';
 
 /** Answers "members after the dot that ends just before `offset` of this text", or null. */
@@ -42,35 +42,32 @@ export class DereferenceMonitor implements Monitor {
     return this.lookup(this.prefix + state.text, site.dot);
   }
 
-  process(logits: Float32Array, state: DecodeState): boolean {
+  allowed(state: DecodeState): Uint32Array | null {
     const text = this.prefix + state.text;
     const site = memberSite(text);
     if (site) {
       const names = this.members.get(site.dot);
-      if (names && names.some((n) => n.startsWith(site.ident))) {
-        applyMask(logits, this.masks.allowed(names, site.ident));
-        // A finished member (`issue.maximum`) may be followed by a token opening the next access (`.toString`);
-        // that mask lets any non-identifier byte through, so in the strict pass after such a token was rejected the
-        // token must also spell a legal member of the new receiver (both masks apply: their intersection).
-        if (state.strict && isReceiverEnd(text, text.length)) {
-          const dotted = this.dottedMask(text, this.members.get(text.length) ?? null);
-          if (dotted) applyMask(logits, dotted);
-        }
-        this.stats.maskedSteps++;
-        return true;
+      if (!names || !names.some((n) => n.startsWith(site.ident))) return null;
+      this.stats.maskedSteps++;
+      const mask = this.masks.allowed(names, site.ident);
+      // A finished member (`issue.maximum`) may be followed by a token opening the next access (`.toString`);
+      // that mask lets any non-identifier byte through, so in the strict pass after such a token was rejected the
+      // token must also spell a legal member of the new receiver (both masks apply: their intersection).
+      if (state.strict && isReceiverEnd(text, text.length)) {
+        const dotted = this.dottedMask(text, this.members.get(text.length) ?? null);
+        if (dotted) return intersect(mask, dotted);
       }
-      return false;
+      return mask;
     }
     // Strict pass after a rejected `.xyz` token: constrain every token that starts with a dot.
     if (state.strict && isReceiverEnd(text, text.length)) {
-      const allowed = this.dottedMask(text, this.members.get(text.length) ?? null);
-      if (allowed) {
-        applyMask(logits, allowed);
+      const dotted = this.dottedMask(text, this.members.get(text.length) ?? null);
+      if (dotted) {
         this.stats.maskedSteps++;
-        return true;
+        return dotted;
       }
     }
-    return false;
+    return null;
   }
 
   /**

@@ -210,3 +210,10 @@ function isAscii(s: string): boolean {
 export function isAllowed(allowed: Uint32Array, id: number): boolean {
   return ((allowed[id >>> 5] ?? 0) & (1 << (id & 31))) !== 0;
 }
+
+/** The tokens both masks allow (a new array, as long as the shorter: a missing word allows nothing). */
+export function intersect(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(Math.min(a.length, b.length));
+  for (let w = 0; w < out.length; w++) out[w] = a[w]! & b[w]!;
+  return out;
+}
