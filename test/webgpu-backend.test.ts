@@ -9,6 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOnnxBackend, type OnnxBackend } from '../engine/backends/onnx/onnx-backend.js';
+import { topOf } from '../engine/backends/logits-row.js';
 import { FallbackBackend } from '../engine/backends/webgpu/fallback-backend.js';
 import { loadWebGpuBackend, type WebGpuBackend } from '../engine/backends/webgpu/webgpu-backend.js';
 import { Engine } from '../engine/engine.js';
@@ -161,6 +162,69 @@ for (const fixture of ['tiny', 'tiny-llama'] as const)
     });
   });
 
+describe('logits rows left on the device (forwardRow: top-k under a token mask there)', () => {
+  it('answers top-k exactly as the host does over the same row, with masks, limits and ties', async () => {
+    const model = openModelDir(ensureFixtureModel('tiny'));
+    const gpu = await loadWebGpuBackend(model, { chunkSize: 16, devicePicks: true });
+    const ort = await loadOnnxBackend(model, { threads: 2 });
+    try {
+      const V = gpu.config.vocabSize;
+      const c = gpu.createCache();
+      const o = ort.createCache();
+      const row = await gpu.forwardRow(c, prompt, { top: { k: 4, limit: V } });
+      expect(c.length).toBe(prompt.length);
+      const whole = await row.read();
+      expectClose(whole, await ort.forward(o, prompt));
+      // a sparse mask (every 7th id and a few low ones), one allowing a single id, one allowing none
+      const sparse = new Uint32Array(Math.ceil(V / 32));
+      for (let i = 0; i < V; i += 7) sparse[i >>> 5]! |= 1 << (i & 31);
+      const single = new Uint32Array(Math.ceil(V / 32));
+      single[3] = 1 << 5; // id 101
+      for (const [k, mask, limit] of [[1, null, V], [4, null, V], [3, null, V], [40, null, V - 50], [1, sparse, V], [64, sparse, V], [5, single, V], [2, new Uint32Array(1), V], [1, null, 17]] as const) {
+        const got = await row.top(k, mask, limit);
+        const want = topOf(whole, k, mask, limit);
+        expect(Array.from(got.ids), `k ${k} limit ${limit}`).toEqual(Array.from(want.ids));
+        expect(Array.from(got.logits)).toEqual(Array.from(want.logits));
+      }
+      // decode steps: the first question (asked with the forward) and the row agree with ONNX Runtime's argmax
+      for (const t of [3, 77]) {
+        const r = await gpu.forwardRow(c, [t], { top: { k: 1, limit: V } });
+        const ref = await ort.forward(o, [t]);
+        expect((await r.top(1, null, V)).ids[0]).toBe(topOf(ref, 1, null, V).ids[0]);
+        await expect(row.top(1, null, V)).rejects.toThrow(/after the next forward/);
+      }
+      expect(c.tokens).toEqual(o.tokens);
+      // a step that picks on the device reads back k pairs: its dispatches end with the top-k passes
+      expect(gpu.lastDispatches).toBeGreaterThan(7 * gpu.config.numLayers + 1);
+    } finally {
+      await gpu.dispose();
+      await ort.dispose();
+    }
+  });
+
+  it('greedy completions with monitors are the same on device picks as on onnx', async () => {
+    const dir = ensureFixtureModel('tiny');
+    const req = { prefix: "const greeting = 'hello';\nconst n = greeting.", suffix: ';\n', filePath: 'a.ts', maxTokens: 6, monitors: true, stop: 'none' as const };
+    const out: Array<{ text: string; masked: number }> = [];
+    process.env.MGD_WEBGPU_PICKS = 'device';
+    try {
+      for (const backend of ['onnx', 'webgpu'] as const) {
+        const engine = await Engine.load({ model: dir, backend, threads: 2 });
+        try {
+          const r = await engine.complete(req);
+          out.push({ text: r.text, masked: r.monitor.maskedSteps });
+        } finally {
+          await engine.dispose();
+        }
+      }
+    } finally {
+      delete process.env.MGD_WEBGPU_PICKS;
+    }
+    expect(out[0]!.masked).toBeGreaterThan(0); // the dot site was monitored
+    expect(out[1]).toEqual(out[0]);
+  });
+});
+
 describe('webgpu device loss', () => {
   it('moves to ONNX Runtime mid-sequence and keeps answering with the same logits', async () => {
     const model = openModelDir(ensureFixtureModel('tiny'));
@@ -180,6 +244,28 @@ describe('webgpu device loss', () => {
       const d = fb.createCache();
       await fb.forward(d, [1, 2, 3]);
       expect(d.length).toBe(3);
+    } finally {
+      await fb.dispose();
+      await ort.dispose();
+    }
+  });
+
+  it('a logits row left on the device when it goes is answered again on the CPU', async () => {
+    const model = openModelDir(ensureFixtureModel('tiny'));
+    const ort = await loadOnnxBackend(model, { threads: 2 });
+    const gpu = await loadWebGpuBackend(model, { devicePicks: true });
+    const fb = new FallbackBackend(gpu, () => loadOnnxBackend(model, { threads: 2 }), () => undefined);
+    try {
+      const V = gpu.config.vocabSize;
+      const c = fb.createCache();
+      const row = await fb.forwardRow(c, prompt, { top: { k: 1, limit: V } });
+      gpu.ctx.device.destroy();
+      await gpu.ctx.lost;
+      const mask = new Uint32Array(Math.ceil(V / 32)).fill(0xaaaaaaaa); // odd ids only
+      const ref = await ort.forward(ort.createCache(), prompt);
+      expect(Array.from((await row.top(3, mask, V)).ids)).toEqual(Array.from(topOf(ref, 3, mask, V).ids));
+      expect(c.length).toBe(prompt.length);
+      expect(fb.info.name).toBe('onnx');
     } finally {
       await fb.dispose();
       await ort.dispose();

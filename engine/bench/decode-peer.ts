@@ -139,7 +139,7 @@ async function measureOurs(model: ModelDir, weights: WeightFormat, threads: numb
   const loadMs = performance.now() - t0;
   try {
     // the step includes the argmax, as llama.cpp's includes its sampling
-    const { prefillMs, steps } = await measurePrefillAndDecode(backend, prompt, decodeTokens, true);
+    const { prefillMs, steps } = await measurePrefillAndDecode(backend, prompt, decodeTokens);
     return { loadMs, prefillMs, steps };
   } finally {
     await backend.dispose();

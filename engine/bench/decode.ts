@@ -92,7 +92,9 @@ export async function benchDecode(o: BenchDecodeOptions) {
         dispatchesPerToken: gpu.lastDispatches,
         // host work of the last decode step (encoding, readback unpacking), the submit and the wait excluded
         hostMsPerToken: round(gpu.lastHostMs),
-        dispatchesPerLayer: round((gpu.lastDispatches - 2) / model.config.numLayers),
+        // besides the embedding, the lm_head and the greedy pick's top-k passes (when it runs on the device)
+        dispatchesPerLayer: round((gpu.lastDispatches - 2 - gpu.lastPickDispatches) / model.config.numLayers),
+        picksOnDevice: gpu.devicePicks,
         features: gpu.ctx.features,
         deviceCopyGBps: round(deviceCopy),
         fractionOfDeviceCopy: achievedGBps === null ? null : round(achievedGBps / deviceCopy),
@@ -144,10 +146,11 @@ export function randomModelDir(like: RandomModelPreset, log: (line: string) => v
 
 /**
  * Prefill: best of three fresh caches (the first run also warms up kernels and the allocator). Decode: greedy steps
- * after the prompt, each step's time returned (callers take the median: robust to a noisy neighbour). `timeArgmax`
- * counts the argmax in the step, for comparisons with engines whose step includes sampling.
+ * after the prompt as the decode loop runs them (the forward and the pick: on the device where the backend keeps its
+ * logits row there, else an argmax over the row read back), each step's time returned (callers take the median:
+ * robust to a noisy neighbour).
  */
-export async function measurePrefillAndDecode(backend: Backend, prompt: number[], decodeTokens: number, timeArgmax = false): Promise<{ prefillMs: number; steps: number[] }> {
+export async function measurePrefillAndDecode(backend: Backend, prompt: number[], decodeTokens: number): Promise<{ prefillMs: number; steps: number[] }> {
   let prefillMs = Infinity;
   for (let r = 0; r < 3; r++) {
     const c = backend.createCache();
@@ -157,13 +160,17 @@ export async function measurePrefillAndDecode(backend: Backend, prompt: number[]
     c.free();
   }
   const cache = backend.createCache();
-  let logits = await backend.forward(cache, prompt);
+  const V = backend.config.vocabSize;
+  const greedy = async (tokens: readonly number[]): Promise<number> => {
+    if (!backend.forwardRow) return argmax(await backend.forward(cache, tokens));
+    const row = await backend.forwardRow(cache, tokens, { top: { k: 1, limit: V } });
+    return (await row.top(1, null, V)).ids[0]!;
+  };
+  let next = await greedy(prompt);
   const steps: number[] = [];
   for (let s = 0; s < decodeTokens; s++) {
-    const before = performance.now();
-    const next = argmax(logits);
-    const t = timeArgmax ? before : performance.now();
-    logits = await backend.forward(cache, [next]);
+    const t = performance.now();
+    next = await greedy([next]);
     steps.push(performance.now() - t);
   }
   cache.free();

@@ -2,10 +2,12 @@
  * A WebGPU backend that keeps answering when its device goes away: forwards go to WebGPU until the device is lost,
  * then to a CPU backend loaded on first need. Handles are wrappers whose inner handle moves across on first use after
  * the switch, through the WebGPU handle's host mirror (exportKv needs no device) and the CPU backend's importKv, so the
- * engine's resident sequence and prefix cache survive the loss.
+ * engine's resident sequence and prefix cache survive the loss. A logits row left on the device when it went is
+ * computed again on the CPU from the handle's last token.
  */
 import { oneLine } from '../../errors.js';
-import type { Backend, BackendInfo, ForwardOptions, KvCache } from '../backend.js';
+import type { Backend, BackendInfo, ForwardOptions, KvCache, RowOptions } from '../backend.js';
+import { hostRow, type LogitsRow } from '../logits-row.js';
 import { WebGpuKvCache } from './kv-cache.js';
 import type { WebGpuBackend } from './webgpu-backend.js';
 
@@ -60,16 +62,44 @@ export class FallbackBackend implements Backend {
 
   async forward(cache: KvCache, tokens: readonly number[], opts?: ForwardOptions): Promise<Float32Array> {
     const c = unwrap(cache);
+    return this.run(c, (gpu) => gpu.forward(c.inner, tokens, opts), (cpu) => cpu.forward(c.inner, tokens, opts));
+  }
+
+  async forwardRow(cache: KvCache, tokens: readonly number[], opts?: RowOptions): Promise<LogitsRow> {
+    const c = unwrap(cache);
+    const onCpu = async (cpu: Backend) => (cpu.forwardRow ? cpu.forwardRow(c.inner, tokens, opts) : hostRow(await cpu.forward(c.inner, tokens, opts)));
+    const row = await this.run(c, (gpu) => gpu.forwardRow(c.inner, tokens, opts), onCpu);
+    if (this.fallback) return row;
+    // the row lives on the device: if it goes before the row is answered, recompute the last position on the CPU
+    const again = async (): Promise<LogitsRow> => {
+      const cpu = await this.switchOver();
+      this.migrate(c, cpu);
+      const last = c.inner.tokens[c.inner.length - 1]!;
+      c.inner.truncate(c.inner.length - 1);
+      return hostRow(await cpu.forward(c.inner, [last]));
+    };
+    const lost = (e: unknown) => {
+      if (this.primary.lostReason === null) throw e;
+    };
+    return {
+      vocabSize: row.vocabSize,
+      top: (k, allowed, limit) => row.top(k, allowed, limit).catch(async (e) => (lost(e), (await again()).top(k, allowed, limit))),
+      read: () => row.read().catch(async (e) => (lost(e), (await again()).read())),
+    };
+  }
+
+  /** On the GPU until its device is lost (the failing call is retried on the CPU), then on the CPU. */
+  private async run<T>(c: SwitchingKvCache, onGpu: (gpu: WebGpuBackend) => Promise<T>, onCpu: (cpu: Backend) => Promise<T>): Promise<T> {
     if (!this.fallback && this.primary.lostReason === null) {
       try {
-        return await this.primary.forward(c.inner, tokens, opts);
+        return await onGpu(this.primary);
       } catch (e) {
         if (this.primary.lostReason === null) throw e;
       }
     }
     const cpu = await this.switchOver();
     this.migrate(c, cpu);
-    return cpu.forward(c.inner, tokens, opts);
+    return onCpu(cpu);
   }
 
   exportKv(cache: KvCache, start: number, end: number): Float32Array {

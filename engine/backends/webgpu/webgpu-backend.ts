@@ -13,12 +13,19 @@
  * = 7 dispatches per layer, plus the embedding lookup and the final norm + lm_head over the rows whose logits are
  * wanted. Logits and the new positions' keys/values come back in one readback per chunk.
  *
+ * forwardRow() keeps the last position's logits on the device: the step ends with the top-k kernel (kernels/topk.wgsl)
+ * and reads back k (logit, id) pairs instead of the vocabulary's floats; a monitor's mask is uploaded as a bitset and
+ * answered by another top-k over the same row (one more round trip, on masked steps only). On a software adapter
+ * (llvmpipe) the kernel is slower than reading the row back, so there the row comes back whole unless devicePicks says
+ * otherwise.
+ *
  * The dispatch list (pipelines, bind groups, uniform buffers) is recorded once per (cache, rows per chunk, rows of
  * logits) and reused: a decode step writes its token ids and position (two queue.writeBuffer calls), encodes the
  * recorded list into one command buffer and reads back through a pooled staging buffer, so its host work is a few
  * calls per dispatch and creates no GPU objects.
  */
 import { checkForward, concatFloat32 } from '../common.js';
+import { hostRow, type LogitsRow, type TopTokens } from '../logits-row.js';
 import { BadInputError, throwIfAborted } from '../../errors.js';
 import { ropeInvFreq, type ModelConfig } from '../../model/config.js';
 import type { ModelDir } from '../../model/directory.js';
@@ -30,7 +37,8 @@ import { embedding, uploadTable, type GpuTable } from '../../../kernels/embeddin
 import { StagingPool, UNIFORM, UniformPool, encode, openGpu, stepValues, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
 import { matmul, matrixBytes, matrixOverTable, uploadMatrix, type GpuMatrix, type MatrixFormat } from '../../../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../../../kernels/rope.js';
-import type { Backend, BackendInfo, ForwardOptions, KvCache, WeightFormat } from '../backend.js';
+import { MAX_TOP_K, decodeTopK, topK, topKScratchBytes } from '../../../kernels/topk.js';
+import type { Backend, BackendInfo, ForwardOptions, KvCache, RowOptions, WeightFormat } from '../backend.js';
 import { WebGpuKvCache, type KvGeometry } from './kv-cache.js';
 
 export interface WebGpuBackendOptions {
@@ -41,6 +49,9 @@ export interface WebGpuBackendOptions {
   chunkSize?: number;
   /** Positions a cache may hold (default: the model's, at most 32768). */
   maxPositions?: number;
+  /** forwardRow() answers top-k on the device (default: on a hardware adapter, as llvmpipe reads the row back faster;
+   * MGD_WEBGPU_PICKS=device|host overrides the default). */
+  devicePicks?: boolean;
 }
 
 interface Layer {
@@ -65,6 +76,10 @@ interface Scratch {
   step: GPUBuffer;
   /** The chunk's new keys and values, [layer][2·kvH][M][hd] (written by rope beside the cache), read back in one copy. */
   fresh: GPUBuffer;
+  /** top-k on the device: the allowed-token bitset, the kernel's candidates between passes, its k pairs. */
+  mask: GPUBuffer;
+  topScratch: GPUBuffer;
+  top: GPUBuffer;
 }
 
 const DEFAULT_CHUNK = 128;
@@ -111,11 +126,18 @@ export class WebGpuBackend implements Backend {
   readonly maxPositions: number;
   /** Set once the device is lost: the reason. The backend is unusable from then on. */
   lostReason: string | null = null;
-  /** Dispatches recorded by the last forward chunk (for benchmarks). */
+  /** Dispatches recorded by the last forward chunk (for benchmarks), and how many of them picked the best tokens. */
   lastDispatches = 0;
+  lastPickDispatches = 0;
   /** Host milliseconds of the last forward chunk: building and encoding its commands, and unpacking its readback
    * (not the submit itself, which on OpenGL ES also runs the work, nor the wait for the device). */
   lastHostMs = 0;
+  /** Whether forwardRow() picks on the device (see WebGpuBackendOptions.devicePicks). */
+  readonly devicePicks: boolean;
+  /** top-k dispatch lists by (N, k, masked): they read only the fixed scratch buffers, so one per shape. */
+  private readonly topPlans = new Map<string, Dispatch[]>();
+  /** Counts forwards: a row is answerable while no later forward overwrote the logits scratch. */
+  private generation = 0;
   private disposed = false;
 
   constructor(
@@ -177,7 +199,12 @@ export class WebGpuBackend implements Backend {
       logits: storage(d, C * V * 4),
       step: d.createBuffer({ size: 16, usage: UNIFORM }),
       fresh: storage(d, C * config.numLayers * 2 * kvH * hd * 4),
+      mask: storage(d, Math.ceil(V / 32) * 4),
+      topScratch: storage(d, topKScratchBytes(V, MAX_TOP_K)),
+      top: storage(d, MAX_TOP_K * 8),
     };
+    const picks = process.env.MGD_WEBGPU_PICKS; // 'device' | 'host': to measure either, or to test the device path on llvmpipe
+    this.devicePicks = opts.devicePicks ?? (picks === 'device' ? true : picks === 'host' ? false : !ctx.software);
     this.uniforms = new UniformPool(d);
     this.staging = new StagingPool(d);
     this.info = { name: 'webgpu', device: ctx.description, weights: format, weightBytesPerToken: bytes };
@@ -209,6 +236,91 @@ export class WebGpuBackend implements Backend {
       if (last) out.set(logits);
       start += n;
     }
+    return out;
+  }
+
+  async forwardRow(cache: KvCache, tokens: readonly number[], opts: RowOptions = {}): Promise<LogitsRow> {
+    if (!(cache instanceof WebGpuKvCache)) throw new TypeError('webgpu backend: foreign KV cache handle');
+    if (!this.devicePicks) return hostRow(await this.forward(cache, tokens, { signal: opts.signal }));
+    this.checkUsable();
+    checkForward(this.config, this.maxPositions, cache.length, tokens, 1);
+    const V = this.config.vocabSize;
+    const first = opts.top && { k: Math.min(Math.max(1, opts.top.k), MAX_TOP_K), N: Math.min(opts.top.limit, V) };
+    let best: TopTokens | null = null;
+    for (let start = 0; start < tokens.length; ) {
+      throwIfAborted(opts.signal);
+      const n = Math.min(this.chunkSize, tokens.length - start);
+      const last = start + n === tokens.length;
+      const chunk = tokens.slice(start, start + n);
+      if (!last) await this.step(cache, chunk, 0);
+      else best = (await this.step(cache, chunk, 1, first ?? undefined)) as TopTokens | null;
+      start += n;
+    }
+    const generation = this.generation;
+    const current = () => {
+      this.checkUsable();
+      if (generation !== this.generation) throw new Error('webgpu backend: a logits row was used after the next forward');
+    };
+    return {
+      vocabSize: V,
+      top: async (k, allowed, limit) => {
+        current();
+        const N = Math.min(limit, V);
+        if (!allowed && best && first && k <= first.k && N === first.N) return { ids: best.ids.slice(0, k), logits: best.logits.slice(0, k) };
+        return this.topOnDevice(k, allowed, N);
+      },
+      read: async () => {
+        current();
+        return new Float32Array(await this.readBack(this.scratch.logits, V * 4));
+      },
+    };
+  }
+
+  /** The top-k dispatches over logits row 0 for (N, k, masked), recorded once. */
+  private topPlan(N: number, k: number, masked: boolean): Dispatch[] {
+    const key = `${N}:${k}:${masked}`;
+    let ds = this.topPlans.get(key);
+    if (!ds) {
+      const s = this.scratch;
+      ds = topK(this.ctx, { x: s.logits, offset: 0, N, k, mask: masked ? s.mask : null, scratch: s.topScratch, out: s.top, uniforms: this.uniforms });
+      this.topPlans.set(key, ds);
+    }
+    return ds;
+  }
+
+  /** A masked (or larger) question about the current row: the mask uploaded, top-k run, k pairs read back. */
+  private async topOnDevice(k: number, allowed: Uint32Array | null, N: number): Promise<TopTokens> {
+    if (!(k >= 1 && k <= MAX_TOP_K)) throw new RangeError(`webgpu backend: top ${k} is not in 1..${MAX_TOP_K}`);
+    const d = this.ctx.device;
+    if (allowed) {
+      // words the caller's mask lacks allow nothing (TokenMasks' convention)
+      const words = new Uint32Array(Math.ceil(N / 32));
+      words.set(allowed.subarray(0, words.length));
+      d.queue.writeBuffer(this.scratch.mask, 0, words);
+    }
+    const enc = d.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const x of this.topPlan(N, k, allowed !== null)) encode(pass, x);
+    pass.end();
+    return finite(decodeTopK(await this.readBack(this.scratch.top, k * 8, enc), k));
+  }
+
+  /** Copies bytes of a buffer back through the staging pool (after the commands already in `enc`, if given). */
+  private async readBack(src: GPUBuffer, bytes: number, enc = this.ctx.device.createCommandEncoder()): Promise<ArrayBuffer> {
+    const d = this.ctx.device;
+    const staging = this.staging.acquire(bytes);
+    enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
+    d.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
+    } catch (e) {
+      staging.destroy();
+      this.checkUsable();
+      throw e;
+    }
+    const out = staging.getMappedRange(0, bytes).slice(0);
+    staging.unmap();
+    this.staging.release(staging);
     return out;
   }
 
@@ -249,8 +361,13 @@ export class WebGpuBackend implements Backend {
     return ds;
   }
 
-  /** One chunk: one command buffer, one readback (logits of the last `rows` rows and the new keys/values). */
-  private async step(cache: WebGpuKvCache, tokens: number[], rows: number): Promise<Float32Array> {
+  /**
+   * One chunk: one command buffer, one readback: the logits of the last `rows` rows, or with `top` the k best of the
+   * last row's (rows = 1, the row itself left on the device), and the new keys/values.
+   */
+  private async step(cache: WebGpuKvCache, tokens: number[], rows: number): Promise<Float32Array>;
+  private async step(cache: WebGpuKvCache, tokens: number[], rows: number, top: { k: number; N: number } | undefined): Promise<Float32Array | TopTokens>;
+  private async step(cache: WebGpuKvCache, tokens: number[], rows: number, top?: { k: number; N: number }): Promise<Float32Array | TopTokens> {
     const { numKvHeads: kvH, headDim: hd, vocabSize: V, numLayers } = this.config;
     const t0 = performance.now();
     const d = this.ctx.device;
@@ -259,13 +376,16 @@ export class WebGpuBackend implements Backend {
     const pos0 = cache.length;
     cache.reserve(pos0 + M);
     const ds = this.plan(cache, M, rows);
-    this.lastDispatches = ds.length;
+    const picks = top ? this.topPlan(top.N, top.k, false) : [];
+    this.lastDispatches = ds.length + picks.length;
+    this.lastPickDispatches = picks.length;
+    this.generation++;
     // the only per-step values: written before the submit, ordered with it on the queue
     d.queue.writeBuffer(s.tokens, 0, Uint32Array.from(tokens));
     d.queue.writeBuffer(s.step, 0, stepValues(pos0));
 
     // the readback: logits, then per layer and (key|value, head) slot the M new rows (rope packed them so)
-    const logitBytes = rows * V * 4;
+    const logitBytes = top ? top.k * 8 : rows * V * 4;
     const slotBytes = M * hd * 4;
     const freshBytes = numLayers * 2 * kvH * slotBytes;
     const bytes = logitBytes + freshBytes;
@@ -273,8 +393,9 @@ export class WebGpuBackend implements Backend {
     const enc = d.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (const x of ds) encode(pass, x);
+    for (const x of picks) encode(pass, x);
     pass.end();
-    if (rows) enc.copyBufferToBuffer(s.logits, 0, staging, 0, logitBytes);
+    if (rows) enc.copyBufferToBuffer(top ? s.top : s.logits, 0, staging, 0, logitBytes);
     enc.copyBufferToBuffer(s.fresh, 0, staging, logitBytes, freshBytes);
     const cmd = enc.finish();
     const host = performance.now() - t0;
@@ -287,8 +408,9 @@ export class WebGpuBackend implements Backend {
       throw e;
     }
     const t1 = performance.now();
-    const all = new Float32Array(staging.getMappedRange(0, bytes));
-    const logits = all.slice(0, rows * V);
+    const mapped = staging.getMappedRange(0, bytes);
+    const all = new Float32Array(mapped);
+    const logits = top ? finite(decodeTopK(new Uint8Array(mapped, 0, logitBytes), top.k)) : all.slice(0, rows * V);
     for (let l = 0; l < numLayers; l++)
       for (let j = 0; j < 2 * kvH; j++) {
         const from = (logitBytes + (l * 2 * kvH + j) * slotBytes) / 4;
@@ -321,6 +443,13 @@ export class WebGpuBackend implements Backend {
     this.disposed = true;
     this.ctx.device.destroy();
   }
+}
+
+/** Drops candidates whose logit is -Infinity: the host's rule (logits-row.ts), where -Infinity means masked. */
+function finite(t: TopTokens): TopTokens {
+  let n = t.ids.length;
+  while (n > 0 && !(t.logits[n - 1]! > -Infinity)) n--;
+  return n === t.ids.length ? t : { ids: t.ids.slice(0, n), logits: t.logits.slice(0, n) };
 }
 
 export class DeviceLostError extends Error {
