@@ -52,9 +52,10 @@ export function uploadMatrixF16(ctx: GpuContext, w: Float32Array, N: number, K: 
 }
 
 /** Bytes a matrix of the format occupies on the device (for checks against binding limits before converting). */
-export function matrixBytes(format: MatrixFormat, N: number, K: number): number {
+export function matrixBytes(format: MatrixFormat, N: number, K: number, scales: 'f32' | 'f16' = 'f32'): number {
   const nBlocks = Math.ceil(K / QUANT_BLOCK);
-  const perBlock = { f32: 128, f16: 64, q8: 32 + 4, q4: 16 + 4 }[format];
+  const scale = scales === 'f16' ? 2 : 4;
+  const perBlock = { f32: 128, f16: 64, q8: 32 + scale, q4: 16 + scale }[format];
   return N * nBlocks * perBlock;
 }
 

@@ -147,15 +147,26 @@ for (const fixture of ['tiny', 'tiny-llama'] as const)
       }
     });
 
-    it('q8 and q4 weights agree with ONNX Runtime MatMulNBits', async () => {
+    it('q8 and q4 weights agree with ONNX Runtime MatMulNBits; f16 scales with f32 ones', async () => {
       for (const weights of ['q8', 'q4'] as const) {
-        const gq = await loadWebGpuBackend(model, { weights });
+        const gq = await loadWebGpuBackend(model, { weights, scales: 'f32' });
+        const g16 = await loadWebGpuBackend(model, { weights });
         const oq = await loadOnnxBackend(model, { weights, threads: 2 });
         try {
           expect(gq.info.weightBytesPerToken).toBe(oq.info.weightBytesPerToken);
-          expectClose(await gq.forward(gq.createCache(), prompt), await oq.forward(oq.createCache(), prompt), 0.05);
+          const logits = await gq.forward(gq.createCache(), prompt);
+          expectClose(logits, await oq.forward(oq.createCache(), prompt), 0.05);
+          // f16 scales (the default): two bytes less per block of 32, each scale within 2^-11 of the f32 one
+          expect(g16.scales).toBe('f16');
+          const c = model.config;
+          const blocks = (N: number, K: number) => N * Math.ceil(K / 32); // rows are whole blocks, padded past K
+          const layer = blocks((c.numHeads + 2 * c.numKvHeads) * c.headDim, c.hiddenSize) + blocks(c.hiddenSize, c.numHeads * c.headDim) + blocks(2 * c.intermediateSize, c.hiddenSize) + blocks(c.hiddenSize, c.intermediateSize);
+          const lmHead = blocks(c.vocabSize, c.hiddenSize); // quantized, tied or not: its own matrix
+          expect(gq.info.weightBytesPerToken - g16.info.weightBytesPerToken).toBe((c.numLayers * layer + lmHead) * 2);
+          expectClose(await g16.forward(g16.createCache(), prompt), logits, 5e-3);
         } finally {
           await gq.dispose();
+          await g16.dispose();
           await oq.dispose();
         }
       }

@@ -59,7 +59,7 @@ export async function benchDecode(o: BenchDecodeOptions) {
     const achievedGBps = bytes > 0 ? (bytes * decodeTokPerS) / 1e9 : null;
     // On WebGPU the roofline is the device's own copy bandwidth. The GEMV figures are the decode kernel alone on an
     // [N][K] matrix (8192x2048: the shape the llvmpipe-vs-ORT figure was taken on), in every weight format
-    // (and q4 with f16 scales, which the backend does not use yet) with the default workgroup cut, then the model's
+    // (and q4 with f16 scales, the backend's default for q4) with the default workgroup cut, then the model's
     // own products in the run's format, and swept over cuts for q4 and f16 (to tune matmul.ts's gemvShape).
     let device: Record<string, unknown> = {};
     if (gpu) {
@@ -95,6 +95,7 @@ export async function benchDecode(o: BenchDecodeOptions) {
         // besides the embedding, the lm_head and the greedy pick's top-k passes (when it runs on the device)
         dispatchesPerLayer: round((gpu.lastDispatches - 2 - gpu.lastPickDispatches) / model.config.numLayers),
         picksOnDevice: gpu.devicePicks,
+        scales: gpu.scales,
         features: gpu.ctx.features,
         deviceCopyGBps: round(deviceCopy),
         fractionOfDeviceCopy: achievedGBps === null ? null : round(achievedGBps / deviceCopy),

@@ -49,6 +49,11 @@ export interface WebGpuBackendOptions {
   chunkSize?: number;
   /** Positions a cache may hold (default: the model's, at most 32768). */
   maxPositions?: number;
+  /**
+   * q8/q4 block scales: f16 (default; a q4 block is 18 bytes instead of 20, as WebLLM's q4f16 and llama.cpp's Q4_0
+   * store it) or f32 (ONNX Runtime's MatMulNBits layout, byte for byte). MGD_WEBGPU_SCALES=f32|f16 overrides.
+   */
+  scales?: 'f32' | 'f16';
   /** forwardRow() answers top-k on the device (default: on a hardware adapter, as llvmpipe reads the row back faster;
    * MGD_WEBGPU_PICKS=device|host overrides the default). */
   devicePicks?: boolean;
@@ -132,6 +137,8 @@ export class WebGpuBackend implements Backend {
   /** Host milliseconds of the last forward chunk: building and encoding its commands, and unpacking its readback
    * (not the submit itself, which on OpenGL ES also runs the work, nor the wait for the device). */
   lastHostMs = 0;
+  /** The quantized formats' scale type (null for f32/f16 weights). */
+  readonly scales: 'f32' | 'f16' | null;
   /** Whether forwardRow() picks on the device (see WebGpuBackendOptions.devicePicks). */
   readonly devicePicks: boolean;
   /** top-k dispatch lists by (N, k, masked): they read only the fixed scratch buffers, so one per shape. */
@@ -151,15 +158,18 @@ export class WebGpuBackend implements Backend {
     const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, intermediateSize: I, vocabSize: V } = config;
     const d = ctx.device;
     const limit = d.limits.maxStorageBufferBindingSize;
+    const envScales = process.env.MGD_WEBGPU_SCALES;
+    if (envScales !== undefined && envScales !== 'f32' && envScales !== 'f16') throw new BadInputError(`MGD_WEBGPU_SCALES: expected f32 or f16, got "${envScales}"`);
+    const scales = opts.scales ?? envScales ?? 'f16';
     let bytes = 0;
     const matrix = (names: string[], label: string): GpuMatrix => {
       const parts = names.map((n) => w.readF32(n));
       const K = w.info(names[0]!).shape[1]!;
       const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
       const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
-      const size = matrixBytes(format, N, K);
+      const size = matrixBytes(format, N, K, scales);
       if (size > limit) throw new Error(`${label}: ${size} bytes exceed the device's storage binding limit (${limit})`);
-      const m = uploadMatrix(ctx, stacked, N, K, format, label);
+      const m = uploadMatrix(ctx, stacked, N, K, format, label, { scales });
       bytes += m.bytes;
       return m;
     };
@@ -208,6 +218,7 @@ export class WebGpuBackend implements Backend {
     this.uniforms = new UniformPool(d);
     this.staging = new StagingPool(d);
     this.info = { name: 'webgpu', device: ctx.description, weights: format, weightBytesPerToken: bytes };
+    this.scales = format === 'q8' || format === 'q4' ? scales : null;
     void ctx.lost.then((reason) => {
       if (!this.disposed) this.lostReason = reason;
     });
