@@ -321,6 +321,7 @@ describe('mgd bench decode --backend webgpu', () => {
     for (const f of ['q4', 'f16']) expect(sweep[f]!.length).toBeGreaterThan(0);
     expect(sweep.f16!.every((c) => Number.isFinite(c.GBps) && c.GBps >= 0)).toBe(true);
     expect((r.gemvModel as Array<{ name: string }>).map((g) => g.name)).toEqual(['qkv', 'o', 'gateUp', 'down', 'lmHead']);
+    expect(r.idleCpuFraction).toBeGreaterThanOrEqual(0);
   });
 
   it('f16 weights: the weight bytes per token are two per parameter (rows whole blocks of 32)', async () => {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Backend, BackendName, WeightFormat } from '../backends/backend.js';
 import { cacheRoot } from '../backends/onnx/build-cache.js';
 import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
-import { deviceCopyGBps, gemvGBps, gemvSweep } from '../backends/webgpu/microbench.js';
+import { deviceCopyGBps, gemvGBps, gemvSweep, idleCpuFraction } from '../backends/webgpu/microbench.js';
 import { loadWebGpuBackend } from '../backends/webgpu/webgpu-backend.js';
 import { onnxWeights } from '../backends/select.js';
 import { openModelDir } from '../model/directory.js';
@@ -88,6 +88,8 @@ export async function benchDecode(o: BenchDecodeOptions) {
         gemvModel.push({ name, N: pn, K: pk, GBps: round(r.GBps), ...r.shape });
       }
       const own = gemv[backend.info.weights] as { GBps: number };
+      log('measuring idle CPU with the device held ...');
+      const idleCpu = await idleCpuFraction();
       device = {
         dispatchesPerToken: gpu.lastDispatches,
         // host work of the last decode step (encoding, readback unpacking), the submit and the wait excluded
@@ -96,6 +98,8 @@ export async function benchDecode(o: BenchDecodeOptions) {
         dispatchesPerLayer: round((gpu.lastDispatches - 2 - gpu.lastPickDispatches) / model.config.numLayers),
         picksOnDevice: gpu.devicePicks,
         scales: gpu.scales,
+        // CPU (fraction of one core) of this process holding the device, idle for 2 s (Dawn's node binding can spin)
+        idleCpuFraction: Math.round(idleCpu * 1000) / 1000,
         features: gpu.ctx.features,
         deviceCopyGBps: round(deviceCopy),
         fractionOfDeviceCopy: achievedGBps === null ? null : round(achievedGBps / deviceCopy),

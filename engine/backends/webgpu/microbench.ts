@@ -144,3 +144,17 @@ export async function gemvSweep(ctx: GpuContext, N: number, K: number, format: M
   }
   return out.sort((a, b) => b.GBps - a.GBps);
 }
+
+/**
+ * The process's CPU use (fraction of one core) while it holds the device and does nothing, over `ms`. Dawn's node
+ * binding was reported to spin after requestDevice (dawn-gpu/node-webgpu #17); a language server sits idle most of
+ * the time, so this says whether the device must be released between requests. Measured 0.000 on llvmpipe (OpenGL
+ * ES); a real GPU's backend (Vulkan, Metal, D3D12) may differ.
+ */
+export async function idleCpuFraction(ms = 2000): Promise<number> {
+  const u0 = process.cpuUsage();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const u = process.cpuUsage(u0);
+  return (u.user + u.system) / 1000 / (performance.now() - t0);
+}
