@@ -59,7 +59,7 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
     let adapter: GPUAdapter | null = null;
     let gpu: GPU | null = null;
     try {
-      gpu = create([...(backend === 'opengles' ? ['backend=opengles'] : []), ...dawnToggles()]);
+      gpu = create([...(backend === 'opengles' ? ['backend=opengles'] : []), ...dawnToggles(backend === 'default' ? ['vulkan_enable_f16_on_nvidia'] : [])]);
       adapter = await gpu.requestAdapter(backend === 'opengles' ? ({ featureLevel: 'compatibility' } as GPURequestAdapterOptions) : { powerPreference: 'high-performance' });
     } catch {
       adapter = null;
@@ -91,17 +91,18 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
 }
 
 /**
- * Dawn toggles from MGD_DAWN_TOGGLES (comma-separated, e.g. `disable_workgroup_init,disable_robustness`), for
- * measuring what Dawn's safety work costs a kernel on a real GPU: workgroup memory is zeroed before every workgroup
- * and every array index clamped unless turned off. Our kernels write workgroup memory before reading it and stay in
- * bounds (the tests check their results), but these stay opt-in: off, a kernel bug reads garbage instead of a clamped
- * element.
+ * Dawn toggles: `always` (on the native backend: `vulkan_enable_f16_on_nvidia`, as Dawn hides shader-f16 on NVIDIA's
+ * Vulkan driver unless asked; other adapters ignore it) and those in MGD_DAWN_TOGGLES (comma-separated, e.g.
+ * `disable_workgroup_init,disable_robustness`), for measuring what Dawn's safety work costs a kernel on a real GPU:
+ * workgroup memory is zeroed before every workgroup and every array index clamped unless turned off. Our kernels
+ * write workgroup memory before reading it and stay in bounds (the tests check their results), but these stay opt-in:
+ * off, a kernel bug reads garbage instead of a clamped element.
  */
-function dawnToggles(): string[] {
+function dawnToggles(always: string[]): string[] {
   const t = process.env.MGD_DAWN_TOGGLES?.trim();
-  if (!t) return [];
-  if (!/^[a-z0-9_]+(,[a-z0-9_]+)*$/.test(t)) throw new Error(`MGD_DAWN_TOGGLES: expected comma-separated toggle names, got "${t}"`);
-  return [`enable-dawn-features=${t}`];
+  if (t && !/^[a-z0-9_]+(,[a-z0-9_]+)*$/.test(t)) throw new Error(`MGD_DAWN_TOGGLES: expected comma-separated toggle names, got "${t}"`);
+  const all = [...always, ...(t ? t.split(',') : [])];
+  return all.length ? [`enable-dawn-features=${all.join(',')}`] : [];
 }
 
 /**
