@@ -33,6 +33,10 @@ struct Params {
   nBlocks: u32, // blocks of 32 per weight row
   eps: f32,
   pad: u32,
+  yOffset: u32, // elements before y's first row: a matrix split by rows writes its part's columns
+  yStride: u32, // elements between rows of y (N unless split)
+  pad1: u32,
+  pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -210,9 +214,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     v += bias[n];
 #endif
 #if ACCUMULATE
-    y[n] += v;
+    y[p.yOffset + n] += v;
 #else
-    y[n] = v;
+    y[p.yOffset + n] = v;
 #endif
   }
 }

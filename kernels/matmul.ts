@@ -68,12 +68,51 @@ export function uploadMatrix(ctx: GpuContext, w: Float32Array, N: number, K: num
 }
 
 /**
- * The embedding table as the (tied) lm_head matrix, sharing its buffer: possible when the table's rows are already
- * whole blocks (H a multiple of 32, as in every real model). Null otherwise: the caller uploads a padded copy.
+ * A weight matrix as consecutive row ranges, each its own GpuMatrix within the device's storage binding limit (a
+ * single part unless it is larger: llvmpipe allows 128 MiB, under Qwen2.5's lm_head in f16). Each part's product
+ * writes its columns of the one output (matmul's yOffset/yStride): one dispatch per part.
  */
-export function matrixOverTable(t: GpuTable): GpuMatrix | null {
+export interface SplitMatrix {
+  format: MatrixFormat;
+  N: number;
+  K: number;
+  parts: Array<{ n0: number; w: GpuMatrix; bias: GPUBuffer | null }>;
+  /** Bytes read per full product, all parts. */
+  bytes: number;
+}
+
+/** `w` (f32, [N][K]) in the format, in row parts of at most `maxBytes` each (and its bias, sliced the same way). */
+export function uploadSplitMatrix(ctx: GpuContext, w: Float32Array, N: number, K: number, format: MatrixFormat, maxBytes: number, o: { scales?: 'f32' | 'f16'; bias?: Float32Array; label?: string } = {}): SplitMatrix {
+  const per = Math.max(1, Math.floor(maxBytes / matrixBytes(format, 1, K, o.scales)));
+  const parts: SplitMatrix['parts'] = [];
+  for (let n0 = 0; n0 < N; n0 += per) {
+    const rows = Math.min(per, N - n0);
+    const part = uploadMatrix(ctx, w.subarray(n0 * K, (n0 + rows) * K), rows, K, format, o.label && (n0 ? `${o.label}[${n0}..]` : o.label), { scales: o.scales });
+    parts.push({ n0, w: part, bias: o.bias ? upload(ctx.device, o.bias.subarray(n0, n0 + rows)) : null });
+  }
+  return { format, N, K, parts, bytes: parts.reduce((a, p) => a + p.w.bytes, 0) };
+}
+
+/** One part: a matrix that fits one binding, as a SplitMatrix. */
+export function unsplit(w: GpuMatrix, bias: GPUBuffer | null = null): SplitMatrix {
+  return { format: w.format, N: w.N, K: w.K, parts: [{ n0: 0, w, bias }], bytes: w.bytes };
+}
+
+/** matmul() over every part of a split matrix into one y ([M][N], the parts' columns side by side). */
+export function matmulSplit(ctx: GpuContext, a: Omit<MatmulArgs, 'w' | 'bias' | 'yOffset' | 'yStride'> & { w: SplitMatrix }): Dispatch[] {
+  return a.w.parts.map((p) => matmul(ctx, { ...a, w: p.w, bias: p.bias, yOffset: p.n0, yStride: a.w.N }));
+}
+
+/**
+ * The embedding table as the (tied) lm_head matrix, sharing its buffers part for part: possible when the table's rows
+ * are already whole blocks (H a multiple of 32, as in every real model). Null otherwise: the caller uploads a padded
+ * copy.
+ */
+export function matrixOverTable(t: GpuTable): SplitMatrix | null {
   if (t.H % QUANT_BLOCK) return null;
-  return { format: t.format, N: t.V, K: t.H, data: t.data, scales: null, bytes: t.V * t.H * (t.format === 'f32' ? 4 : 2) };
+  const bytesPer = t.format === 'f32' ? 4 : 2;
+  const parts = t.parts.map((p) => ({ n0: p.r0, w: { format: t.format, N: p.rows, K: t.H, data: p.data, scales: null, bytes: p.rows * t.H * bytesPer } as GpuMatrix, bias: null }));
+  return { format: t.format, N: t.V, K: t.H, parts, bytes: t.V * t.H * bytesPer };
 }
 
 /**
@@ -104,6 +143,10 @@ export interface MatmulArgs {
   xStride?: number;
   w: GpuMatrix;
   y: GPUBuffer;
+  /** Elements before y's first row (default 0) and between rows (default N): a matrix uploaded in row parts (see
+   * splitRows) writes each part's columns of one y. */
+  yOffset?: number;
+  yStride?: number;
   bias?: GPUBuffer | null;
   /** y += x·Wᵀ instead of y = x·Wᵀ. */
   accumulate?: boolean;
@@ -178,7 +221,7 @@ function gemv(ctx: GpuContext, a: MatmulArgs, fusions: Record<string, boolean>):
   const XT = Math.min(Math.ceil(w.K / QUANT_BLOCK) * QUANT_BLOCK, xtMax);
   const p = pipeline(ctx, 'gemv', 'main', { ...fusions, TPR: shape.tpr, ROWS: shape.rows, WG, XT, UNROLL: shape.unroll, SUBGROUPS: shape.subgroups });
   const transient: GPUBuffer[] = [];
-  const u = uniform(ctx.device, a.uniforms, [1, w.N, w.K, a.xOffset ?? 0, a.xStride ?? (a.swiglu ? 2 * w.K : w.K), Math.ceil(w.K / QUANT_BLOCK), { f: a.norm?.eps ?? 0 }, 0], transient);
+  const u = uniform(ctx.device, a.uniforms, [1, w.N, w.K, a.xOffset ?? 0, a.xStride ?? (a.swiglu ? 2 * w.K : w.K), Math.ceil(w.K / QUANT_BLOCK), { f: a.norm?.eps ?? 0 }, 0, a.yOffset ?? 0, a.yStride ?? w.N, 0, 0], transient);
   const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);
   const [gx, gy] = grid1d(Math.ceil(w.N / shape.rows));
   return { pipeline: p, bindGroup: bg, grid: [gx, gy, 1], transient };
@@ -210,6 +253,10 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): Dispatch {
     a.xStride ?? (a.swiglu ? 2 * w.K : w.K),
     Math.ceil(w.K / QUANT_BLOCK),
     { f: a.norm?.eps ?? 0 },
+    0,
+    a.yOffset ?? 0,
+    a.yStride ?? w.N,
+    0,
     0,
   ], transient);
   const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);

@@ -24,6 +24,10 @@ struct Params {
   nBlocks: u32, // quantized blocks per weight row
   eps: f32,
   pad: u32,
+  yOffset: u32, // elements before y's first row: a matrix split by rows writes its part's columns
+  yStride: u32, // elements between rows of y (N unless split)
+  pad1: u32,
+  pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -156,7 +160,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 #if BIAS
       v += bias[n];
 #endif
-      let at = (m0 + m) * p.N + n;
+      let at = (m0 + m) * p.yStride + p.yOffset + n;
 #if ACCUMULATE
       y[at] += v;
 #else

@@ -147,6 +147,28 @@ for (const fixture of ['tiny', 'tiny-llama'] as const)
       }
     });
 
+    it('matrices and the embedding table over the binding limit run in row parts, with the same logits', async () => {
+      const c = model.config;
+      // a limit of a quarter of the embedding table in f32: lm_head and table in 4+ parts, the layers' matrices too
+      // when they are larger than that
+      const maxBindingBytes = Math.ceil((c.vocabSize * c.hiddenSize * 4) / 4);
+      for (const weights of ['f32', 'q4'] as const) {
+        const whole = weights === 'f32' ? gpu : await loadWebGpuBackend(model, { weights });
+        const split = await loadWebGpuBackend(model, { weights, maxBindingBytes, chunkSize: 16 });
+        try {
+          expect(split.info.weightBytesPerToken).toBe(whole.info.weightBytesPerToken);
+          const a = split.createCache();
+          const b = whole.createCache();
+          expectClose(await split.forward(a, prompt, { logitsFor: 3 }), await whole.forward(b, prompt, { logitsFor: 3 }), 1e-5);
+          expect(split.lastDispatches).toBeGreaterThan(whole.lastDispatches); // the parts' extra dispatches
+          expectClose(await split.forward(a, [9]), await whole.forward(b, [9]), 1e-5);
+        } finally {
+          await split.dispose();
+          if (whole !== gpu) await whole.dispose();
+        }
+      }
+    });
+
     it('q8 and q4 weights agree with ONNX Runtime MatMulNBits; f16 scales with f32 ones', async () => {
       for (const weights of ['q8', 'q4'] as const) {
         const gq = await loadWebGpuBackend(model, { weights, scales: 'f32' });

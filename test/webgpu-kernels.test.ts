@@ -13,7 +13,7 @@ import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
 import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
 import { NO_FEATURES } from '../kernels/gpu.js';
-import { gemvShapeFor, matmul, matrixOverTable, uploadMatrix, uploadMatrixF32, uploadMatrixQuant, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
+import { gemvShapeFor, matmul, matmulSplit, matrixBytes, matrixOverTable, unsplit, uploadMatrix, uploadMatrixF32, uploadMatrixQuant, uploadSplitMatrix, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
 import { MAX_TOP_K, decodeTopK, topK, topKPasses, topKScratchBytes } from '../kernels/topk.js';
 import { argmax } from '../engine/decode/sampler.js';
@@ -219,24 +219,48 @@ describe('webgpu kernels', () => {
     expectClose(await read(y, N), refMatmul(1, N, K, x, Wd, {}));
   });
 
-  it('the embedding table shared as a tied lm_head (f32 and f16), rows padded when H is not a multiple of 32', async () => {
+  it('the embedding table shared as a tied lm_head (f32 and f16, whole or in row parts), rows padded when H is not a multiple of 32', async () => {
     const d = ctx!.device;
     for (const format of ['f32', 'f16'] as const)
-      for (const H of [64, 38]) {
-        const V = 21;
-        const table = randn(V * H);
-        const t = uploadTable(ctx!, table, V, H, format);
-        const shared = matrixOverTable(t);
-        expect(shared === null).toBe(H % 32 !== 0);
-        const w = shared ?? uploadMatrix(ctx!, table, V, H, format);
-        const Wd = format === 'f16' ? f16ToF32(f32ToF16(table)) : table;
-        for (const M of [1, 3]) {
-          const x = randn(M * H);
-          const y = storage(d, M * V * 4);
-          submit(d, [matmul(ctx!, { M, x: upload(d, x), w, y })]);
-          expectClose(await read(y, M * V), refMatmul(M, V, H, x, Wd, {}));
+      for (const H of [64, 38])
+        for (const rowsPerPart of [Infinity, 6]) {
+          const V = 21;
+          const table = randn(V * H);
+          const t = uploadTable(ctx!, table, V, H, format, rowsPerPart * H * (format === 'f32' ? 4 : 2));
+          expect(t.parts.length).toBe(rowsPerPart === Infinity ? 1 : 4);
+          const shared = matrixOverTable(t);
+          expect(shared === null).toBe(H % 32 !== 0);
+          const w = shared ?? unsplit(uploadMatrix(ctx!, table, V, H, format));
+          const Wd = format === 'f16' ? f16ToF32(f32ToF16(table)) : table;
+          for (const M of [1, 3]) {
+            const x = randn(M * H);
+            const y = storage(d, M * V * 4);
+            submit(d, matmulSplit(ctx!, { M, x: upload(d, x), w, y }));
+            expectClose(await read(y, M * V), refMatmul(M, V, H, x, Wd, {}));
+          }
         }
+  });
+
+  it('a matrix split into row parts (binding limit) gives the whole product, with bias, norm and accumulate', async () => {
+    const d = ctx!.device;
+    const [N, K] = [45, 70];
+    for (const fmt of ['f32', 'f16', 'q8', 'q4'] as const) {
+      const W = randn(N * K, 0.5);
+      const Wd = fmt === 'f32' ? W : fmt === 'f16' ? f16ToF32(f32ToF16(W)) : dequantize(quantizeBlocks(W, N, K, fmt === 'q8' ? 8 : 4, 32), N, K, fmt === 'q8' ? 8 : 4, 32);
+      const bias = randn(N);
+      const gamma = randn(K);
+      // parts of 16 rows: 16, 16, 13 (the last part short)
+      const w = uploadSplitMatrix(ctx!, W, N, K, fmt, matrixBytes(fmt, 16, K, 'f32'), { bias });
+      expect(w.parts.map((p) => p.w.N)).toEqual([16, 16, 13]);
+      expect(w.bytes).toBe(matrixBytes(fmt, N, K));
+      for (const M of [1, 4]) {
+        const x = randn(M * K);
+        const y0 = randn(M * N);
+        const y = upload(d, y0);
+        submit(d, matmulSplit(ctx!, { M, x: upload(d, x), w, y, norm: { gamma: upload(d, gamma), eps: 1e-5 }, accumulate: true }));
+        expectClose(await read(y, M * N), refMatmul(M, N, K, x, Wd, { bias, y0, gamma, eps: 1e-5 }), fmt === 'f32' ? 1e-5 : 1e-4);
       }
+    }
   });
 
   it('matmul with bias, RMSNorm input and residual accumulate', async () => {
@@ -398,7 +422,10 @@ describe('webgpu kernels', () => {
     const toks = Uint32Array.of(3, 49, 0, 3, 17);
     for (const format of ['f32', 'f16'] as const) {
       const out = storage(d, toks.length * H * 4);
-      submit(d, [embedding(ctx!, uploadTable(ctx!, table, V, H, format), toks.length, upload(d, toks), out)]);
+      // in row parts of 16 (49 in the last, 0 in the first, 17 in the second): each part gathers its own tokens
+      const t = uploadTable(ctx!, table, V, H, format, 16 * H * (format === 'f32' ? 4 : 2));
+      expect(t.parts.length).toBe(4);
+      submit(d, embedding(ctx!, t, toks.length, upload(d, toks), out));
       const src = format === 'f16' ? f16ToF32(f32ToF16(table)) : table;
       const want = new Float32Array(toks.length * H);
       toks.forEach((t, m) => want.set(src.subarray(t * H, (t + 1) * H), m * H));

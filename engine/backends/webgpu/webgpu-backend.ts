@@ -35,7 +35,7 @@ import { openWeights } from '../../model/weights.js';
 import { attention, partialFloats } from '../../../kernels/attention.js';
 import { embedding, uploadTable, type GpuTable } from '../../../kernels/embedding.js';
 import { StagingPool, UNIFORM, UniformPool, encode, openGpu, stepValues, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
-import { matmul, matrixBytes, matrixOverTable, uploadMatrix, type GpuMatrix, type MatrixFormat } from '../../../kernels/matmul.js';
+import { matmulSplit, matrixOverTable, uploadSplitMatrix, type MatrixFormat, type SplitMatrix } from '../../../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../../../kernels/rope.js';
 import { MAX_TOP_K, decodeTopK, topK, topKScratchBytes } from '../../../kernels/topk.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, RowOptions, WeightFormat } from '../backend.js';
@@ -54,6 +54,9 @@ export interface WebGpuBackendOptions {
    * store it) or f32 (ONNX Runtime's MatMulNBits layout, byte for byte). MGD_WEBGPU_SCALES=f32|f16 overrides.
    */
   scales?: 'f32' | 'f16';
+  /** The most bytes one storage binding may hold (default: the device's limit); larger matrices and the embedding
+   * table are uploaded in row parts. Tests lower it to exercise the split on small models. */
+  maxBindingBytes?: number;
   /** forwardRow() answers top-k on the device (default: on a hardware adapter, as llvmpipe reads the row back faster;
    * MGD_WEBGPU_PICKS=device|host overrides the default). */
   devicePicks?: boolean;
@@ -61,12 +64,12 @@ export interface WebGpuBackendOptions {
 
 interface Layer {
   inNorm: GPUBuffer;
-  qkv: GpuMatrix;
-  qkvBias: GPUBuffer | null;
-  o: GpuMatrix;
+  /** With the q, k, v biases when the model has them. */
+  qkv: SplitMatrix;
+  o: SplitMatrix;
   postNorm: GPUBuffer;
-  gateUp: GpuMatrix;
-  down: GpuMatrix;
+  gateUp: SplitMatrix;
+  down: SplitMatrix;
 }
 
 interface Scratch {
@@ -118,7 +121,7 @@ export class WebGpuBackend implements Backend {
   readonly info: BackendInfo;
   private readonly geo: KvGeometry;
   private readonly embed: GpuTable;
-  private readonly lmHead: GpuMatrix;
+  private readonly lmHead: SplitMatrix;
   private readonly finalNorm: GPUBuffer;
   private readonly layers: Layer[];
   private readonly rope: { cos: GPUBuffer; sin: GPUBuffer };
@@ -157,19 +160,18 @@ export class WebGpuBackend implements Backend {
     checkWeights(config, w);
     const { hiddenSize: H, numHeads: nH, numKvHeads: kvH, headDim: hd, intermediateSize: I, vocabSize: V } = config;
     const d = ctx.device;
-    const limit = d.limits.maxStorageBufferBindingSize;
+    const limit = Math.min(opts.maxBindingBytes ?? Infinity, d.limits.maxStorageBufferBindingSize);
     const envScales = process.env.MGD_WEBGPU_SCALES;
     if (envScales !== undefined && envScales !== 'f32' && envScales !== 'f16') throw new BadInputError(`MGD_WEBGPU_SCALES: expected f32 or f16, got "${envScales}"`);
     const scales = opts.scales ?? envScales ?? 'f16';
     let bytes = 0;
-    const matrix = (names: string[], label: string): GpuMatrix => {
+    const matrix = (names: string[], label: string, biases?: string[]): SplitMatrix => {
       const parts = names.map((n) => w.readF32(n));
       const K = w.info(names[0]!).shape[1]!;
       const N = names.reduce((a, n) => a + w.info(n).shape[0]!, 0);
       const stacked = parts.length === 1 ? parts[0]! : concatFloat32(parts);
-      const size = matrixBytes(format, N, K, scales);
-      if (size > limit) throw new Error(`${label}: ${size} bytes exceed the device's storage binding limit (${limit})`);
-      const m = uploadMatrix(ctx, stacked, N, K, format, label, { scales });
+      const bias = biases && concatFloat32(biases.map((b) => w.readF32(b)));
+      const m = uploadSplitMatrix(ctx, stacked, N, K, format, limit, { scales, bias, label });
       bytes += m.bytes;
       return m;
     };
@@ -179,17 +181,18 @@ export class WebGpuBackend implements Backend {
     // Embedding: f32 with f32 weights, else f16 (as the ONNX graph keeps it beside quantized weights). A tied lm_head
     // in f32 or f16 reads the table itself when its rows are whole blocks; a quantized one is its own matrix.
     const tableFormat = format === 'f32' ? 'f32' : 'f16';
-    const tableBytes = V * H * (tableFormat === 'f32' ? 4 : 2);
-    if (tableBytes > limit) throw new Error(`embedding: ${tableBytes} bytes exceed the device's storage binding limit (${limit})`);
-    this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, tableFormat);
+    this.embed = uploadTable(ctx, w.readF32(EMBED), V, H, tableFormat, limit);
     const shared = config.tieWordEmbeddings && format === tableFormat ? matrixOverTable(this.embed) : null;
     if (shared) bytes += shared.bytes;
     this.lmHead = shared ?? matrix([config.tieWordEmbeddings ? EMBED : LM_HEAD], 'lm_head');
     this.finalNorm = vec(FINAL_NORM);
     this.layers = Array.from({ length: config.numLayers }, (_, i) => ({
       inNorm: vec(L(i, 'input_layernorm.weight')),
-      qkv: matrix(['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.weight`)), L(i, 'self_attn.qkv_proj')),
-      qkvBias: config.attentionBias ? upload(d, concatFloat32(['q_proj', 'k_proj', 'v_proj'].map((p) => w.readF32(L(i, `self_attn.${p}.bias`))))) : null,
+      qkv: matrix(
+        ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.weight`)),
+        L(i, 'self_attn.qkv_proj'),
+        config.attentionBias ? ['q_proj', 'k_proj', 'v_proj'].map((p) => L(i, `self_attn.${p}.bias`)) : undefined,
+      ),
       o: matrix([L(i, 'self_attn.o_proj.weight')], L(i, 'self_attn.o_proj')),
       postNorm: vec(L(i, 'post_attention_layernorm.weight')),
       gateUp: matrix([L(i, 'mlp.gate_proj.weight'), L(i, 'mlp.up_proj.weight')], L(i, 'mlp.gate_up_proj')),
@@ -355,18 +358,18 @@ export class WebGpuBackend implements Backend {
     const u = this.uniforms;
     const cap = cache.capacity;
     const step = s.step;
-    const ds: Dispatch[] = [embedding(this.ctx, this.embed, M, s.tokens, s.h, u)];
+    const ds: Dispatch[] = embedding(this.ctx, this.embed, M, s.tokens, s.h, u);
     const qStride = (nH + 2 * kvH) * hd;
     this.layers.forEach((l, i) => {
       const kv = cache.buffers[i]!;
-      ds.push(matmul(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, bias: l.qkvBias, norm: { gamma: l.inNorm, eps }, uniforms: u }));
+      ds.push(...matmulSplit(this.ctx, { M, x: s.h, w: l.qkv, y: s.qkv, norm: { gamma: l.inNorm, eps }, uniforms: u }));
       ds.push(ropeAppend(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, qkv: s.qkv, tables: this.rope, kv, step, uniforms: u, fresh: { buffer: s.fresh, offset: i * 2 * kvH * M * hd } }));
       ds.push(...attention(this.ctx, { M, nH, kvH, hd, pos0: 0, cap, window: this.config.slidingWindow ?? 0, q: s.qkv, qStride, kv, part: s.part, out: s.attn, step, maxKeys: cap, uniforms: u }));
-      ds.push(matmul(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true, uniforms: u }));
-      ds.push(matmul(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps }, uniforms: u }));
-      ds.push(matmul(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true, uniforms: u }));
+      ds.push(...matmulSplit(this.ctx, { M, x: s.attn, w: l.o, y: s.h, accumulate: true, uniforms: u }));
+      ds.push(...matmulSplit(this.ctx, { M, x: s.h, w: l.gateUp, y: s.gu, norm: { gamma: l.postNorm, eps }, uniforms: u }));
+      ds.push(...matmulSplit(this.ctx, { M, x: s.gu, w: l.down, y: s.h, accumulate: true, swiglu: true, uniforms: u }));
     });
-    if (rows) ds.push(matmul(this.ctx, { M: rows, x: s.h, xOffset: (M - rows) * H, w: this.lmHead, y: s.logits, norm: { gamma: this.finalNorm, eps }, uniforms: u }));
+    if (rows) ds.push(...matmulSplit(this.ctx, { M: rows, x: s.h, xOffset: (M - rows) * H, w: this.lmHead, y: s.logits, norm: { gamma: this.finalNorm, eps }, uniforms: u }));
     if (entry.byShape.size >= MAX_PLANS_PER_CACHE) entry.byShape.clear();
     entry.byShape.set(key, ds);
     return ds;
