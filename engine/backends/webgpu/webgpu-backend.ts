@@ -6,12 +6,14 @@
  * (kernels/gemv.wgsl), prefill chunks the tiled GEMM (kernels/matmul.wgsl); kernels/matmul.ts picks. A forward chunk is one command buffer, per layer:
  *   qkv = RMSNorm(h)·Wqkvᵀ + b        matmul (norm fused into its input)
  *   rope(q, k); k, v -> cache          rope (fused with the KV append)
- *   attn = softmax(q·kᵀ/√d)·v          attention partial + reduce (flash-decoding splits)
+ *   attn = softmax(q·kᵀ/√d)·v          attention: Q-tiled prefill kernel from 8 rows, else flash-decoding
+ *                                      partial + reduce
  *   h += attn·Woᵀ                      matmul (residual add fused into its output)
  *   gu = RMSNorm(h)·[Wg; Wu]ᵀ           matmul
  *   h += (silu(g)·u)·Wdᵀ               matmul (SwiGLU fused into its input)
- * = 7 dispatches per layer, plus the embedding lookup and the final norm + lm_head over the rows whose logits are
- * wanted. Logits and the new positions' keys/values come back in one readback per chunk.
+ * = 7 dispatches per layer in a decode step (6 in a prefill chunk, whose attention is one), plus the embedding lookup
+ * and the final norm + lm_head over the rows whose logits are wanted (one more dispatch per extra row part of a matrix
+ * or table over the binding limit). Logits and the new positions' keys/values come back in one readback per chunk.
  *
  * forwardRow() keeps the last position's logits on the device: the step ends with the top-k kernel (kernels/topk.wgsl)
  * and reads back k (logit, id) pairs instead of the vocabulary's floats; a monitor's mask is uploaded as a bitset and
