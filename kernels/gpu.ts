@@ -84,6 +84,13 @@ export async function openGpu(opts: OpenGpuOptions = {}): Promise<GpuContext | n
       },
     });
     const lost = device.lost.then((i) => `${i.reason}: ${i.message}`);
+    // Dawn prints an uncaught validation error to stdout, which is the LSP stream of `mgd serve --stdio` (and the
+    // JSON of `--json`): take it, and say it in one line on stderr instead.
+    device.addEventListener('uncapturederror', (e) => {
+      e.preventDefault();
+      const message = (e as GPUUncapturedErrorEvent).error?.message ?? 'unknown error';
+      process.stderr.write(`mgd: webgpu: ${message.split('\n')[0]}\n`);
+    });
     const features = await grantedFeatures(device, info);
     return { device, adapterInfo: info, description: `webgpu: ${name} (${backend})`, software, lost, pipelines: new Map(), instance: gpu, features };
   }

@@ -8,6 +8,8 @@
  * Runs on whatever adapter Dawn offers; on a machine without a GPU that is Mesa's llvmpipe through OpenGL ES.
  * Tolerance: f32 accumulation over <= a few hundred O(1) terms, 1e-5 relative to the result's scale.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
@@ -65,6 +67,21 @@ beforeAll(async () => {
 afterAll(() => ctx?.device.destroy());
 
 describe('webgpu kernels', () => {
+  it('a validation error the code did not catch goes to stderr in one line, never to stdout (the LSP stream)', () => {
+    // a child process: Dawn writes an uncaught error natively, so only the process's real stdout shows it
+    const gpuJs = fileURLToPath(new URL('../dist/kernels/gpu.js', import.meta.url));
+    const script = `const { openGpu } = await import(${JSON.stringify(gpuJs)});
+      const ctx = await openGpu();
+      ctx.device.createBuffer({ size: 2 ** 40, usage: 0x80 }); // over any device's maxBufferSize
+      await ctx.device.queue.onSubmittedWorkDone();
+      await new Promise((r) => setTimeout(r, 200));
+      process.stdout.write('done');
+      process.exit(0);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout).toBe('done');
+    expect(r.stderr).toMatch(/^mgd: webgpu: .*max buffer size.*$/m);
+  });
+
   it('has an adapter (llvmpipe at least)', () => {
     expect(ctx, 'no WebGPU adapter: Dawn needs libEGL/libGLESv2 from Mesa (apt: libegl1 libgles2 libegl-mesa0 libgl1-mesa-dri)').not.toBeNull();
   });

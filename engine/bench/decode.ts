@@ -10,6 +10,7 @@ import { cacheRoot } from '../backends/onnx/build-cache.js';
 import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
 import { deviceCopyGBps, gemvGBps, gemvSweep, idleCpuFraction } from '../backends/webgpu/microbench.js';
 import { loadWebGpuBackend } from '../backends/webgpu/webgpu-backend.js';
+import { matrixBytes } from '../../kernels/matmul.js';
 import { onnxWeights } from '../backends/select.js';
 import { openModelDir } from '../model/directory.js';
 import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
@@ -83,9 +84,13 @@ export async function benchDecode(o: BenchDecodeOptions) {
         ['lmHead', c.vocabSize, c.hiddenSize],
       ];
       const gemvModel: unknown[] = [];
+      const scales = gpu.scales ?? undefined;
+      const binding = gpu.ctx.device.limits.maxStorageBufferBindingSize;
       for (const [name, pn, pk] of products) {
-        const r = await gemvGBps(gpu.ctx, pn, pk, backend.info.weights, { minBytes });
-        gemvModel.push({ name, N: pn, K: pk, GBps: round(r.GBps), ...r.shape });
+        // a product over one binding runs in row parts (backend); its GEMV is measured on the rows one part holds
+        const rows = Math.min(pn, Math.floor(binding / matrixBytes(backend.info.weights, 1, pk, scales)));
+        const r = await gemvGBps(gpu.ctx, rows, pk, backend.info.weights, { minBytes, scales });
+        gemvModel.push({ name, N: pn, K: pk, ...(rows < pn ? { measuredRows: rows } : {}), GBps: round(r.GBps), ...r.shape });
       }
       const own = gemv[backend.info.weights] as { GBps: number };
       log('measuring idle CPU with the device held ...');
