@@ -261,15 +261,15 @@ export class WebGpuBackend implements Backend {
     this.checkUsable();
     checkForward(this.config, this.maxPositions, cache.length, tokens, 1);
     const V = this.config.vocabSize;
-    const first = opts.top && { k: Math.min(Math.max(1, opts.top.k), MAX_TOP_K), N: Math.min(opts.top.limit, V) };
+    // the first question, answered in the forward's own submission (without one: the best token, 8 bytes)
+    const first = { k: Math.min(Math.max(1, opts.top?.k ?? 1), MAX_TOP_K), N: Math.min(opts.top?.limit ?? V, V) };
     let best: TopTokens | null = null;
     for (let start = 0; start < tokens.length; ) {
       throwIfAborted(opts.signal);
       const n = Math.min(this.chunkSize, tokens.length - start);
-      const last = start + n === tokens.length;
       const chunk = tokens.slice(start, start + n);
-      if (!last) await this.step(cache, chunk, 0);
-      else best = (await this.step(cache, chunk, 1, first ?? undefined)) as TopTokens | null;
+      if (start + n < tokens.length) await this.step(cache, chunk, 0);
+      else best = await this.step(cache, chunk, 1, first);
       start += n;
     }
     const generation = this.generation;
@@ -282,7 +282,7 @@ export class WebGpuBackend implements Backend {
       top: async (k, allowed, limit) => {
         current();
         const N = Math.min(limit, V);
-        if (!allowed && best && first && k <= first.k && N === first.N) return { ids: best.ids.slice(0, k), logits: best.logits.slice(0, k) };
+        if (!allowed && best && k <= first.k && N === first.N) return { ids: best.ids.slice(0, k), logits: best.logits.slice(0, k) };
         return this.topOnDevice(k, allowed, N);
       },
       read: async () => {
@@ -382,7 +382,7 @@ export class WebGpuBackend implements Backend {
    * last row's (rows = 1, the row itself left on the device), and the new keys/values.
    */
   private async step(cache: WebGpuKvCache, tokens: number[], rows: number): Promise<Float32Array>;
-  private async step(cache: WebGpuKvCache, tokens: number[], rows: number, top: { k: number; N: number } | undefined): Promise<Float32Array | TopTokens>;
+  private async step(cache: WebGpuKvCache, tokens: number[], rows: 1, top: { k: number; N: number }): Promise<TopTokens>;
   private async step(cache: WebGpuKvCache, tokens: number[], rows: number, top?: { k: number; N: number }): Promise<Float32Array | TopTokens> {
     const { numKvHeads: kvH, headDim: hd, vocabSize: V, numLayers } = this.config;
     const t0 = performance.now();
