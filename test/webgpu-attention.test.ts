@@ -8,19 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, partialFloats, PREFILL_MIN_ROWS, prefillAttention, prefillStorageBytes, prefillTiles, type PrefillTiles } from '../kernels/attention.js';
 import { openGpu, readBack, stepValues, storage, submit, UNIFORM, UniformPool, upload, type GpuContext } from '../kernels/gpu.js';
+import { rand, randn, seed } from './random.js';
 
 let ctx: GpuContext | null = null;
-const seed = Date.now() % 100000;
-let state = seed;
-function rand(): number {
-  // mulberry32
-  state = (state + 0x6d2b79f5) | 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * s);
 
 beforeAll(async () => {
   ctx = await openGpu();

@@ -21,20 +21,10 @@ import { MAX_TOP_K, decodeTopK, topK, topKPasses, topKScratchBytes } from '../ke
 import { argmax } from '../engine/decode/sampler.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
+import { rand, randn, seed } from './random.js';
 
 let ctx: GpuContext | null = null;
 let nullInstance: GPU | null = null; // Dawn's null backend (compiles shaders, runs nothing); see the feature-variant test
-const seed = Date.now() % 100000;
-let state = seed;
-function rand(): number {
-  // mulberry32
-  state = (state + 0x6d2b79f5) | 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * s);
 
 function expectClose(actual: Float32Array, expected: ArrayLike<number>, rel = 1e-5): void {
   expect(actual.length, `seed ${seed}`).toBe(expected.length);

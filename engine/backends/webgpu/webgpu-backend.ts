@@ -327,6 +327,15 @@ export class WebGpuBackend implements Backend {
     const staging = this.staging.acquire(bytes);
     enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
     d.queue.submit([enc.finish()]);
+    await this.mapped(staging, bytes);
+    const out = staging.getMappedRange(0, bytes).slice(0);
+    staging.unmap();
+    this.staging.release(staging);
+    return out;
+  }
+
+  /** Waits for a staging buffer's readback; a failed map (a lost device) destroys it and says why. */
+  private async mapped(staging: GPUBuffer, bytes: number): Promise<void> {
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
     } catch (e) {
@@ -334,10 +343,6 @@ export class WebGpuBackend implements Backend {
       this.checkUsable();
       throw e;
     }
-    const out = staging.getMappedRange(0, bytes).slice(0);
-    staging.unmap();
-    this.staging.release(staging);
-    return out;
   }
 
   /**
@@ -416,13 +421,7 @@ export class WebGpuBackend implements Backend {
     const cmd = enc.finish();
     const host = performance.now() - t0;
     d.queue.submit([cmd]);
-    try {
-      await staging.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
-    } catch (e) {
-      staging.destroy();
-      this.checkUsable();
-      throw e;
-    }
+    await this.mapped(staging, bytes);
     const t1 = performance.now();
     const mapped = staging.getMappedRange(0, bytes);
     const all = new Float32Array(mapped);
