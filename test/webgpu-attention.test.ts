@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, partialFloats, PREFILL_MIN_ROWS, prefillAttention, prefillStorageBytes, prefillTiles, type PrefillTiles } from '../kernels/attention.js';
 import { openGpu, readBack, stepValues, storage, submit, UNIFORM, UniformPool, upload, type GpuContext } from '../kernels/gpu.js';
-import { rand, randn, seed } from './random.js';
+import { expectClose, rand, randn } from './numeric.js';
 
 let ctx: GpuContext | null = null;
 
@@ -60,17 +60,6 @@ function reference(s: Shape, q: Float32Array, kv: Float32Array, pos0 = s.pos0): 
   return out;
 }
 
-function expectClose(actual: Float32Array, expected: Float64Array, label: string, rel = 1e-5): void {
-  expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < actual.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) || (Number.isNaN(actual[i]) ? Infinity : 0));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  expect(worst, `seed ${seed}, ${label}`).toBeLessThanOrEqual(rel * (1 + scale));
-}
-
 const shape = (o: Partial<Shape> & Pick<Shape, 'M' | 'nH' | 'kvH' | 'hd'>): Shape => {
   const pos0 = o.pos0 ?? 0;
   return { pos0, window: 0, qStride: o.nH * o.hd, cap: pos0 + o.M + 11, ...o };
@@ -85,7 +74,7 @@ async function runPrefill(s: Shape, tiles?: PrefillTiles): Promise<void> {
   submit(d, [prefillAttention(ctx!, args, tiles)]);
   const got = new Float32Array(await readBack(d, out, 0, s.M * s.nH * s.hd * 4));
   const t = tiles ?? prefillTiles(s.hd, d.limits.maxComputeWorkgroupStorageSize);
-  expectClose(got, reference(s, q, kv), `${JSON.stringify(s)} tiles ${t.TQ}x${t.TK}`);
+  expectClose(got, reference(s, q, kv), 1e-5, `${JSON.stringify(s)} tiles ${t.TQ}x${t.TK}`);
 }
 
 describe('prefill attention (Q-tiled)', () => {
@@ -153,7 +142,7 @@ describe('prefill attention (Q-tiled)', () => {
       d.queue.writeBuffer(step, 0, stepValues(pos0));
       submit(d, ds);
       const got = new Float32Array(await readBack(d, out, 0, s.M * s.nH * s.hd * 4));
-      expectClose(got, reference(s, q, kv, pos0), `recorded, pos0 ${pos0}`);
+      expectClose(got, reference(s, q, kv, pos0), 1e-5, `recorded, pos0 ${pos0}`);
     }
   });
 });

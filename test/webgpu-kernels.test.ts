@@ -21,31 +21,10 @@ import { MAX_TOP_K, decodeTopK, topK, topKPasses, topKScratchBytes } from '../ke
 import { argmax } from '../engine/decode/sampler.js';
 import { f16ToF32, f32ToF16 } from '../engine/model/fp16.js';
 import { dequantize, quantizeBlocks } from '../engine/model/quantize.js';
-import { rand, randn, seed } from './random.js';
+import { expectClose, rand, randn, seed } from './numeric.js';
 
 let ctx: GpuContext | null = null;
 let nullInstance: GPU | null = null; // Dawn's null backend (compiles shaders, runs nothing); see the feature-variant test
-
-function expectClose(actual: Float32Array, expected: ArrayLike<number>, rel = 1e-5): void {
-  expect(actual.length, `seed ${seed}`).toBe(expected.length);
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < actual.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) || (Number.isNaN(actual[i]) ? Infinity : 0));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  expect(worst, `seed ${seed}`).toBeLessThanOrEqual(rel * (1 + scale));
-}
-
-async function expectCloseLabeled(actual: Float32Array, expected: ArrayLike<number>, label: string, rel = 1e-5): Promise<void> {
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < actual.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) || (Number.isNaN(actual[i]) ? Infinity : 0));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  expect(worst, `seed ${seed}, ${label}`).toBeLessThanOrEqual(rel * (1 + scale));
-}
 
 async function read(buf: GPUBuffer, floats: number): Promise<Float32Array> {
   return new Float32Array(await readBack(ctx!.device, buf, 0, floats * 4));
@@ -163,7 +142,7 @@ describe('webgpu kernels', () => {
           submit(d, [matmul(c, { M: 1, x: upload(d, x), xOffset: off, w, y, bias: upload(d, bias), accumulate, norm, swiglu: fused === 'swiglu', gemv: cut })]);
           const want = refMatmul(1, N, K, x.subarray(off), Wd, { bias, y0: accumulate ? y0 : undefined, gamma: norm ? gamma : undefined, eps: 1e-5, swiglu: fused === 'swiglu' });
           const label = `${name} N=${N} K=${K} ${JSON.stringify(gemvShapeFor(c, w, cut))} ${fused}`;
-          await expectCloseLabeled(await read(y, N), want, label);
+          expectClose(await read(y, N), want, 1e-5, label);
         }
       }
     });
@@ -213,7 +192,7 @@ describe('webgpu kernels', () => {
         const x = randn(M * K);
         const y = storage(d, M * N * 4);
         submit(d, [matmul(ctx!, { M, x: upload(d, x), w, y })]);
-        await expectCloseLabeled(await read(y, M * N), refMatmul(M, N, K, x, Wd, {}), `${fmt} M=${M} N=${N} K=${K}`);
+        expectClose(await read(y, M * N), refMatmul(M, N, K, x, Wd, {}), 1e-5, `${fmt} M=${M} N=${N} K=${K}`);
       }
   });
 
