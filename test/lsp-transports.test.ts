@@ -25,6 +25,8 @@ import {
   InlineCompletionRequest,
   InlineCompletionTriggerKind,
   ShutdownRequest,
+  StreamMessageReader,
+  StreamMessageWriter,
   type MessageReader,
   type MessageWriter,
   type ProtocolConnection,
@@ -88,6 +90,7 @@ async function inline(conn: ProtocolConnection): Promise<string> {
 }
 
 interface Stats {
+  backend: { name: string; device: string; weights: string } | null;
   lastMonitorTriggers: number;
   requests: number;
   lastReusedTokens: number;
@@ -115,6 +118,7 @@ describe('mgd serve --socket PORT', () => {
       expect(['balance', 'deposit', 'id', 'owner', 'withdraw'].some((m) => m.startsWith(member) && member.length > 0)).toBe(true);
       let stats = await s.conn.sendRequest<Stats>('mgd/stats');
       expect(stats.lastMonitorTriggers).toBeGreaterThan(0);
+      expect(stats.backend).toMatchObject({ name: 'onnx', weights: 'f32' });
       // the KV cache's counters: the prompt is resident, and the cache persists under MGD_CACHE_DIR
       expect(stats.kvCache).not.toBeNull();
       expect(stats.kvCache!.residentTokens).toBeGreaterThan(32);
@@ -229,5 +233,36 @@ describe('mgd serve: transports', () => {
     const p = await run(['--pipe', path.join(os.tmpdir(), 'mgd-no-such-pipe.sock')]);
     expect(p.code).toBe(2);
     expect(p.stderr).toMatch(/cannot connect to the LSP client at .*mgd-no-such-pipe\.sock: ENOENT/);
+  });
+});
+
+describe('mgd serve --stdio --backend webgpu', () => {
+  // stdout is the LSP stream: nothing else may reach it (Dawn prints uncaught validation errors there unless taken,
+  // kernels/gpu.ts), and the monitors' masks apply on the device (MGD_WEBGPU_PICKS=device; llvmpipe would read the
+  // row back by default)
+  it('serves a monitored completion with the masks and the pick on the device', async () => {
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-kv-webgpu-'));
+    cacheDirs.push(cacheDir);
+    const child = spawn(process.execPath, [path.join(root, 'bin/mgd.js'), 'serve', '--stdio', '--backend', 'webgpu', '--model', ensureFixtureModel('tiny'), '--no-persist-cache'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, MGD_CACHE_DIR: cacheDir, MGD_WEBGPU_PICKS: 'device' },
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const conn = createProtocolConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+    conn.listen();
+    const s: Session = { conn, child, exited, stderr: () => stderr };
+    try {
+      await initialize(conn, { maxTokens: 8, contextTokens: 0 });
+      const member = /^[A-Za-z_$][\w$]*/.exec(await inline(conn))?.[0] ?? '';
+      expect(['balance', 'deposit', 'id', 'owner', 'withdraw'].some((m) => m.startsWith(member) && member.length > 0), `${member}; ${stderr}`).toBe(true);
+      const stats = await conn.sendRequest<Stats>('mgd/stats');
+      expect(stats.lastMonitorTriggers).toBeGreaterThan(0);
+      expect(stats.backend?.name).toBe('webgpu');
+      await shutdown(s);
+    } finally {
+      child.kill();
+    }
   });
 });

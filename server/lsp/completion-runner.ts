@@ -9,6 +9,7 @@ import type { CancellationToken, Position } from 'vscode-languageserver';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { Engine, MONITOR_KINDS, type CompletionRequest, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
+import type { BackendInfo } from '../../engine/backends/backend.js';
 import { balanceBrackets } from '../postprocess/balance-brackets.js';
 import { inCommentOrString } from '../postprocess/in-comment-or-string.js';
 import { RemoteCompletions, type RemoteBackendOptions } from './remote-completions.js';
@@ -89,9 +90,11 @@ export class CompletionRunner {
   readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0, lastPromptTokens: 0, lastReusedTokens: 0, prefetches: 0, prefetchedTokens: 0 };
 
   /** The session's counters and, once the model is loaded, its KV cache's (`kvCache`, null before). */
-  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
+  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; backend: BackendInfo | null; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
     const remote = this.remote && { ...this.remote.stats, engine: this.remote.options.engine, url: this.remote.options.url };
-    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, ...(remote ? { remote } : {}) };
+    // the backend running now (onnx after a lost GPU device, whatever was asked for), null before the model loads
+    const backend = this.loaded ? { ...this.loaded.backend.info } : null;
+    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, backend, ...(remote ? { remote } : {}) };
   }
 
   /**
