@@ -5,6 +5,7 @@
  * Both must give the same answer: ids best first, ties to the lower id (what the host argmax picks), tokens whose bit
  * is clear in `allowed`, at or past `limit`, or whose logit is -Infinity (masked, as processors mask) never returned.
  */
+import type { Backend, KvCache, RowOptions } from './backend.js';
 
 export interface TopTokens {
   /** Best first; fewer than k when fewer tokens are allowed. */
@@ -21,6 +22,11 @@ export interface LogitsRow {
   top(k: number, allowed: Uint32Array | null, limit: number): Promise<TopTokens>;
   /** A copy of the whole row, for samplers and processors that need the distribution. */
   read(): Promise<Float32Array>;
+}
+
+/** backend.forwardRow where the backend has it, else its forward() wrapped in hostRow: the same answers either way. */
+export async function forwardRowOf(backend: Backend, cache: KvCache, tokens: readonly number[], opts: RowOptions = {}): Promise<LogitsRow> {
+  return backend.forwardRow ? backend.forwardRow(cache, tokens, opts) : hostRow(await backend.forward(cache, tokens, { signal: opts.signal }));
 }
 
 /** A row already on the host (the CPU backends, and any backend's forward()). */

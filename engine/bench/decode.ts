@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Backend, BackendName, WeightFormat } from '../backends/backend.js';
 import { cacheRoot } from '../backends/onnx/build-cache.js';
+import { forwardRowOf } from '../backends/logits-row.js';
 import { loadOnnxBackend } from '../backends/onnx/onnx-backend.js';
 import { deviceCopyGBps, gemvGBps, gemvSweep, idleCpuFraction } from '../backends/webgpu/microbench.js';
 import { loadWebGpuBackend } from '../backends/webgpu/webgpu-backend.js';
@@ -15,7 +16,6 @@ import { onnxWeights } from '../backends/select.js';
 import { openModelDir } from '../model/directory.js';
 import { makeRandomModel, type RandomModelPreset } from '../model/make-random.js';
 import { embeddedModelDir } from '../paths.js';
-import { argmax } from '../decode/sampler.js';
 import { measureCopyGBps } from './bandwidth.js';
 
 export interface BenchDecodeOptions {
@@ -157,7 +157,7 @@ export function randomModelDir(like: RandomModelPreset, log: (line: string) => v
 /**
  * Prefill: best of three fresh caches (the first run also warms up kernels and the allocator). Decode: greedy steps
  * after the prompt as the decode loop runs them (the forward and the pick: on the device where the backend keeps its
- * logits row there, else an argmax over the row read back), each step's time returned (callers take the median:
+ * logits row there, else over the host row), each step's time returned (callers take the median:
  * robust to a noisy neighbour).
  */
 export async function measurePrefillAndDecode(backend: Backend, prompt: number[], decodeTokens: number): Promise<{ prefillMs: number; steps: number[] }> {
@@ -172,8 +172,7 @@ export async function measurePrefillAndDecode(backend: Backend, prompt: number[]
   const cache = backend.createCache();
   const V = backend.config.vocabSize;
   const greedy = async (tokens: readonly number[]): Promise<number> => {
-    if (!backend.forwardRow) return argmax(await backend.forward(cache, tokens));
-    const row = await backend.forwardRow(cache, tokens, { top: { k: 1, limit: V } });
+    const row = await forwardRowOf(backend, cache, tokens, { top: { k: 1, limit: V } });
     return (await row.top(1, null, V)).ids[0]!;
   };
   let next = await greedy(prompt);

@@ -19,7 +19,7 @@
  * the next request to reuse.
  */
 import type { Backend, KvCache } from '../backends/backend.js';
-import { hostRow, type LogitsRow } from '../backends/logits-row.js';
+import { forwardRowOf, type LogitsRow } from '../backends/logits-row.js';
 import { CancelledError } from '../errors.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
 import type { DecodeState, LogitsProcessor } from './logits-processor.js';
@@ -91,8 +91,7 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
   const limit = o.vocabLimit ?? Number.MAX_SAFE_INTEGER; // rows cap it at their length
   const top = onTop ? { k: sampler.topK, limit } : undefined;
   // (the signal only interrupts prefill: a decode step is short and the loop checks it between steps)
-  const forward = async (tokens: readonly number[], signal?: AbortSignal): Promise<LogitsRow> =>
-    backend.forwardRow ? backend.forwardRow(cache, tokens, { signal, top }) : hostRow(await backend.forward(cache, tokens, { signal }));
+  const forward = (tokens: readonly number[], signal?: AbortSignal): Promise<LogitsRow> => forwardRowOf(backend, cache, tokens, { signal, top });
 
   const t0 = performance.now();
   let row: LogitsRow;
@@ -196,7 +195,11 @@ async function chooseFromTop(s: StepInput): Promise<Choice> {
       }
     }
   };
-  const pick = async () => s.sampler.choose(await s.row.top(s.sampler.topK, masks.length ? masks.reduce(intersect) : null, s.limit));
+  let combined: Uint32Array | null = null; // what the last choice was made under
+  const pick = async () => {
+    combined = masks.length ? masks.reduce(intersect) : null;
+    return s.sampler.choose(await s.row.top(s.sampler.topK, combined, s.limit));
+  };
   constrain();
   let token = await pick();
   if (token >= 0 && (await s.verify(token))) {
@@ -206,9 +209,9 @@ async function chooseFromTop(s: StepInput): Promise<Choice> {
     token = await pick();
   }
   let intervened = false;
-  if (masked) {
+  if (masked && combined) {
     const alone = await s.row.top(1, s.heal, s.limit);
-    intervened = alone.ids.length > 0 && !isAllowed(masks.reduce(intersect), alone.ids[0]!);
+    intervened = alone.ids.length > 0 && !isAllowed(combined, alone.ids[0]!);
   }
   return { token, masked, intervened };
 }

@@ -7,7 +7,7 @@
  */
 import { oneLine } from '../../errors.js';
 import type { Backend, BackendInfo, ForwardOptions, KvCache, RowOptions } from '../backend.js';
-import { hostRow, type LogitsRow } from '../logits-row.js';
+import { forwardRowOf, hostRow, type LogitsRow } from '../logits-row.js';
 import { WebGpuKvCache } from './kv-cache.js';
 import type { WebGpuBackend } from './webgpu-backend.js';
 
@@ -67,8 +67,7 @@ export class FallbackBackend implements Backend {
 
   async forwardRow(cache: KvCache, tokens: readonly number[], opts?: RowOptions): Promise<LogitsRow> {
     const c = unwrap(cache);
-    const onCpu = async (cpu: Backend) => (cpu.forwardRow ? cpu.forwardRow(c.inner, tokens, opts) : hostRow(await cpu.forward(c.inner, tokens, opts)));
-    const row = await this.run(c, (gpu) => gpu.forwardRow(c.inner, tokens, opts), onCpu);
+    const row = await this.run(c, (gpu) => gpu.forwardRow(c.inner, tokens, opts), (cpu) => forwardRowOf(cpu, c.inner, tokens, opts));
     if (this.fallback) return row;
     // the row lives on the device: if it goes before the row is answered, recompute the last position on the CPU
     const again = async (): Promise<LogitsRow> => {
