@@ -238,21 +238,23 @@ export class WebGpuBackend implements Backend {
     if (!(cache instanceof WebGpuKvCache)) throw new TypeError('webgpu backend: foreign KV cache handle');
     this.checkUsable();
     const rows = checkForward(this.config, this.maxPositions, cache.length, tokens, opts.logitsFor);
-    // Earlier chunks only fill the cache; the last one holds every row whose logits are wanted.
-    const out = new Float32Array(rows * this.config.vocabSize);
-    let start = 0;
-    while (start < tokens.length) {
-      throwIfAborted(opts.signal);
+    return this.step(cache, await this.leadingChunks(cache, tokens, rows, opts.signal), rows);
+  }
+
+  /**
+   * Runs every chunk but the last, which it returns: earlier chunks only fill the cache, the last holds every row
+   * whose logits are wanted (`rows`). The signal is checked before each chunk, the last included.
+   */
+  private async leadingChunks(cache: WebGpuKvCache, tokens: readonly number[], rows: number, signal: AbortSignal | undefined): Promise<number[]> {
+    for (let start = 0; ; ) {
+      throwIfAborted(signal);
       const rest = tokens.length - start;
       let n = Math.min(this.chunkSize, rest);
       if (rest > n && rest - n < rows) n = rest - rows; // keep the wanted rows together in the last chunk
-      const last = start + n === tokens.length;
-      const chunkRows = last ? rows : 0;
-      const logits = await this.step(cache, tokens.slice(start, start + n), chunkRows);
-      if (last) out.set(logits);
+      if (n === rest) return tokens.slice(start);
+      await this.step(cache, tokens.slice(start, start + n), 0);
       start += n;
     }
-    return out;
   }
 
   async forwardRow(cache: KvCache, tokens: readonly number[], opts: RowOptions = {}): Promise<LogitsRow> {
@@ -263,15 +265,7 @@ export class WebGpuBackend implements Backend {
     const V = this.config.vocabSize;
     // the first question, answered in the forward's own submission (without one: the best token, 8 bytes)
     const first = { k: Math.min(Math.max(1, opts.top?.k ?? 1), MAX_TOP_K), N: Math.min(opts.top?.limit ?? V, V) };
-    let best: TopTokens | null = null;
-    for (let start = 0; start < tokens.length; ) {
-      throwIfAborted(opts.signal);
-      const n = Math.min(this.chunkSize, tokens.length - start);
-      const chunk = tokens.slice(start, start + n);
-      if (start + n < tokens.length) await this.step(cache, chunk, 0);
-      else best = await this.step(cache, chunk, 1, first);
-      start += n;
-    }
+    const best = await this.step(cache, await this.leadingChunks(cache, tokens, 1, opts.signal), 1, first);
     const generation = this.generation;
     const current = () => {
       this.checkUsable();
@@ -282,7 +276,7 @@ export class WebGpuBackend implements Backend {
       top: async (k, allowed, limit) => {
         current();
         const N = Math.min(limit, V);
-        if (!allowed && best && k <= first.k && N === first.N) return { ids: best.ids.slice(0, k), logits: best.logits.slice(0, k) };
+        if (!allowed && k <= first.k && N === first.N) return { ids: best.ids.slice(0, k), logits: best.logits.slice(0, k) };
         return this.topOnDevice(k, allowed, N);
       },
       read: async () => {
