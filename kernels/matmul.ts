@@ -10,7 +10,7 @@
 import { f32ToF16 } from '../engine/model/fp16.js';
 import { quantizeBlocks, type QuantizedBlocks } from '../engine/model/quantize.js';
 import type { GpuTable } from './embedding.js';
-import { bindGroup, grid1d, pipeline, uniform, upload, type Dispatch, type GpuContext, type UniformPool } from './gpu.js';
+import { bindGroup, grid1d, pipeline, uniform, upload, type Dispatch, type GpuContext, type ParamFields, type UniformPool } from './gpu.js';
 
 export const QUANT_BLOCK = 32;
 
@@ -144,7 +144,7 @@ export interface MatmulArgs {
   w: GpuMatrix;
   y: GPUBuffer;
   /** Elements before y's first row (default 0) and between rows (default N): a matrix uploaded in row parts (see
-   * splitRows) writes each part's columns of one y. */
+   * uploadSplitMatrix) writes each part's columns of one y. */
   yOffset?: number;
   yStride?: number;
   bias?: GPUBuffer | null;
@@ -211,6 +211,13 @@ export function gemvShapeFor(ctx: GpuContext, w: GpuMatrix, o: Partial<GemvShape
   return gemvShape(ctx, w.N, w.K, { unroll: gemvUnroll(w.format), ...o });
 }
 
+/** The Params both products read (matmul.wgsl and gemv.wgsl declare the same struct), in WGSL field order. */
+function productParams(a: MatmulArgs): ParamFields {
+  const { M, w } = a;
+  const xStride = a.xStride ?? (a.swiglu ? 2 * w.K : w.K);
+  return [M, w.N, w.K, a.xOffset ?? 0, xStride, Math.ceil(w.K / QUANT_BLOCK), { f: a.norm?.eps ?? 0 }, 0, a.yOffset ?? 0, a.yStride ?? w.N, 0, 0];
+}
+
 function gemv(ctx: GpuContext, a: MatmulArgs, fusions: Record<string, boolean>): Dispatch {
   const { w } = a;
   const shape = gemvShapeFor(ctx, w, a.gemv);
@@ -221,7 +228,7 @@ function gemv(ctx: GpuContext, a: MatmulArgs, fusions: Record<string, boolean>):
   const XT = Math.min(Math.ceil(w.K / QUANT_BLOCK) * QUANT_BLOCK, xtMax);
   const p = pipeline(ctx, 'gemv', 'main', { ...fusions, TPR: shape.tpr, ROWS: shape.rows, WG, XT, UNROLL: shape.unroll, SUBGROUPS: shape.subgroups });
   const transient: GPUBuffer[] = [];
-  const u = uniform(ctx.device, a.uniforms, [1, w.N, w.K, a.xOffset ?? 0, a.xStride ?? (a.swiglu ? 2 * w.K : w.K), Math.ceil(w.K / QUANT_BLOCK), { f: a.norm?.eps ?? 0 }, 0, a.yOffset ?? 0, a.yStride ?? w.N, 0, 0], transient);
+  const u = uniform(ctx.device, a.uniforms, productParams(a), transient);
   const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);
   const [gx, gy] = grid1d(Math.ceil(w.N / shape.rows));
   return { pipeline: p, bindGroup: bg, grid: [gx, gy, 1], transient };
@@ -245,20 +252,7 @@ export function matmul(ctx: GpuContext, a: MatmulArgs): Dispatch {
   const TM = 4;
   const p = pipeline(ctx, 'matmul', 'main', { ...fusions, TN, TM });
   const transient: GPUBuffer[] = [];
-  const u = uniform(ctx.device, a.uniforms, [
-    M,
-    w.N,
-    w.K,
-    a.xOffset ?? 0,
-    a.xStride ?? (a.swiglu ? 2 * w.K : w.K),
-    Math.ceil(w.K / QUANT_BLOCK),
-    { f: a.norm?.eps ?? 0 },
-    0,
-    a.yOffset ?? 0,
-    a.yStride ?? w.N,
-    0,
-    0,
-  ], transient);
+  const u = uniform(ctx.device, a.uniforms, productParams(a), transient);
   const bg = bindGroup(ctx.device, p, [u, a.x, w.data, w.scales, a.bias ?? null, a.norm?.gamma ?? null, a.y]);
   const groupsN = Math.ceil(w.N / TN);
   if (groupsN > 65535) throw new RangeError(`matmul: N = ${w.N} needs ${groupsN} workgroups along x (max 65535)`);
