@@ -7,24 +7,9 @@
 // The workgroup reductions are written inline: barriers inside a helper function called in the loop gave wrong
 // results on Mesa llvmpipe (OpenGL ES).
 
-struct Params {
-  M: u32,
-  nH: u32,
-  kvH: u32,
-  hd: u32,
-  cap: u32,
-  window: u32,
-  qStride: u32,
-  scale: f32,
-}
+#include attention-params
 
-// What changes from one step to the next, in its own buffer so that the rest is recorded once.
-struct Step {
-  pos0: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
+#include step
 
 const NEG: f32 = -3.0e38;
 const MAX_SPLITS: u32 = 32u;

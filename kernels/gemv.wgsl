@@ -24,20 +24,7 @@ const WG: u32 = {{WG}}u; // ROWS * TPR
 const XT: u32 = {{XT}}u;
 const UNROLL: u32 = {{UNROLL}}u;
 
-struct Params {
-  M: u32, // 1 (the layout is matmul.wgsl's)
-  N: u32,
-  K: u32,
-  xOffset: u32, // elements before x
-  xStride: u32, // unused for one row
-  nBlocks: u32, // blocks of 32 per weight row
-  eps: f32,
-  pad: u32,
-  yOffset: u32, // elements before y's first row: a matrix split by rows writes its part's columns
-  yStride: u32, // elements between rows of y (N unless split)
-  pad1: u32,
-  pad2: u32,
-}
+#include product-params
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

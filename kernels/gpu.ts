@@ -159,6 +159,19 @@ export function wgslSource(name: string): string {
 }
 
 /**
+ * A kernel's source with each `#include NAME` line replaced by kernels/NAME.wgsl (once per shader): WGSL has no
+ * include, and the structs several kernels read from one host-side packing (Params of the products and of attention,
+ * the per-step Step) are declared once that way.
+ */
+export function withIncludes(src: string, seen = new Set<string>()): string {
+  return src.replace(/^#include\s+([\w-]+)\s*$/gm, (_, name: string) => {
+    if (seen.has(name)) return '';
+    seen.add(name);
+    return withIncludes(wgslSource(name), seen);
+  });
+}
+
+/**
  * Variant selection: lines between `#if NAME` and `#else`/`#endif` are kept when NAME is defined (`#if !NAME` negates);
  * `{{NAME}}` is replaced by the define's value. No nesting of the same line; nesting of blocks is supported.
  */
@@ -196,7 +209,7 @@ export function pipeline(ctx: GpuContext, kernel: string, entry: string, defines
   const key = `${kernel}:${entry}:${Object.entries(defines).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',')}`;
   let p = ctx.pipelines.get(key);
   if (!p) {
-    const code = preprocess(wgslSource(kernel), defines);
+    const code = preprocess(withIncludes(wgslSource(kernel)), defines);
     const module = ctx.device.createShaderModule({ code, label: key });
     p = ctx.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: entry }, label: key });
     ctx.pipelines.set(key, p);

@@ -15,20 +15,7 @@ const TM: u32 = {{TM}}u;
 const WG: u32 = 64u;
 const NACC: u32 = TM * TN;
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  xOffset: u32, // elements before row 0 of x
-  xStride: u32, // elements between rows of x
-  nBlocks: u32, // quantized blocks per weight row
-  eps: f32,
-  pad: u32,
-  yOffset: u32, // elements before y's first row: a matrix split by rows writes its part's columns
-  yStride: u32, // elements between rows of y (N unless split)
-  pad1: u32,
-  pad2: u32,
-}
+#include product-params
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

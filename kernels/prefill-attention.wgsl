@@ -12,24 +12,9 @@
 // workgroup storage; TK divides 64), DL (lanes across a query vector's dims in Σ p·v: 16, fewer for narrow heads).
 // Barriers are inline in the entry point, as in attention.wgsl.
 
-struct Params {
-  M: u32,
-  nH: u32,
-  kvH: u32,
-  hd: u32,
-  cap: u32,
-  window: u32,
-  qStride: u32,
-  scale: f32,
-}
+#include attention-params
 
-// What changes from one step to the next, in its own buffer so that the rest is recorded once.
-struct Step {
-  pos0: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
+#include step
 
 const HD: u32 = {{HD}}u;
 const HD4: u32 = HD / 4u;

@@ -15,13 +15,7 @@ struct Params {
   pad1: u32,
 }
 
-// What changes from one step to the next, in its own buffer so that the rest is recorded once.
-struct Step {
-  pos0: u32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
+#include step
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(5) var<uniform> st: Step;

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attention, partialFloats } from '../kernels/attention.js';
 import { embedding, uploadTable } from '../kernels/embedding.js';
-import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, type GpuContext } from '../kernels/gpu.js';
+import { UNIFORM, UniformPool, openGpu, readBack, stepValues, storage, submit, upload, withIncludes, type GpuContext } from '../kernels/gpu.js';
 import { NO_FEATURES } from '../kernels/gpu.js';
 import { gemvShapeFor, matmul, matmulSplit, matrixBytes, matrixOverTable, unsplit, uploadMatrix, uploadMatrixF32, uploadMatrixQuant, uploadSplitMatrix, type GpuMatrix, type MatrixFormat } from '../kernels/matmul.js';
 import { ropeAppend, ropeTables } from '../kernels/rope.js';
@@ -49,6 +49,14 @@ describe('webgpu kernels', () => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
     expect(r.stdout).toBe('done');
     expect(r.stderr).toMatch(/^mgd: webgpu: .*max buffer size.*$/m);
+  });
+
+  it('#include pastes a shared declaration file once per shader', () => {
+    const src = withIncludes('#include attention-params\n#include step\n#include step\nfn f() {}');
+    expect(src.match(/struct Step \{/g)?.length).toBe(1);
+    expect(src.match(/struct Params \{/g)?.length).toBe(1);
+    expect(src).not.toMatch(/#include/);
+    expect(src.endsWith('fn f() {}')).toBe(true);
   });
 
   it('has an adapter (llvmpipe at least)', () => {
