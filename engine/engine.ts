@@ -32,6 +32,7 @@ import path from 'node:path';
 import { KvManager, type KvStats } from './cache/kv-manager.js';
 import { RepoIndex } from './context/repo-index.js';
 import { retrieveContext, type ContextBlock } from './context/retrieve.js';
+import { postProcess } from './postprocess/postprocess.js';
 
 export interface EngineOptions {
   /** Model directory (Hugging Face layout); default: the embedded model. */
@@ -82,12 +83,23 @@ export interface CompletionRequest {
   context?: Array<{ path: string; text: string }>;
   /** Token budget for repository context (default: 30% of the prompt's room, and only what is used). */
   contextTokens?: number;
+  /**
+   * Whether the answer may replace closers after the cursor on its line (`console.log(|)` + `x);` replaces the `)`);
+   * false when it must insert at the cursor (an inline item extending the editor's selection). Default true.
+   */
+  replace?: boolean;
   signal?: AbortSignal;
+  /** Streaming: the model's text as it is generated (before post-processing, which needs the whole answer). */
   onText?: (delta: string) => void;
 }
 
 export interface CompletionResult {
+  /** What a user is shown: the model's text post-processed (engine/postprocess), the same for every door. */
   text: string;
+  /** Characters after the cursor, on its line, that `text` replaces (0: a plain insertion). */
+  replace: number;
+  /** The model's text before post-processing. */
+  raw: string;
   tokens: number;
   promptTokens: number;
   stopReason: string;
@@ -266,8 +278,11 @@ export class Engine {
     const errors = monitors.reduce((a, m) => a + m.stats.errors, 0);
     const error = monitors.find((m) => m.stats.lastError)?.stats.lastError;
     if (error) this.onWarning?.(`analysis failed at ${errors} site(s) (${error}); those sites were decoded unmonitored`);
+    const shown = postProcess(out.text, { prefix: req.prefix, suffix: req.suffix ?? '', filePath: req.filePath, stopReason: out.stopReason, replace: req.replace ?? true });
     return {
-      text: out.text,
+      text: shown.text,
+      replace: shown.replace,
+      raw: out.text,
       tokens: out.tokens.length,
       promptTokens: prompt.tokens.length,
       stopReason: out.stopReason,

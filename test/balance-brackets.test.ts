@@ -1,11 +1,11 @@
 /**
- * Bracket balancing (server/postprocess/balance-brackets.ts) and the post-processing chain the language server runs
+ * Bracket balancing (engine/postprocess/balance-brackets.ts) and the post-processing chain the language server runs
  * (postProcess: suffix overlap, then balancing). Each case is a document with the cursor at █, a completion, and the
  * document after accepting it (the answer's text inserted at the cursor, replacing `replace` characters after it).
  */
 import { describe, expect, it } from 'vitest';
-import { balanceBrackets } from '../server/postprocess/balance-brackets.js';
-import { postProcess } from '../server/lsp/completion-runner.js';
+import { balanceBrackets } from '../engine/postprocess/balance-brackets.js';
+import { postProcess } from '../engine/postprocess/postprocess.js';
 
 function split(doc: string): { prefix: string; suffix: string } {
   const at = doc.indexOf('█');

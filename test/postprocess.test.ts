@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { trimSuffixOverlap } from '../server/postprocess/suffix-overlap.js';
-import { inCommentOrString } from '../server/postprocess/in-comment-or-string.js';
+import { trimSuffixOverlap } from '../engine/postprocess/suffix-overlap.js';
+import { inCommentOrString } from '../engine/postprocess/in-comment-or-string.js';
 
 describe('post-processing', () => {
   it.each([

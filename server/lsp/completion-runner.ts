@@ -10,10 +10,9 @@ import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { Engine, MONITOR_KINDS, type CompletionRequest, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
 import type { BackendInfo } from '../../engine/backends/backend.js';
-import { balanceBrackets } from '../postprocess/balance-brackets.js';
-import { inCommentOrString } from '../postprocess/in-comment-or-string.js';
+import { inCommentOrString } from '../../engine/postprocess/in-comment-or-string.js';
+import type { Shown } from '../../engine/postprocess/postprocess.js';
 import { RemoteCompletions, type RemoteBackendOptions } from './remote-completions.js';
-import { trimSuffixOverlap } from '../postprocess/suffix-overlap.js';
 
 /** Documents whose last shown completion is kept for typed-through reuse. */
 const SHOWN_LIMIT = 64;
@@ -31,27 +30,7 @@ export function defaultSettings(): RunnerSettings {
   return { maxTokens: 48, monitors: true, monitorKinds: Object.fromEntries(MONITOR_KINDS.map((k) => [k, true])) as Record<MonitorKind, boolean>, contextTokens: null };
 }
 
-/** What the editor shows: the text, and how many characters after the cursor (on its line) it replaces. */
-export interface Shown {
-  text: string;
-  replace: number;
-}
-
-/** Stop reasons of a completion that ended on its own (the others: the token limit, masked out, cancelled). */
-const FINISHED = new Set(['eos', 'line', 'block', 'stop-string']);
-
-/**
- * The post-processing chain, after the model: drop the completion's end that the line's rest already has, then
- * balance the brackets it opened. `replace`: whether the answer may replace closers after the cursor.
- */
-export function postProcess(raw: string, o: { prefix: string; suffix: string; filePath?: string; stopReason: string; replace: boolean }): Shown {
-  const nl = o.suffix.indexOf('\n');
-  const lineRest = nl < 0 ? o.suffix : o.suffix.slice(0, nl);
-  const trimmed = trimSuffixOverlap(raw, lineRest);
-  // a completion that runs into the text after the cursor ended there, whatever stopped the model
-  const finished = FINISHED.has(o.stopReason) || trimmed !== raw;
-  return balanceBrackets(trimmed, { prefix: o.prefix, suffix: o.suffix, filePath: o.filePath, finished, replace: o.replace });
-}
+export type { Shown };
 
 export class CompletionRunner {
   private engine: Promise<Engine> | null = null;
@@ -152,6 +131,7 @@ export class CompletionRunner {
         monitorKinds: { ...this.settings.monitorKinds },
         ...this.contextSetting(),
         stop: 'block',
+        replace: canReplace,
         signal: ac.signal,
       });
       if (result.stopReason === 'cancelled') {
@@ -162,8 +142,8 @@ export class CompletionRunner {
       this.stats.lastMonitorTriggers = result.monitor.triggers;
       this.stats.lastPromptTokens = result.cache.promptTokens;
       this.stats.lastReusedTokens = result.cache.reusedTokens;
-      const shown = postProcess(result.text, { prefix, suffix, filePath, stopReason: result.stopReason, replace: canReplace });
-      const shownResult = { ...result, text: shown.text };
+      const shown: Shown = { text: result.text, replace: result.replace };
+      const shownResult = result;
       this.shown.delete(doc.uri); // re-insert: the map's order is recency, the oldest goes first
       this.shown.set(doc.uri, { prefix, lineRest, shown, result: shownResult });
       if (this.shown.size > SHOWN_LIMIT) this.shown.delete(this.shown.keys().next().value!);

@@ -10,6 +10,7 @@ import { createRemoteEngine, type RemoteEngineName } from '../../engine/backends
 import { RemoteCompleter } from '../../engine/backends/remote/complete.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
 import { embeddedModelDir } from '../../engine/paths.js';
+import { postProcess } from '../../engine/postprocess/postprocess.js';
 
 export interface RemoteBackendOptions {
   engine: RemoteEngineName;
@@ -70,12 +71,17 @@ export class RemoteCompletions {
       if (r.stopReason === 'cancelled') throw new CancelledError();
       this.lastFailure = '';
       // the local engine's text continues the prefix; the remote one re-spells a healed `.` first
-      const text = r.healed && r.text.startsWith(r.healed) ? r.text.slice(r.healed.length) : r.text;
+      const raw = r.healed && r.text.startsWith(r.healed) ? r.text.slice(r.healed.length) : r.text;
+      const stopReason = FINISH[r.stopReason];
+      // the same post-processing as the local engine's answers (one pipeline for every door)
+      const shown = postProcess(raw, { prefix: req.prefix, suffix: req.suffix ?? '', filePath: req.filePath, stopReason, replace: req.replace ?? true });
       return {
-        text,
+        text: shown.text,
+        replace: shown.replace,
+        raw,
         tokens: r.tokens,
         promptTokens: r.promptTokens,
-        stopReason: FINISH[r.stopReason],
+        stopReason,
         // the engine's own timings and cache are its business: only the total is ours to see
         timings: { loadMs: 0, analysisMs: r.timings.analysisMs, prefillMs: 0, decodeMs: 0, totalMs: r.timings.totalMs },
         monitor: { triggers: r.monitor.triggers, maskedSteps: 0, interventions: 0, errors: r.monitor.errors, ...(r.monitor.error ? { error: r.monitor.error } : {}) },
