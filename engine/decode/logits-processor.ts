@@ -39,4 +39,16 @@ export interface LogitsProcessor {
   reject?(token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean>;
   /** The token chosen this step and the bytes it adds to the output. */
   accept?(token: number, bytes: Uint8Array, state: DecodeState): void;
+  /**
+   * Fast-forward: text that must come next whatever the model would say (the rest of the only legal name, the `)`
+   * of a call that takes no argument). The loop appends its tokens without a model step (llguidance's and XGrammar's
+   * "forced tokens"). Called after prepare(); null or '' when the model has a choice.
+   */
+  forced?(state: DecodeState): string | null;
+  /**
+   * The end of a suggestion (token limit, stop rule, cancellation): how `text` (the generated text) must end so that
+   * it does not stop inside this processor's construct, e.g. halfway through a monitored name: `append` the rest of
+   * the only legal name, or `cut` back to that many characters (before the name). null: it may end as it is.
+   */
+  settle?(text: string): { append: string } | { cut: number } | null;
 }
