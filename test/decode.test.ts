@@ -408,6 +408,54 @@ describe('generate', () => {
   });
 });
 
+describe('generate: forced tokens, settling, branch points', () => {
+  it('fast-forward: a forced continuation is appended without a model step and counted', async () => {
+    const prompt = await tok.encode('x.');
+    // the model would write "zz"; a processor forces "ab" at step 0, then the model goes on
+    const b = scripted(prompt, await ids('zzzzzz'));
+    let forcedOnce = false;
+    const forcer: LogitsProcessor = {
+      forced: () => (forcedOnce ? null : ((forcedOnce = true), 'ab')),
+    };
+    const r = await generate(b, new FakeCache(), tok, prompt, { maxTokens: 4, processors: [forcer] });
+    expect(r.text.startsWith('ab')).toBe(true);
+    expect(r.forcedTokens).toBe((await tok.encode('ab')).length);
+    expect(r.tokens.length).toBe(4);
+    // the forced tokens were forwarded in one call, not one model step each
+    expect(b.forwarded[1]).toEqual(await tok.encode('ab'));
+  });
+
+  it('settle: a processor finishes or cuts back the end of the text', async () => {
+    const prompt = await tok.encode('x.');
+    const finish: LogitsProcessor = { settle: (text) => (text.endsWith('la') ? { append: 'stUpdated' } : null) };
+    const r = await generate(scripted(prompt, await ids('lastUpda')), new FakeCache(), tok, prompt, { maxTokens: 2, processors: [finish] });
+    expect(r.text).toBe('lastUpdated');
+    const cut: LogitsProcessor = { settle: () => ({ cut: 1 }) };
+    const r2 = await generate(scripted(prompt, await ids('a bcd')), new FakeCache(), tok, prompt, { maxTokens: 3, processors: [cut] });
+    expect(r2.text).toBe('a');
+    // a suggestion that ended on its own (EOS) is left as it is
+    const r3 = await generate(scripted(prompt, await ids('ab')), new FakeCache(), tok, prompt, { maxTokens: 9, processors: [cut] });
+    expect(r3.text).toBe('ab');
+  });
+
+  it('branch points record the runner-up, and continueFrom resumes a decode from a branch', async () => {
+    const prompt = await tok.encode('x = ');
+    const script = await ids('abc');
+    const r = await generate(scripted(prompt, script), new FakeCache(), tok, prompt, { maxTokens: 3, branches: true });
+    expect(r.branches.map((p) => p.step)).toEqual([0, 1, 2]);
+    expect(r.branches[1]!.alt).toBe((script[1]! + 1) % tok.vocabSize); // the fake backend's runner-up
+    expect(r.branches[1]!.margin).toBeCloseTo(1);
+    // resume after "a" with the runner-up of step 1: the text starts with both, the model goes on from there
+    const taken = [script[0]!, r.branches[1]!.alt];
+    const b = scripted(prompt, script);
+    const alt = await generate(b, new FakeCache(), tok, prompt, { maxTokens: 3, continueFrom: taken });
+    expect(alt.tokens.slice(0, 2)).toEqual(taken);
+    expect(alt.tokens.length).toBe(3);
+    expect(alt.text.startsWith(tok.decode(taken))).toBe(true);
+    expect(b.forwarded[0]).toEqual([...prompt, ...taken]);
+  });
+});
+
 describe('FIM spellings of other model families', () => {
   it('StarCoder tokens (<fim_prefix>...) are detected and used; a vocabulary without FIM falls back to a plain prefix', async () => {
     const { makeTinyTokenizerJson } = await import('../engine/model/tiny-tokenizer.js');

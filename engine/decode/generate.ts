@@ -45,6 +45,22 @@ export interface GenerateOptions {
   /** Ids at and above this are never chosen: embedding rows that checkpoints pad past the tokenizer have no text.
    * Default: every id of the row. */
   vocabLimit?: number;
+  /**
+   * Tokens already generated (a branch taken at an earlier decode's branch point): forwarded with the prompt, part of
+   * the returned tokens and text, and seen by the processors as generated text. Token healing is then over.
+   */
+  continueFrom?: readonly number[];
+  /** Record the runner-up token at each sampled step (for alternatives at the branch points). */
+  branches?: boolean;
+}
+
+/** A step where the model had a second choice: re-decoding from `step` with `alt` gives an alternative suggestion. */
+export interface BranchPoint {
+  step: number;
+  /** The runner-up token under the same masks. */
+  alt: number;
+  /** Logit of the chosen token minus the runner-up's (small: the model nearly took the other way). */
+  margin: number;
 }
 
 export interface GenerateResult {
@@ -58,6 +74,10 @@ export interface GenerateResult {
   steps: number;
   maskedSteps: number;
   interventions: number;
+  /** Tokens appended without a model step because a processor allowed only one continuation (fast-forward). */
+  forcedTokens: number;
+  /** Where the model had a runner-up (with GenerateOptions.branches). */
+  branches: BranchPoint[];
 }
 
 export async function generate(backend: Backend, cache: KvCache, tok: TextTokenizer, prompt: readonly number[], o: GenerateOptions): Promise<GenerateResult> {
@@ -77,26 +97,37 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
     steps: 0,
     maskedSteps: 0,
     interventions: 0,
+    forcedTokens: 0,
+    branches: [],
   };
+  const utf8 = new TextDecoder('utf-8');
+  const resumed = o.continueFrom ?? [];
+  for (const t of resumed) {
+    result.tokens.push(t);
+    result.text += utf8.decode(tok.tokenBytes(t), { stream: true });
+  }
+  const input = resumed.length ? [...prompt, ...resumed] : prompt;
 
   // ---- prefill: keep the cache's longest common prefix with the prompt, and at least one token to run
   let common = 0;
   const cached = cache.tokens;
-  while (common < cached.length && common < prompt.length && cached[common] === prompt[common]) common++;
-  common = Math.min(common, prompt.length - 1);
+  while (common < cached.length && common < input.length && cached[common] === input[common]) common++;
+  common = Math.min(common, input.length - 1);
   if (cache.length > common) cache.truncate(common);
   result.reusedTokens = common;
   // greedy and top-k sampling decide from the best few tokens: ask the row for those, unless a processor edits logits
   const onTop = sampler.topK > 0 && processors.every((p) => p.allowed);
   const limit = o.vocabLimit ?? Number.MAX_SAFE_INTEGER; // rows cap it at their length
-  const top = onTop ? { k: sampler.topK, limit } : undefined;
+  // (a runner-up for the branch points needs the best two)
+  const k = o.branches ? Math.max(2, sampler.topK) : sampler.topK;
+  const top = onTop ? { k, limit } : undefined;
   // (the signal only interrupts prefill: a decode step is short and the loop checks it between steps)
   const forward = (tokens: readonly number[], signal?: AbortSignal): Promise<LogitsRow> => forwardRowOf(backend, cache, tokens, { signal, top });
 
   const t0 = performance.now();
   let row: LogitsRow;
   try {
-    row = await forward(prompt.slice(common), o.signal);
+    row = await forward(input.slice(common), o.signal);
   } catch (e) {
     if (e instanceof CancelledError) return { ...result, stopReason: 'cancelled', prefillMs: performance.now() - t0 };
     throw e;
@@ -104,11 +135,11 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
   result.prefillMs = performance.now() - t0;
 
   // ---- decode
-  const utf8 = new TextDecoder('utf-8');
   const t1 = performance.now();
-  const healed = o.heal?.text ?? '';
-  let emitted = healed.length; // characters of result.text already streamed (the healed part never is)
-  for (let step = 0; step < o.maxTokens; step++) {
+  const healed = resumed.length ? '' : (o.heal?.text ?? '');
+  let emitted = resumed.length ? result.text.length : healed.length; // characters of result.text already streamed (the healed part never is)
+  let forcedAhead = 0; // forced tokens appended this step beyond the one the loop counts
+  for (let step = resumed.length; step < o.maxTokens; step++) {
     if (o.signal?.aborted) {
       result.stopReason = 'cancelled';
       break;
@@ -123,9 +154,42 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       result.stopReason = 'cancelled';
       break;
     }
+    // Fast-forward: a processor that leaves one continuation has its tokens appended without a model step.
+    const forced = step === 0 && healed ? null : forcedText(processors, state);
+    if (forced) {
+      const ids = await tok.encode(forced);
+      if (ids.length > 0) {
+        let text = result.text;
+        for (const id of ids) {
+          const bytes = tok.tokenBytes(id);
+          for (const p of processors) p.accept?.(id, bytes, { step: result.tokens.length, tokens: result.tokens, text });
+          result.tokens.push(id);
+          text += utf8.decode(bytes, { stream: true });
+        }
+        result.text = text;
+        result.forcedTokens += ids.length;
+        result.steps += ids.length;
+        forcedAhead = ids.length - 1;
+        step += forcedAhead;
+        const decision = stop.check(result.text);
+        if (decision) {
+          result.text = result.text.slice(0, decision.cut);
+          if (decision.reason !== 'stop-string') result.text = result.text.trimEnd();
+          result.stopReason = decision.reason;
+        }
+        if (o.onText && result.text.length > emitted) {
+          o.onText(result.text.slice(emitted));
+          emitted = result.text.length;
+        }
+        if (decision || step + 1 >= o.maxTokens) break;
+        row = await forward(ids);
+        continue;
+      }
+    }
     const verify = (token: number) => rejected(processors, token, tok.tokenBytes(token), state);
     const heal = step === 0 && o.heal ? o.heal.allowed : null;
-    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, limit, heal, processors, sampler, state, verify });
+    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, k, limit, heal, processors, sampler, state, verify });
+    if (o.branches && c.runnerUp && c.runnerUp.id >= 0) result.branches.push({ step: result.tokens.length, alt: c.runnerUp.id, margin: c.runnerUp.margin });
     if (c.masked) result.maskedSteps++;
     if (c.intervened) result.interventions++;
     const token = c.token;
@@ -156,13 +220,36 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
     if (decision || step + 1 === o.maxTokens) break;
     row = await forward([token]);
   }
+  // A suggestion must not end inside a monitored construct (halfway through a name): finish it or cut back.
+  if (result.stopReason !== 'eos' && result.stopReason !== 'masked-out') settle(processors, result);
   result.decodeMs = performance.now() - t1;
   if (healed) result.text = result.text.startsWith(healed) ? result.text.slice(healed.length) : result.text;
   return result;
 }
 
+/** The first processor's forced continuation, if any. */
+function forcedText(processors: readonly LogitsProcessor[], state: DecodeState): string | null {
+  for (const p of processors) {
+    const f = p.forced?.(state);
+    if (f) return f;
+  }
+  return null;
+}
+
+/** Applies the processors' settle() verdicts to the end of the text (each sees the text the previous left). */
+function settle(processors: readonly LogitsProcessor[], result: GenerateResult): void {
+  for (const p of processors) {
+    const v = p.settle?.(result.text);
+    if (!v) continue;
+    if ('append' in v) result.text += v.append;
+    else if (v.cut < result.text.length) result.text = result.text.slice(0, Math.max(0, v.cut)).trimEnd();
+  }
+}
+
 interface StepInput {
   row: LogitsRow;
+  /** How many of the best tokens to ask the row for (the sampler's k, or two for a runner-up). */
+  k: number;
   limit: number;
   /** Token healing's mask on the first step (not analysis: not counted as masking). */
   heal: Uint32Array | null;
@@ -180,6 +267,8 @@ interface Choice {
   masked: boolean;
   /** The constraint forbade what the model alone would have picked (its best token). */
   intervened: boolean;
+  /** The next-best token under the same masks and how far behind it was (when the row was asked for two). */
+  runnerUp?: { id: number; margin: number };
 }
 
 /** The best-k path: masks intersected, the row asked for the sampler's k best under them (on the device if it is). */
@@ -196,9 +285,11 @@ async function chooseFromTop(s: StepInput): Promise<Choice> {
     }
   };
   let combined: Uint32Array | null = null; // what the last choice was made under
+  let best: Awaited<ReturnType<LogitsRow['top']>> | null = null;
   const pick = async () => {
     combined = masks.length ? masks.reduce(intersect) : null;
-    return s.sampler.choose(await s.row.top(s.sampler.topK, combined, s.limit));
+    best = await s.row.top(s.k, combined, s.limit);
+    return s.sampler.choose(best);
   };
   constrain();
   let token = await pick();
@@ -213,7 +304,25 @@ async function chooseFromTop(s: StepInput): Promise<Choice> {
     const alone = await s.row.top(1, s.heal, s.limit);
     intervened = alone.ids.length > 0 && !isAllowed(combined, alone.ids[0]!);
   }
-  return { token, masked, intervened };
+  return { token, masked, intervened, runnerUp: runnerUpOf(best, token) };
+}
+
+/** The best token among `best` other than `chosen`, with the chosen one's lead over it. */
+function runnerUpOf(best: { ids: ArrayLike<number>; logits: ArrayLike<number> } | null, chosen: number): Choice['runnerUp'] {
+  if (!best || chosen < 0) return undefined;
+  let chosenLogit = -Infinity;
+  let alt = -1;
+  let altLogit = -Infinity;
+  for (let i = 0; i < best.ids.length; i++) {
+    const id = best.ids[i]!;
+    const v = best.logits[i]!;
+    if (id === chosen) chosenLogit = v;
+    else if (alt < 0 && v > -Infinity) {
+      alt = id;
+      altLogit = v;
+    }
+  }
+  return alt >= 0 && chosenLogit > -Infinity ? { id: alt, margin: chosenLogit - altLogit } : undefined;
 }
 
 /** The whole-row path: the row read back, masks and process() applied in order, the sampler over every token. */
@@ -241,7 +350,23 @@ async function chooseFromRow(s: StepInput): Promise<Choice> {
     constrain();
     token = s.sampler.sample(logits);
   }
-  return { token, masked, intervened: masked && alone >= 0 && logits[alone] === -Infinity };
+  return { token, masked, intervened: masked && alone >= 0 && logits[alone] === -Infinity, runnerUp: s.k > 1 ? runnerUpOf(bestTwo(logits), token) : undefined };
+}
+
+/** The two best ids of a host row (for the runner-up on the whole-row path). */
+function bestTwo(logits: Float32Array): { ids: number[]; logits: number[] } {
+  let a = -1;
+  let b = -1;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (v === -Infinity) continue;
+    if (a < 0 || v > logits[a]!) {
+      b = a;
+      a = i;
+    } else if (b < 0 || v > logits[b]!) b = i;
+  }
+  const ids = [a, b].filter((i) => i >= 0);
+  return { ids, logits: ids.map((i) => logits[i]!) };
 }
 
 /** Whether any processor rejects the sampled token (awaiting only those that must ask analysis first). */
