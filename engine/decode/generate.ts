@@ -138,7 +138,28 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
   const t1 = performance.now();
   const healed = resumed.length ? '' : (o.heal?.text ?? '');
   let emitted = resumed.length ? result.text.length : healed.length; // characters of result.text already streamed (the healed part never is)
-  let forcedAhead = 0; // forced tokens appended this step beyond the one the loop counts
+  // one token onto the output: the processors told (with the state before it), its bytes decoded
+  const append = (token: number, state: DecodeState) => {
+    const bytes = tok.tokenBytes(token);
+    for (const p of processors) p.accept?.(token, bytes, state);
+    result.tokens.push(token);
+    result.steps++;
+    result.text += utf8.decode(bytes, { stream: true });
+  };
+  // after appending: apply a stop rule if one fires, stream what is new; true when generation must end
+  const stopped = (): boolean => {
+    const decision = stop.check(result.text);
+    if (decision) {
+      result.text = result.text.slice(0, decision.cut);
+      if (decision.reason !== 'stop-string') result.text = result.text.trimEnd();
+      result.stopReason = decision.reason;
+    }
+    if (o.onText && result.text.length > emitted) {
+      o.onText(result.text.slice(emitted));
+      emitted = result.text.length;
+    }
+    return decision !== null;
+  };
   for (let step = resumed.length; step < o.maxTokens; step++) {
     if (o.signal?.aborted) {
       result.stopReason = 'cancelled';
@@ -159,37 +180,18 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
     if (forced) {
       const ids = await tok.encode(forced);
       if (ids.length > 0) {
-        let text = result.text;
-        for (const id of ids) {
-          const bytes = tok.tokenBytes(id);
-          for (const p of processors) p.accept?.(id, bytes, { step: result.tokens.length, tokens: result.tokens, text });
-          result.tokens.push(id);
-          text += utf8.decode(bytes, { stream: true });
-        }
-        result.text = text;
+        for (const id of ids) append(id, { step: result.tokens.length, tokens: result.tokens, text: result.text });
         result.forcedTokens += ids.length;
-        result.steps += ids.length;
-        forcedAhead = ids.length - 1;
-        step += forcedAhead;
-        const decision = stop.check(result.text);
-        if (decision) {
-          result.text = result.text.slice(0, decision.cut);
-          if (decision.reason !== 'stop-string') result.text = result.text.trimEnd();
-          result.stopReason = decision.reason;
-        }
-        if (o.onText && result.text.length > emitted) {
-          o.onText(result.text.slice(emitted));
-          emitted = result.text.length;
-        }
-        if (decision || step + 1 >= o.maxTokens) break;
+        step += ids.length - 1;
+        if (stopped() || step + 1 >= o.maxTokens) break;
         row = await forward(ids);
         continue;
       }
     }
     const verify = (token: number) => rejected(processors, token, tok.tokenBytes(token), state);
     const heal = step === 0 && o.heal ? o.heal.allowed : null;
-    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, k, limit, heal, processors, sampler, state, verify });
-    if (o.branches && c.runnerUp && c.runnerUp.id >= 0) result.branches.push({ step: result.tokens.length, alt: c.runnerUp.id, margin: c.runnerUp.margin });
+    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, k, branches: !!o.branches, limit, heal, processors, sampler, state, verify });
+    if (c.runnerUp) result.branches.push({ step: result.tokens.length, alt: c.runnerUp.id, margin: c.runnerUp.margin });
     if (c.masked) result.maskedSteps++;
     if (c.intervened) result.interventions++;
     const token = c.token;
@@ -201,23 +203,8 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
       result.stopReason = 'eos';
       break;
     }
-    const bytes = tok.tokenBytes(token);
-    for (const p of processors) p.accept?.(token, bytes, state);
-    result.tokens.push(token);
-    result.steps++;
-    result.text += utf8.decode(bytes, { stream: true });
-
-    const decision = stop.check(result.text);
-    if (decision) {
-      result.text = result.text.slice(0, decision.cut);
-      if (decision.reason !== 'stop-string') result.text = result.text.trimEnd();
-      result.stopReason = decision.reason;
-    }
-    if (o.onText && result.text.length > emitted) {
-      o.onText(result.text.slice(emitted));
-      emitted = result.text.length;
-    }
-    if (decision || step + 1 === o.maxTokens) break;
+    append(token, state);
+    if (stopped() || step + 1 === o.maxTokens) break;
     row = await forward([token]);
   }
   // A suggestion must not end inside a monitored construct (halfway through a name): finish it or cut back.
@@ -250,6 +237,8 @@ interface StepInput {
   row: LogitsRow;
   /** How many of the best tokens to ask the row for (the sampler's k, or two for a runner-up). */
   k: number;
+  /** Whether to find the runner-up (GenerateOptions.branches): otherwise no work is spent on it. */
+  branches: boolean;
   limit: number;
   /** Token healing's mask on the first step (not analysis: not counted as masking). */
   heal: Uint32Array | null;
@@ -267,7 +256,7 @@ interface Choice {
   masked: boolean;
   /** The constraint forbade what the model alone would have picked (its best token). */
   intervened: boolean;
-  /** The next-best token under the same masks and how far behind it was (when the row was asked for two). */
+  /** The next-best token under the same masks and how far behind it was (with StepInput.branches). */
   runnerUp?: { id: number; margin: number };
 }
 
@@ -304,7 +293,7 @@ async function chooseFromTop(s: StepInput): Promise<Choice> {
     const alone = await s.row.top(1, s.heal, s.limit);
     intervened = alone.ids.length > 0 && !isAllowed(combined, alone.ids[0]!);
   }
-  return { token, masked, intervened, runnerUp: runnerUpOf(best, token) };
+  return { token, masked, intervened, runnerUp: s.branches ? runnerUpOf(best, token) : undefined };
 }
 
 /** The best token among `best` other than `chosen`, with the chosen one's lead over it. */
@@ -350,7 +339,7 @@ async function chooseFromRow(s: StepInput): Promise<Choice> {
     constrain();
     token = s.sampler.sample(logits);
   }
-  return { token, masked, intervened: masked && alone >= 0 && logits[alone] === -Infinity, runnerUp: s.k > 1 ? runnerUpOf(bestTwo(logits), token) : undefined };
+  return { token, masked, intervened: masked && alone >= 0 && logits[alone] === -Infinity, runnerUp: s.branches ? runnerUpOf(bestTwo(logits), token) : undefined };
 }
 
 /** The two best ids of a host row (for the runner-up on the whole-row path). */
