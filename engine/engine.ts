@@ -108,6 +108,8 @@ export interface CompletionResult {
     triggers: number;
     maskedSteps: number;
     interventions: number;
+    /** Tokens appended without a model step because a monitor left one continuation (fast-forward). */
+    forcedTokens: number;
     /** Analysis failures (crash, timeout): decoding went on unmonitored at those sites. */
     errors: number;
     /** Which oracle answered (`typescript`, `lsp:node`...), absent when no monitor applied. */
@@ -297,6 +299,7 @@ export class Engine {
         triggers: monitors.reduce((a, m) => a + m.stats.triggers, 0),
         maskedSteps: out.maskedSteps,
         interventions: out.interventions,
+        forcedTokens: out.forcedTokens,
         errors,
         ...(oracle ? { oracle } : {}),
         ...(error ? { error } : {}),

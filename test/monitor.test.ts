@@ -354,3 +354,49 @@ describe('dereference sites found by the evaluation (tiny random model)', () => 
     expect(judged).toBeGreaterThan(0);
   });
 });
+
+describe('holes the monitors had (each failed before forced()/settle() and the zero-argument rule)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+  });
+  afterAll(() => engine?.dispose());
+
+  it('a method that takes no argument gets `)` at once, however much the model wants an argument', async () => {
+    const prefix = HEADER.replace('Account,', 'Account, Square,') + `export const s = new Square(2);\nexport const a = s.area(`;
+    const digits = eagerFor(engine, (b) => /^ ?[0-9]/.test(new TextDecoder().decode(b)));
+    for (let seed = 0; seed < 3; seed++) {
+      const on = await engine.complete({ prefix, suffix: '\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', temperature: 1, seed, processors: [digits] });
+      expect(on.raw.startsWith(')')).toBe(true);
+      expect(on.monitor.forcedTokens).toBeGreaterThan(0);
+    }
+    const off = await engine.complete({ prefix, suffix: '\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', monitors: false, processors: [digits] });
+    expect(off.raw).toMatch(/^[^)]*[0-9]/); // the eager model alone passes an argument (TS2554)
+  });
+
+  it('a member cut by the token limit is finished when only one member starts so', async () => {
+    const prefix = HEADER + `export function f(acc: Account) {\n  return acc.`;
+    // a model that writes a strict prefix of `balance` and is then stopped by the limit
+    const partial = eagerFor(engine, (b) => ['b', 'ba', 'bal', 'bala'].includes(new TextDecoder().decode(b)));
+    const on = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 2, stop: 'line', processors: [partial] });
+    expect(on.raw).toBe('balance');
+    const off = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 2, stop: 'line', monitors: false, processors: [partial] });
+    expect(['b', 'ba', 'bal', 'bala']).toContain(off.raw);
+  });
+
+  it('a member cut where several start so is cut back to before it', async () => {
+    const prefix = `export function f(s: string) {\n  return s.`;
+    // `to` begins toLowerCase, toUpperCase, toString...: no single name to finish
+    const partial = eagerFor(engine, (b) => new TextDecoder().decode(b) === 'to');
+    const on = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 2, stop: 'line', processors: [partial] });
+    expect(on.raw).toBe('');
+  });
+
+  it('the rest of the only matching member is appended without model steps', async () => {
+    const prefix = HEADER + `export function f(acc: Account) {\n  acc.`;
+    const d = eagerFor(engine, (b) => new TextDecoder().decode(b) === 'd');
+    const r = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 12, stop: 'line', processors: [d] });
+    expect(r.raw.startsWith('deposit')).toBe(true);
+    expect(r.monitor.forcedTokens).toBeGreaterThan(0);
+  });
+});

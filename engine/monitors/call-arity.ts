@@ -1,6 +1,7 @@
 /**
- * The call-arity monitor: inside a call's argument list, no `)` before the required arguments are written, and no
- * further `,` when no overload takes another argument (and none has a rest parameter).
+ * The call-arity monitor: inside a call's argument list, no `)` before the required arguments are written, no
+ * further `,` when no overload takes another argument (and none has a rest parameter), and no argument at all when
+ * no overload takes one: then `)` is the only continuation and is forced (appended without a model step).
  *
  * State from the text each step: the call whose argument list the text ends in, the commas written and whether the
  * current argument is empty. The signatures come from the oracle once per call site. Tokens are judged by their
@@ -17,19 +18,25 @@ export type { CallShape };
 /** What the oracle says about the call whose `(` ends just before `offset` of `text`. */
 export type CallOracle = (text: string, offset: number) => Awaitable<CallShape | null>;
 
-/** Per token: lowest running bracket depth (0 if it never closes) and a bitmask of depths -4..3 where it writes ','. */
+/**
+ * Per token: lowest running bracket depth (0 if it never closes), a bitmask of depths -4..3 where it writes ',', and
+ * its first byte that is not whitespace (0 if none).
+ */
 export class BracketProfiles {
   readonly minDepth: Int8Array;
   readonly commaDepths: Uint8Array;
+  readonly firstSolid: Uint8Array;
 
   constructor(tok: TextTokenizer) {
     this.minDepth = new Int8Array(tok.vocabSize);
     this.commaDepths = new Uint8Array(tok.vocabSize);
+    this.firstSolid = new Uint8Array(tok.vocabSize);
     for (let id = 0; id < tok.vocabSize; id++) {
       const b = tok.tokenBytes(id);
       let depth = 0;
       let min = 0;
       let commas = 0;
+      this.firstSolid[id] = b.find((c) => c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) ?? 0;
       for (const c of b) {
         if (c === 0x28 || c === 0x5b || c === 0x7b) depth++;
         else if (c === 0x29 || c === 0x5d || c === 0x7d) min = Math.min(min, --depth);
@@ -42,7 +49,10 @@ export class BracketProfiles {
 
   private readonly masks = new Map<number, Uint32Array>();
 
-  /** The tokens allowed when closing the call (FORBID_CLOSE) and/or another argument (FORBID_COMMA) is not: made once. */
+  /**
+   * The tokens allowed when closing the call (FORBID_CLOSE), another argument (FORBID_COMMA) or any argument
+   * (FORBID_ARGUMENT: only whitespace, or `)` first) is not: made once per combination.
+   */
   allowedWithout(forbid: number): Uint32Array {
     let m = this.masks.get(forbid);
     if (!m) {
@@ -52,7 +62,8 @@ export class BracketProfiles {
         // running depth goes below 0, and adds an argument when it writes a comma at running depth 0
         const closes = this.minDepth[id]! < 0;
         const comma = (this.commaDepths[id]! & (1 << 4)) !== 0;
-        if (!((forbid & FORBID_CLOSE && closes) || (forbid & FORBID_COMMA && comma))) m[id >>> 5]! |= 1 << (id & 31);
+        const argument = this.firstSolid[id] !== 0 && this.firstSolid[id] !== 0x29;
+        if (!((forbid & FORBID_CLOSE && closes) || (forbid & FORBID_COMMA && comma) || (forbid & FORBID_ARGUMENT && argument))) m[id >>> 5]! |= 1 << (id & 31);
       }
       this.masks.set(forbid, m);
     }
@@ -62,6 +73,7 @@ export class BracketProfiles {
 
 const FORBID_CLOSE = 1;
 const FORBID_COMMA = 2;
+const FORBID_ARGUMENT = 4;
 
 export class CallArityMonitor implements Monitor {
   readonly kind = 'call-arity';
@@ -83,12 +95,22 @@ export class CallArityMonitor implements Monitor {
     return this.shapes.ask(site.open, () => this.oracle(text.slice(0, site.open + 1) + this.suffix, site.open + 1));
   }
 
+  /** `)` when no overload takes an argument and none is written yet: the call's only continuation. */
+  forced(state: DecodeState): string | null {
+    const site = openCall(this.prefix + state.text);
+    return site && this.takesNone(site) ? ')' : null;
+  }
+
   allowed(state: DecodeState): Uint32Array | null {
     const text = this.prefix + state.text;
     const site = openCall(text);
     if (!site || site.spread) return null;
     const shape = this.shapes.get(site.open);
     if (!shape) return null;
+    if (this.takesNone(site)) {
+      this.stats.maskedSteps++;
+      return this.profiles.allowedWithout(FORBID_ARGUMENT);
+    }
     // arguments written so far, counting the current one if it has any text
     const written = site.commas + (site.currentEmpty ? 0 : 1);
     const forbidClose = written < shape.minArgs && !(site.commas === 0 && site.currentEmpty && shape.minArgs === 0);
@@ -96,6 +118,10 @@ export class CallArityMonitor implements Monitor {
     if (!forbidClose && !forbidComma) return null;
     this.stats.maskedSteps++;
     return this.profiles.allowedWithout((forbidClose ? FORBID_CLOSE : 0) | (forbidComma ? FORBID_COMMA : 0));
+  }
+
+  private takesNone(site: OpenCall): boolean {
+    return !site.spread && site.commas === 0 && site.currentEmpty && this.shapes.get(site.open)?.maxArgs === 0;
   }
 }
 

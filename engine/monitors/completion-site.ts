@@ -11,7 +11,7 @@ import type ts from 'typescript';
 import type { DecodeState } from '../decode/logits-processor.js';
 import type { TokenMasks } from '../decode/mask/token-mask.js';
 import type { Awaitable } from '../analysis/oracle.js';
-import { Answers, emptyStats, type Monitor } from './monitor.js';
+import { Answers, emptyStats, onlyContinuation, settleName, type Monitor } from './monitor.js';
 
 /** Legal names for an identifier of `site` starting at `offset` of the shadow text, or null for no constraint. */
 export type SiteOracle = (site: SiteKind, text: string, offset: number) => Awaitable<string[] | null>;
@@ -78,6 +78,20 @@ export class CompletionSiteMonitor implements Monitor {
     if (!names || !names.some((n) => n.startsWith(site.typed))) return null;
     this.stats.maskedSteps++;
     return this.masks.allowed(names, site.typed);
+  }
+
+  /** The rest of the only legal name that starts with what is typed (fast-forward). */
+  forced(state: DecodeState): string | null {
+    const site = this.siteAt(this.prefix + state.text);
+    const names = site && this.lists.get(site.start);
+    return names ? onlyContinuation(names, site.typed) : null;
+  }
+
+  /** Never end halfway through a name of this kind: finish the only legal one, or cut back to before it. */
+  settle(text: string): { append: string } | { cut: number } | null {
+    const site = this.siteAt(this.prefix + text);
+    const names = site && this.lists.get(site.start);
+    return names ? settleName(names, site.typed, text.length) : null;
   }
 
   /** The identifier of this kind being written at the end of `text`: where it starts and what is typed. */

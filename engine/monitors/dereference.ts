@@ -15,7 +15,7 @@
 import type { Awaitable } from '../analysis/oracle.js';
 import type { DecodeState } from '../decode/logits-processor.js';
 import { intersect, isAllowed, isIdentifierByte, type TokenMasks } from '../decode/mask/token-mask.js';
-import { Answers, emptyStats, type Monitor } from './monitor.js';
+import { Answers, emptyStats, onlyContinuation, settleName, type Monitor } from './monitor.js';
 
 /** Answers "members after the dot that ends just before `offset` of this text", or null. */
 export type MemberOracle = (text: string, offset: number) => Awaitable<string[] | null>;
@@ -68,6 +68,20 @@ export class DereferenceMonitor implements Monitor {
       }
     }
     return null;
+  }
+
+  /** The rest of the member when only one legal member starts with what is typed (fast-forward). */
+  forced(state: DecodeState): string | null {
+    const site = memberSite(this.prefix + state.text);
+    const names = site && this.members.get(site.dot);
+    return names ? onlyContinuation(names, site.ident) : null;
+  }
+
+  /** A suggestion never ends halfway through a member: finish the only legal one, or cut back to before it. */
+  settle(text: string): { append: string } | { cut: number } | null {
+    const site = memberSite(this.prefix + text);
+    const names = site && this.members.get(site.dot);
+    return names ? settleName(names, site.ident, text.length) : null;
   }
 
   /**

@@ -64,3 +64,32 @@ export class Answers<T> {
     return answer;
   }
 }
+
+/**
+ * Fast-forward for a name constraint: the rest of the only legal name starting with `typed`, or null when the model
+ * still has a choice (several names match, or `typed` is already a complete name and may end here).
+ */
+export function onlyContinuation(names: readonly string[], typed: string): string | null {
+  let only: string | null = null;
+  for (const n of names) {
+    if (!n.startsWith(typed)) continue;
+    if (n === typed || only !== null) return null;
+    only = n;
+  }
+  return only === null ? null : only.slice(typed.length);
+}
+
+/**
+ * settle() for a name constraint: a suggestion that ends while the name `typed` is being written (the last `typed`
+ * characters of the generated text, or fewer when the name began before the cursor) ends on a complete name:
+ * the rest of the only legal one is appended, or the text is cut back to before the name. null: it is complete,
+ * nothing of it is written yet and several names are legal, or the constraint did not hold there (no legal name
+ * starts so).
+ */
+export function settleName(names: readonly string[], typed: string, generated: number): { append: string } | { cut: number } | null {
+  if (names.includes(typed) || !names.some((n) => n.startsWith(typed))) return null;
+  const rest = onlyContinuation(names, typed);
+  if (rest !== null) return { append: rest };
+  // (nothing of the name written yet: nothing to cut; what precedes it is another construct's business)
+  return typed === '' ? null : { cut: Math.max(0, generated - typed.length) };
+}

@@ -84,7 +84,7 @@ export class RemoteCompletions {
         stopReason,
         // the engine's own timings and cache are its business: only the total is ours to see
         timings: { loadMs: 0, analysisMs: r.timings.analysisMs, prefillMs: 0, decodeMs: 0, totalMs: r.timings.totalMs },
-        monitor: { triggers: r.monitor.triggers, maskedSteps: 0, interventions: 0, errors: r.monitor.errors, ...(r.monitor.error ? { error: r.monitor.error } : {}) },
+        monitor: { triggers: r.monitor.triggers, maskedSteps: 0, interventions: 0, forcedTokens: 0, errors: r.monitor.errors, ...(r.monitor.error ? { error: r.monitor.error } : {}) },
         cache: { promptTokens: r.promptTokens, reusedTokens: 0, source: 'cold', spliceMs: 0, bytes: 0 },
         promptMode: 'fim',
         context: { blocks: 0, tokens: 0 },
