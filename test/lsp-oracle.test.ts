@@ -265,6 +265,35 @@ describe('TypeScript 7 native server (tsgo) answers as typescript@6 in process',
   });
 });
 
+describe('TypeScript 7 native server (tsgo): the verifier\'s errors', () => {
+  const ws = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
+  const native = typescriptNativeServer();
+  let tsgo: LspOracle;
+  let inProcess: TypeScriptOracle;
+  beforeAll(() => {
+    if (!native) return;
+    tsgo = new LspOracle(ws, native);
+    inProcess = new TypeScriptOracle(ws);
+  });
+  afterAll(async () => {
+    await tsgo?.dispose();
+    inProcess?.dispose();
+  });
+
+  it.skipIf(!native).each([
+    ['clean', `export const n: number = new Account('a', 1, { name: 'x' }).balance;\n`],
+    ['type error and unknown name', `export const n: number = 'x';\nexport const m = nope + 1;\n`],
+    ['arity and not callable', `const a = new Account('a', 1, { name: 'x' });\na.deposit();\na.balance();\n`],
+    ['syntax', `export const n = (1 + ;\n`],
+  ])('errors: %s, the same codes as typescript@6 (hints such as unused names left out)', async (_tag, body) => {
+    const text = `import { Account } from './model.js';\n${body}`;
+    const theirs = await tsgo.errors('src/site.ts', text);
+    expect(theirs).not.toBeNull();
+    const codes = (ds: { code: number }[]) => ds.map((d) => d.code).sort();
+    expect(codes(theirs!)).toEqual(codes(inProcess.errors('src/site.ts', text)));
+  });
+});
+
 describe.skipIf(!defaultLanguageServers().cpp)('clangd (C++) through the same oracle, where installed', () => {
   const ws = path.resolve(import.meta.dirname, '../fixtures/repos/cpp-shapes');
   const BASE = '#include "shapes.h"\nvoid f(Account acc) {\n  ';

@@ -400,3 +400,102 @@ describe('holes the monitors had (each failed before forced()/settle() and the z
     expect(r.monitor.forcedTokens).toBeGreaterThan(0);
   });
 });
+
+describe('callable monitor: `(` only after a name whose type can be called', () => {
+  it('the checker, not the name, says what is callable', () => {
+    const head = `import { Account, Square } from './model.js';\nconst a = new Account('x', 1, { name: 'n' });\nconst n = 3;\ndeclare const f: Function;\ndeclare const y: any;\ndeclare const opt: { g?: () => void };\n`;
+    const at = (expr: string) => {
+      const text = `${head}const r = ${expr}`;
+      return oracle.callable(FILE, `${text};\n`, text.length);
+    };
+    expect(at('a.balance')).toBe(false);
+    expect(at('a.deposit')).toBe(true);
+    expect(at('n')).toBe(false);
+    expect(at('Square')).toBe(false); // a class is constructed, not called
+    expect(at('new Square')).toBe(true);
+    expect(at('opt.g')).toBe(true); // optional method: callable once narrowed
+    expect(at('console.log')).toBe(true);
+    expect(at('f')).toBeNull(); // untyped Function, any: no opinion
+    expect(at('y')).toBeNull();
+    const decl = `${head}function foo`;
+    expect(oracle.callable(FILE, `${decl}() {}\n`, decl.length)).toBeNull(); // a declaration's name
+  });
+
+  it('a number member is not called however much the model wants `(` (TS2349)', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const prefix = HEADER + `export function f(acc: Account) {\n  return acc.balance`;
+      const call = eagerFor(engine, (b) => /^ ?\(/.test(new TextDecoder().decode(b)));
+      for (let seed = 0; seed < 3; seed++) {
+        const on = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 4, stop: 'line', temperature: 1, seed, processors: [call] });
+        expect(on.raw).not.toMatch(/^[\w$]*\s*\(/);
+      }
+      const off = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 4, stop: 'line', monitorKinds: { callable: false }, processors: [call] });
+      expect(off.raw).toMatch(/^\s*\(/);
+      // a method after the same receiver is still called
+      const method = await engine.complete({ prefix: prefix.replace(/balance$/, 'deposit'), suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 4, stop: 'line', processors: [call] });
+      expect(method.raw).toMatch(/^\s*\(/);
+    } finally {
+      engine.dispose();
+    }
+  });
+});
+
+describe('scope-names monitor: a name that starts an expression is one the checker knows there', () => {
+  it('the oracle lists the names in scope, and no list where a new name may be declared', () => {
+    const head = `import { Account } from './model.js';\nexport function f(acc: Account, limit: number) {\n  const local = 1;\n  `;
+    const at = (line: string) => {
+      const text = head + line;
+      return oracle.scopeNames(FILE, `${text}\n}\n`, text.length);
+    };
+    const rhs = at('return acc.balance + ');
+    expect(rhs?.names).toEqual(expect.arrayContaining(['acc', 'limit', 'local', 'Account', 'Math', 'typeof']));
+    expect(rhs?.names).not.toContain('zork');
+    expect(rhs?.arrowParams).toBe(false);
+    expect(at('const g = (')).toBeNull(); // an arrow function's parameter
+    expect(at('const o = { ')).toBeNull(); // an object literal's key
+    expect(at('return acc.')).toBeNull(); // a member list is the dereference monitor's
+    expect(at('function g(')).toBeNull(); // a declaration's parameter
+    // a call's argument: the names in scope, or an arrow function's new parameter
+    for (const call of ['acc.deposit(', 'Math.max(1, ', 'new Account(']) {
+      expect(at(call)?.names, call).toContain('limit');
+      expect(at(call)?.arrowParams, call).toBe(true);
+    }
+    expect(at('acc.deposit((')).toBeNull(); // a parenthesized expression or an arrow's parameter list
+  });
+
+  it('in a call\'s argument an unknown name is written only as an arrow function\'s parameter', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const prefix = HEADER + `export function f(acc: Account, xs: number[]) {\n  return xs.map(`;
+      const z = eagerFor(engine, (b) => /^ ?z/.test(new TextDecoder().decode(b)));
+      for (let seed = 0; seed < 3; seed++) {
+        const r = await engine.complete({ prefix, suffix: ');\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', temperature: 1, seed, processors: [z], verify: false });
+        // `z...` only where `=>` follows it
+        const m = /^\s*(z[\w$]*)(.*)$/s.exec(r.raw);
+        if (m) expect(m[2]!.trimStart().startsWith('=>') || m[2]!.trim() === '' && r.text.trim() === '', r.raw).toBe(true);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
+
+  it('an unknown name after an operator is not written however much the model wants it (TS2304)', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const prefix = HEADER + `export function f(acc: Account) {\n  return acc.balance + `;
+      // every token that starts with `z`: no name in this scope does
+      const z = eagerFor(engine, (b) => /^ ?z/.test(new TextDecoder().decode(b)));
+      expect(z.boosted).toBeGreaterThan(0);
+      for (let seed = 0; seed < 3; seed++) {
+        const on = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 4, stop: 'line', temperature: 1, seed, processors: [z] });
+        expect(on.raw).not.toMatch(/^\s*z/);
+        expect(on.monitor.maskedSteps).toBeGreaterThan(0); // the strict pass after the rejected `z`
+      }
+      const off = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 4, stop: 'line', monitorKinds: { 'scope-names': false }, processors: [z] });
+      expect(off.raw).toMatch(/^\s*z/);
+    } finally {
+      engine.dispose();
+    }
+  });
+});

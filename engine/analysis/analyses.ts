@@ -92,6 +92,7 @@ export class Analyses {
       ...(oracle.typeDefinitions && {
         typeDefinitions: (f: string, text: string, offset: number) => (isCode(text, offset) ? oracle.typeDefinitions!(f, text, offset) : null),
       }),
+      ...(oracle.errors && { errors: (f: string, text: string) => oracle.errors!(f, text) }),
       dispose: () => undefined, // owned here, not by the request
     };
     const typescript = isTypeScript

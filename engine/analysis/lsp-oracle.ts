@@ -18,7 +18,9 @@ import {
   CompletionTriggerKind,
   DidChangeConfigurationNotification,
   DidChangeTextDocumentNotification,
+  DiagnosticSeverity,
   DidOpenTextDocumentNotification,
+  DocumentDiagnosticRequest,
   ExitNotification,
   InitializedNotification,
   InitializeRequest,
@@ -30,6 +32,7 @@ import {
   createProtocolConnection,
   type CompletionItem,
   type CompletionList,
+  type DocumentDiagnosticReport,
   type Location,
   type LocationLink,
   type SignatureHelp,
@@ -37,7 +40,7 @@ import {
   type ProtocolConnection,
   type ServerCapabilities,
 } from 'vscode-languageserver-protocol/node';
-import { isLibraryFile, shapeOfSignatures, type CallShape, type TypeLocation, type TypeOracle } from './oracle.js';
+import { isLibraryFile, shapeOfSignatures, type CallShape, type CheckDiagnostic, type TypeLocation, type TypeOracle } from './oracle.js';
 import { diffRange, positionAt } from './text-edit.js';
 
 export interface LanguageServerConfig {
@@ -170,6 +173,21 @@ export class LspOracle implements TypeOracle {
     return out.length ? out : null;
   }
 
+  /**
+   * The server's diagnostics of the shadow document (LSP pull diagnostics), as numeric code and message; null when
+   * the server does not offer them. The verifier's full check where the server is faster than typescript@6 in
+   * process (tsgo: a new program per edit, checked in Go).
+   */
+  async errors(file: string, text: string): Promise<CheckDiagnostic[] | null> {
+    const server = await this.server();
+    if (!server.capabilities.diagnosticProvider) return null;
+    const uri = await this.sync(server, file, text);
+    const report = await this.request<DocumentDiagnosticReport>(server, DocumentDiagnosticRequest.method, { textDocument: { uri } });
+    if (report.kind !== 'full') return null; // 'unchanged' needs a previous result id, which is never sent
+    // errors only: hints (unused names, deprecations) are not what a suggestion must avoid
+    return report.items.filter((d) => (d.severity ?? DiagnosticSeverity.Error) === DiagnosticSeverity.Error).map((d) => ({ code: typeof d.code === 'number' ? d.code : Number(d.code ?? 0), message: typeof d.message === 'string' ? d.message : d.message.value }));
+  }
+
   async dispose(): Promise<void> {
     this.disposed = true;
     const running = this.running;
@@ -244,6 +262,7 @@ export class LspOracle implements TypeOracle {
             synchronization: { dynamicRegistration: false, didSave: false },
             completion: { completionItem: { snippetSupport: false }, contextSupport: true },
             signatureHelp: { signatureInformation: { parameterInformation: { labelOffsetSupport: true } }, contextSupport: true },
+            diagnostic: { dynamicRegistration: false, relatedDocumentSupport: false },
           },
           workspace: { configuration: true, workspaceFolders: true },
         },

@@ -42,7 +42,15 @@ export interface TypeOracle {
    * the receiver of `acc.` when its type is inferred and its name appears nowhere near the cursor. Optional.
    */
   typeDefinitions?(file: string, text: string, offset: number): Awaitable<TypeLocation[] | null>;
+  /** The errors the checker reports for the whole shadow document (for the verifier), or null. Optional. */
+  errors?(file: string, text: string): Awaitable<CheckDiagnostic[] | null>;
   dispose(): Awaitable<void>;
+}
+
+/** An error as the verifier compares them: the checker's code and its message (position left out). */
+export interface CheckDiagnostic {
+  code: number;
+  message: string;
 }
 
 /** Argument counts over signatures given as their parameters' labels (LSP signatureHelp), by each language's spelling. */

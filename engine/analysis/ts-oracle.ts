@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
-import { isLibraryFile, type CallShape, type TypeLocation, type TypeOracle } from './oracle.js';
+import { isLibraryFile, type CallShape, type CheckDiagnostic, type TypeLocation, type TypeOracle } from './oracle.js';
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 const DEFAULT_OPTIONS: ts.CompilerOptions = {
@@ -31,6 +31,7 @@ export class TypeScriptOracle implements TypeOracle {
   private readonly options: ts.CompilerOptions;
   private readonly rootFiles: string[];
   private readonly shadows = new Map<string, { text: string; version: number }>();
+  private readonly snapshots = new Map<string, { version: string; snapshot: ts.IScriptSnapshot }>();
 
   constructor(readonly workspace: string) {
     const configFile = ts.findConfigFile(workspace, ts.sys.fileExists, 'tsconfig.json');
@@ -55,8 +56,16 @@ export class TypeScriptOracle implements TypeOracle {
       getScriptSnapshot: (f) => {
         const shadow = this.shadows.get(f);
         if (shadow) return ts.ScriptSnapshot.fromString(shadow.text);
+        // The service asks for every file's snapshot on each new program (each shadow edit): reading them all
+        // again was most of a check's time on a 300-file workspace. The text is kept per (file, mtime).
+        const version = host.getScriptVersion(f);
+        const cached = this.snapshots.get(f);
+        if (cached?.version === version) return cached.snapshot;
         const text = ts.sys.readFile(f);
-        return text === undefined ? undefined : ts.ScriptSnapshot.fromString(text);
+        if (text === undefined) return undefined;
+        const snapshot = ts.ScriptSnapshot.fromString(text);
+        this.snapshots.set(f, { version, snapshot });
+        return snapshot;
       },
       getCurrentDirectory: () => workspace,
       getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
@@ -110,6 +119,44 @@ export class TypeScriptOracle implements TypeOracle {
     if (!result) return null;
     const names = result.entries.filter((e) => IDENTIFIER.test(e.name) && !e.insertText && keep(e)).map((e) => e.name);
     return names.length ? [...new Set(names)].sort() : null;
+  }
+
+  /**
+   * The names that may start at `offset` (locals, parameters, imports, globals, keywords that can begin the
+   * expression or type there): TypeScript's own completion list. Null where a new name may be declared (TypeScript's
+   * isNewIdentifierLocation: a parameter, an object literal's key), in a member list, or where it has no list, with
+   * one exception: a call's argument, where TypeScript allows a new name only because it may be an arrow function's
+   * parameter (`xs.map(x => ...)`): there the names come with `arrowParams`, and a name not among them must be
+   * followed by `=>`.
+   */
+  scopeNames(file: string, text: string, offset: number): { names: string[]; arrowParams: boolean } | null {
+    const abs = this.shadow(file, text);
+    const result = this.service.getCompletionsAtPosition(abs, offset, { includeCompletionsWithInsertText: false });
+    if (!result || result.isMemberCompletion) return null;
+    const arrowParams = result.isNewIdentifierLocation;
+    if (arrowParams && !this.atArgumentStart(abs, offset)) return null;
+    const names = result.entries.filter((e) => IDENTIFIER.test(e.name) && !e.insertText).map((e) => e.name);
+    return names.length ? { names: [...new Set(names)].sort(), arrowParams } : null;
+  }
+
+  /** Whether `offset` is where an argument of a call or `new` begins (after its `(` or a `,` of its list). */
+  private atArgumentStart(abs: string, offset: number): boolean {
+    const source = this.service.getProgram()?.getSourceFile(abs);
+    const m = source && /[(,](\s*)$/.exec(source.text.slice(Math.max(0, offset - 64), offset));
+    if (!source || !m) return false;
+    // just after the `(` or `,`: whitespace before the cursor can lie outside every node (`f(1, ` ends at the comma)
+    const anchor = offset - m[1]!.length;
+    const path = innermostPath(source, anchor);
+    for (let i = path.length - 1; i >= 0; i--) {
+      const n = path[i]!;
+      if (!ts.isCallExpression(n) && !ts.isNewExpression(n)) continue;
+      const args = n.arguments;
+      if (!args || anchor < args.pos) return false; // in the callee or its type arguments
+      const inner = path[i + 1];
+      if (inner === undefined) return true;
+      return args.some((a) => a === inner) && inner.getStart(source) >= anchor;
+    }
+    return false;
   }
 
   /**
@@ -182,10 +229,54 @@ export class TypeScriptOracle implements TypeOracle {
     return { minArgs, maxArgs };
   }
 
+  /**
+   * Whether the name ending just before `offset` (a variable, or a member after a dot) may be called there: its type
+   * has call signatures, or construct signatures when it is what `new` constructs. Null when the checker has no
+   * opinion: not a value in expression position (a declaration's name, a type), or a type any call is legal on
+   * (any, unknown to it, an unconstrained type parameter, the untyped `Function`).
+   */
+  callable(file: string, text: string, offset: number): boolean | null {
+    const abs = this.shadow(file, text);
+    const program = this.service.getProgram();
+    const source = program?.getSourceFile(abs);
+    if (!program || !source) return null;
+    const name = identifierEndingAt(source, offset);
+    if (!name) return null;
+    const parent = name.parent;
+    let callee: ts.Expression = name;
+    if (ts.isPropertyAccessExpression(parent) && parent.name === name) callee = parent;
+    else if ((parent as { name?: ts.Node }).name === name || ts.isTypeNode(parent) || ts.isQualifiedName(parent)) return null;
+    const checker = program.getTypeChecker();
+    const constructs = ts.isNewExpression(callee.parent) && callee.parent.expression === callee;
+    let type = checker.getNonNullableType(checker.getTypeAtLocation(callee));
+    if (type.flags & ts.TypeFlags.TypeParameter) {
+      const constraint = checker.getBaseConstraintOfType(type);
+      if (!constraint) return null;
+      type = constraint;
+    }
+    const parts = type.isUnion() ? type.types : [type];
+    let callableParts = 0;
+    for (const t of parts) {
+      if (t.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown | ts.TypeFlags.TypeParameter)) return null;
+      const symbol = checker.getApparentType(t).getSymbol();
+      if (symbol && /^(Function|CallableFunction|NewableFunction)$/.test(symbol.getName())) return null;
+      const signatures = constructs ? t.getConstructSignatures() : t.getCallSignatures();
+      if (signatures.length) callableParts++;
+    }
+    return callableParts === parts.length;
+  }
+
   /** Semantic and syntactic diagnostics of a shadow document (for tests and evaluation). */
   diagnostics(file: string, text: string): ts.Diagnostic[] {
     const abs = this.shadow(file, text);
     return [...this.service.getSyntacticDiagnostics(abs), ...this.service.getSemanticDiagnostics(abs)];
+  }
+
+  /** The errors of a shadow document, as the verifier compares them (TypeOracle.errors). */
+  errors(file: string, text: string): CheckDiagnostic[] {
+    return this.diagnostics(file, text)
+      .filter((d) => d.category === ts.DiagnosticCategory.Error)
+      .map((d) => ({ code: d.code, message: ts.flattenDiagnosticMessageText(d.messageText, ' ') }));
   }
 
   /** Sets the shadow text of `file` (a new version) and returns its absolute path. */
@@ -202,20 +293,40 @@ export class TypeScriptOracle implements TypeOracle {
     const program = this.service.getProgram();
     const source = program?.getSourceFile(abs);
     if (!program || !source) return null;
-    const nodes: ts.Node[] = [source];
-    for (let found = true; found; ) {
-      found = false;
-      ts.forEachChild(nodes[nodes.length - 1]!, (child) => {
-        if (!found && child.pos <= offset && offset <= child.end) {
-          nodes.push(child);
-          found = true;
-        }
-      });
-    }
-    return { checker: program.getTypeChecker(), path: nodes };
+    return { checker: program.getTypeChecker(), path: innermostPath(source, offset) };
   }
 
   dispose(): void {
     this.service.dispose();
   }
+}
+
+/** The nodes containing `offset` (their leading trivia included), outermost first. */
+function innermostPath(source: ts.SourceFile, offset: number): ts.Node[] {
+  const nodes: ts.Node[] = [source];
+  for (let found = true; found; ) {
+    found = false;
+    ts.forEachChild(nodes[nodes.length - 1]!, (child) => {
+      if (!found && child.pos <= offset && offset <= child.end) {
+        nodes.push(child);
+        found = true;
+      }
+    });
+  }
+  return nodes;
+}
+
+/** The identifier token whose last character is just before `offset`, or null. */
+function identifierEndingAt(source: ts.SourceFile, offset: number): ts.Identifier | null {
+  let node: ts.Node = source;
+  for (let found = true; found; ) {
+    found = false;
+    ts.forEachChild(node, (child) => {
+      if (!found && child.getStart(source) < offset && offset <= child.end) {
+        node = child;
+        found = true;
+      }
+    });
+  }
+  return ts.isIdentifier(node) && node.end === offset ? node : null;
 }
