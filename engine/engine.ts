@@ -19,7 +19,7 @@ import type { LogitsProcessor } from './decode/logits-processor.js';
 import type { StopMode } from './decode/stop.js';
 import { cacheRoot, embeddedModelDir } from './paths.js';
 import { Analyses } from './analysis/analyses.js';
-import type { TypeLocation } from './analysis/oracle.js';
+import type { CheckDiagnostic, TypeLocation } from './analysis/oracle.js';
 import type { LanguageServerConfig } from './analysis/lsp-oracle.js';
 import { TokenMasks } from './decode/mask/token-mask.js';
 import { VocabTrie } from './decode/mask/vocab-trie.js';
@@ -27,12 +27,17 @@ import { DereferenceMonitor } from './monitors/dereference.js';
 import { CompletionSiteMonitor, IMPORT_NAMES, NEW_CLASS, SWITCH_ENUM, type SiteOracle } from './monitors/completion-site.js';
 import type { Monitor } from './monitors/monitor.js';
 import { BracketProfiles, CallArityMonitor } from './monitors/call-arity.js';
+import { CallableMonitor, CallOpeners } from './monitors/callable.js';
+import { NameStarts, ScopeNamesMonitor } from './monitors/scope-names.js';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { KvManager, type KvStats } from './cache/kv-manager.js';
 import { RepoIndex } from './context/repo-index.js';
 import { retrieveContext, type ContextBlock } from './context/retrieve.js';
 import { postProcess } from './postprocess/postprocess.js';
+import { lineClosers } from './postprocess/balance-brackets.js';
+import { sensibleCuts, verifySuggestion, type Candidate, type VerifyReport } from './verify/verify.js';
+import { commonDiagnostics, newDiagnostics, parseDiagnostics } from './verify/diagnostics.js';
 
 export interface EngineOptions {
   /** Model directory (Hugging Face layout); default: the embedded model. */
@@ -89,6 +94,16 @@ export interface CompletionRequest {
    */
   replace?: boolean;
   signal?: AbortSignal;
+  /**
+   * Check before showing (engine/verify): the checker judges the suggestion on the document it would make and, when
+   * it adds diagnostics, alternatives and clean prefixes are tried. Default: on where monitors run and the file is
+   * TypeScript/JavaScript.
+   */
+  verify?: boolean;
+  /** The verification's time budget in milliseconds (default DEFAULT_VERIFY_MS). */
+  verifyMs?: number;
+  /** How many distinct clean candidates to look for (the LSP door asks for up to three). Default 1. */
+  candidates?: number;
   /** Streaming: the model's text as it is generated (before post-processing, which needs the whole answer). */
   onText?: (delta: string) => void;
 }
@@ -102,6 +117,7 @@ export interface CompletionResult {
   raw: string;
   tokens: number;
   promptTokens: number;
+  /** Why the shown text ends: the decode's stop (StopReason), or 'verify-cut' when the verifier showed a prefix. */
   stopReason: string;
   timings: { loadMs: number; analysisMs: number; prefillMs: number; decodeMs: number; totalMs: number };
   monitor: {
@@ -128,16 +144,27 @@ export interface CompletionResult {
     bytes: number;
   };
   promptMode: 'fim' | 'prefix';
+  /** What the checker said and what it cost (status 'off' where nothing checks this file). */
+  verify: VerifyReport;
+  /** Distinct clean candidates, best first (the first is `text` when it is clean); only with `candidates` > 1. */
+  candidates?: Candidate[];
   /** Repository context offered to the prompt (blocks) and how many tokens of it fit. */
   context: { blocks: number; tokens: number };
 }
 
 const DEFAULT_MAX_TOKENS = 64;
+/**
+ * The verification budget: a clean suggestion costs one check (a few ms on a small file); a dirty one spends at
+ * most this on alternatives and prefixes.
+ */
+export const DEFAULT_VERIFY_MS = 150;
+/** Alternatives decoded per request at most (each costs model steps; prefixes cost only checks). */
+const MAX_ALTERNATIVES = 4;
 /** How long retrieval waits for the oracle's receiver type (a language server still starting answers too late). */
 const RECEIVER_TYPE_MS = 250;
 
 /** The monitors, by the kind names settings and JSON use. */
-export const MONITOR_KINDS = ['dereference', 'call-arity', 'new-class', 'import-names', 'switch-enum'] as const;
+export const MONITOR_KINDS = ['dereference', 'call-arity', 'callable', 'scope-names', 'new-class', 'import-names', 'switch-enum'] as const;
 export type MonitorKind = (typeof MONITOR_KINDS)[number];
 
 export class Engine {
@@ -150,6 +177,8 @@ export class Engine {
   private masks: TokenMasks | null = null;
   private readonly healMasks = new Map<string, Uint32Array>();
   private brackets: BracketProfiles | null = null;
+  private openers: CallOpeners | null = null;
+  private nameStarts: NameStarts | null = null;
   private warnSink: ((message: string) => void) | null = null;
   /** Warnings from before anyone listened (backend selection during load), delivered to the first listener. */
   private readonly earlyWarnings: string[] = [];
@@ -264,30 +293,79 @@ export class Engine {
     const room = this.backend.config.maxPositionEmbeddings - prompt.tokens.length;
     if (room < 1) throw new BadInputError(`the prompt (${prompt.tokens.length} tokens) fills the model's ${this.backend.config.maxPositionEmbeddings} positions`);
     const kv = this.kv.acquire(prompt.tokens, documentKey(req));
-    const out = await generate(this.backend, kv.cache, this.tokenizer, prompt.tokens, {
-      maxTokens: Math.min(maxTokens, room),
-      sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
-      stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
-      heal: prompt.healed ? { text: prompt.healed, allowed: this.healMask(prompt.healed) } : undefined,
-      // monitors last: they have the final word on what may be emitted
-      processors: [...(req.processors ?? []), ...monitors],
-      vocabLimit: this.tokenizer.vocabSize,
-      signal: req.signal,
-      onText: req.onText,
+    const suffix = req.suffix ?? '';
+    const show = (text: string, stopReason: string): Candidate => ({
+      ...postProcess(text, { prefix: req.prefix, suffix, filePath: req.filePath, stopReason, replace: req.replace ?? true }),
+      stopReason,
     });
-    // the departed document's blocks go to the prefix cache once this answer is out, before the next request
-    setImmediate(() => this.kv.flush());
+    const checker = this.checkerFor(req);
+    // one decode: the request's, or (continueFrom) an alternative from one of its branch points
+    const decode = (o: { continueFrom?: number[]; signal?: AbortSignal; monitors?: Monitor[]; onText?: (t: string) => void } = {}) =>
+      generate(this.backend, kv.cache, this.tokenizer, prompt.tokens, {
+        maxTokens: Math.min(maxTokens, room),
+        sampler: { temperature: req.temperature ?? 0, topP: req.topP ?? 1, seed: req.seed ?? 0 },
+        stop: { mode: req.stop ?? 'block', stopStrings: req.stopStrings, eos: true, linePrefix: docPrefix.slice(docPrefix.lastIndexOf('\n') + 1) },
+        heal: prompt.healed ? { text: prompt.healed, allowed: this.healMask(prompt.healed) } : undefined,
+        // monitors last: they have the final word on what may be emitted (fresh ones per decode: they cache by offset)
+        processors: [...(req.processors ?? []), ...(o.monitors ?? this.monitorsFor({ ...req, prefix: docPrefix }).monitors)],
+        vocabLimit: this.tokenizer.vocabSize,
+        signal: o.signal ?? req.signal,
+        onText: o.onText,
+        continueFrom: o.continueFrom,
+        branches: !!checker,
+      });
+    const out = await decode({ monitors, onText: req.onText });
     const errors = monitors.reduce((a, m) => a + m.stats.errors, 0);
     const error = monitors.find((m) => m.stats.lastError)?.stats.lastError;
     if (error) this.onWarning?.(`analysis failed at ${errors} site(s) (${error}); those sites were decoded unmonitored`);
-    const shown = postProcess(out.text, { prefix: req.prefix, suffix: req.suffix ?? '', filePath: req.filePath, stopReason: out.stopReason, replace: req.replace ?? true });
+    let shown: Candidate = show(out.text, out.stopReason);
+    let verify: VerifyReport = { status: 'off', candidates: 0, checked: 0, chosen: -1, ms: 0, added: 0, exhausted: false };
+    let candidates: Candidate[] | undefined;
+    if (checker && out.stopReason !== 'cancelled') {
+      const budgetMs = req.verifyMs ?? DEFAULT_VERIFY_MS;
+      // the alternatives: branch points where the runner-up came closest first, re-decoded with the runner-up
+      const branches = out.branches.filter((b) => b.step < out.tokens.length).sort((a, b) => a.margin - b.margin);
+      const alternative = async (ms: number): Promise<Candidate | null> => {
+        const b = branches.shift();
+        if (!b) return null;
+        // never past the budget: a decode still running then is abandoned
+        const stop = AbortSignal.any([...(req.signal ? [req.signal] : []), AbortSignal.timeout(Math.max(1, Math.ceil(ms)))]);
+        const alt = await decode({ continueFrom: [...out.tokens.slice(0, b.step), b.alt], signal: stop });
+        if (alt.stopReason === 'cancelled') return null;
+        const text = prompt.healed && alt.text.startsWith(prompt.healed) ? alt.text.slice(prompt.healed.length) : alt.text;
+        return show(text, alt.stopReason);
+      };
+      const v = await verifySuggestion(shown, {
+        budgetMs,
+        want: Math.max(1, Math.min(req.candidates ?? 1, 3)),
+        added: (c) => checker(c),
+        alternative,
+        maxAlternatives: MAX_ALTERNATIVES,
+        repair: (c) => {
+          if (c.replace > 0) return null; // it replaces closers after the cursor: its line is closed already
+          const closers = lineClosers(c.text, { prefix: req.prefix, filePath: req.filePath });
+          return closers ? { ...c, text: c.text + closers, replace: 0 } : null;
+        },
+        // cut back to where the suggestion reads as finished, its brackets closed as a finished answer's are
+        // (post-processed as finished; reported as cut by the verifier, not by the model)
+        prefixes: () => sensibleCuts(out.text).map((i) => ({ ...show(out.text.slice(0, i), 'eos'), stopReason: 'verify-cut' })),
+        signal: req.signal,
+      });
+      shown = v.shown;
+      verify = v.report;
+      if ((req.candidates ?? 1) > 1) candidates = v.clean.length ? v.clean : [shown];
+      if (verify.error) this.onWarning?.(`verification failed (${verify.error}); the suggestion goes out unverified`);
+    }
+    // the departed document's blocks go to the prefix cache once this answer is out, before the next request
+    setImmediate(() => this.kv.flush());
     return {
       text: shown.text,
       replace: shown.replace,
       raw: out.text,
       tokens: out.tokens.length,
       promptTokens: prompt.tokens.length,
-      stopReason: out.stopReason,
+      // why the shown text ends: an alternative's own stop, 'verify-cut' for a prefix the verifier chose
+      stopReason: shown.stopReason ?? out.stopReason,
       timings: {
         loadMs: round(this.loadMs),
         analysisMs: round(monitors.reduce((a, m) => a + m.stats.analysisMs, 0)),
@@ -312,6 +390,8 @@ export class Engine {
         bytes: this.kv.stats().bytes + this.kv.stats().residentBytes,
       },
       promptMode: prompt.mode,
+      verify,
+      ...(candidates ? { candidates } : {}),
       context: { blocks: context.length, tokens: prompt.contextTokens },
     };
   }
@@ -334,6 +414,49 @@ export class Engine {
 
   private monitorsApply(req: CompletionRequest): boolean {
     return req.monitors !== false && !!req.filePath && this.analyses.applies(req.filePath, req.language);
+  }
+
+  /**
+   * The checker for verification: the codes of the diagnostics a candidate adds to the document (the document
+   * without it is the baseline, computed only when the candidate has any diagnostic at all). Null where nothing
+   * checks this file (not TypeScript/JavaScript) or verification is off.
+   */
+  private checkerFor(req: CompletionRequest): ((c: Candidate) => Promise<number[]>) | null {
+    if (req.verify === false || !this.monitorsApply(req) || !req.filePath) return null;
+    const workspace = path.resolve(req.workspace ?? path.dirname(path.resolve(req.filePath)));
+    const file = path.resolve(workspace, req.filePath);
+    const analysis = this.analyses.for(file, workspace, req.language);
+    const typescript = analysis?.typescript;
+    if (!analysis || !typescript) return null;
+    const suffix = req.suffix ?? '';
+    // What a suggestion is excused for: errors both the document as it is and the document without the cursor's
+    // line have. The line cut at the cursor is broken code (an unclosed template, `obj.` running into the next
+    // line) whose errors would excuse the same errors in a suggestion; removing the line breaks what depends on it
+    // (an `else` after it), whose errors would excuse those.
+    const nl = suffix.indexOf('\n');
+    const docs = [req.prefix + suffix, req.prefix.slice(0, req.prefix.lastIndexOf('\n') + 1) + (nl < 0 ? '' : suffix.slice(nl + 1))];
+    // The full check: the members oracle's where it offers one (tsgo checks in tens of milliseconds what takes
+    // typescript@6 hundreds on a large workspace), else the in-process service.
+    const errors = async (text: string): Promise<CheckDiagnostic[]> => (await analysis.oracle.errors?.(file, text)) ?? typescript().errors(file, text);
+    let parseBaseline: CheckDiagnostic[] | null = null;
+    // each baseline is checked only when needed: the second only for errors the first has
+    const baselines: Array<Promise<CheckDiagnostic[]> | null> = [null, null];
+    const baseline = (i: number) => (baselines[i] ??= errors(docs[i]!));
+    return async (c) => {
+      const doc = req.prefix + c.text + suffix.slice(c.replace);
+      // the parser first (milliseconds): a candidate that breaks the syntax needs no type check
+      const parsed = parseDiagnostics(file, doc);
+      if (parsed.length) {
+        parseBaseline ??= commonDiagnostics(parseDiagnostics(file, docs[0]!), parseDiagnostics(file, docs[1]!));
+        const added = newDiagnostics(parseBaseline, parsed);
+        if (added.length) return added.map((d) => d.code);
+      }
+      const after = await errors(doc);
+      if (after.length === 0) return [];
+      const added = newDiagnostics(await baseline(0), after);
+      if (added.length) return added.map((d) => d.code);
+      return newDiagnostics(commonDiagnostics(await baseline(0), await baseline(1)), after).map((d) => d.code);
+    };
   }
 
   /** The monitors that apply to this request's file (none for languages without an oracle, or when disabled). */
@@ -362,6 +485,10 @@ export class Engine {
             : ts.completions(file, text, offset, site.keep ?? (() => true));
       };
       for (const kind of [NEW_CLASS, IMPORT_NAMES, SWITCH_ENUM]) monitors.push(new CompletionSiteMonitor(kind, req.prefix, suffix, sites, masks));
+      const callable = (text: string, offset: number) => (isCode(text, offset) ? typescript().callable(file, text, offset) : null);
+      monitors.push(new CallableMonitor(req.prefix, suffix, callable, (this.openers ??= new CallOpeners(this.tokenizer))));
+      const scope = (text: string, offset: number) => (isCode(text, offset) ? typescript().scopeNames(file, text, offset) : null);
+      monitors.push(new ScopeNamesMonitor(req.prefix, suffix, scope, masks, (this.nameStarts ??= new NameStarts(this.tokenizer))));
     }
     const kinds = req.monitorKinds ?? {};
     return { monitors: monitors.filter((m) => kinds[m.kind as MonitorKind] !== false), oracle: oracle.name };

@@ -4,7 +4,7 @@
  * document after accepting it (the answer's text inserted at the cursor, replacing `replace` characters after it).
  */
 import { describe, expect, it } from 'vitest';
-import { balanceBrackets } from '../engine/postprocess/balance-brackets.js';
+import { balanceBrackets, lineClosers } from '../engine/postprocess/balance-brackets.js';
 import { postProcess } from '../engine/postprocess/postprocess.js';
 
 function split(doc: string): { prefix: string; suffix: string } {
@@ -212,3 +212,34 @@ function balanced(text: string): boolean {
   }
   return stack.length === 0;
 }
+
+describe('balanceBrackets: a block whose body is already below', () => {
+  it('is not closed on its line when the next line is indented deeper', () => {
+    expect(accept('function f(x: number) █\n  return x;\n}\n', '{', FIN)).toBe('function f(x: number) {\n  return x;\n}\n');
+    expect(accept('  if (ok) █\n    go();\n', '{', FIN)).toBe('  if (ok) {\n    go();\n');
+    // and what encloses it on the line: the lines below go on inside the callback
+    expect(accept('  xs.█\n    go(x);\n  });\n', 'forEach((x) => {', FIN)).toBe('  xs.forEach((x) => {\n    go(x);\n  });\n');
+  });
+
+  it('is closed when nothing below is indented deeper', () => {
+    expect(accept('  if (ok) █\n  go();\n', '{ stop();', FIN)).toBe('  if (ok) { stop(); }\n  go();\n');
+  });
+});
+
+describe('lineClosers: what is still open on the cursor\'s line', () => {
+  const at = (doc: string, text: string) => lineClosers(text, { prefix: split(doc).prefix, filePath: 'src/a.ts' });
+  it('closes what the completion and the line before it opened, innermost first', () => {
+    expect(at('const m = `min ${█', 'issue.minimum')).toBe('}`');
+    expect(at('foo(█', 'a, [b')).toBe('])');
+    expect(at('const s = "█', 'abc')).toBe('"');
+  });
+
+  it('nothing for a closed line, and never what an earlier line opened', () => {
+    expect(at('foo(█', 'a)')).toBe('');
+    expect(at('function f() {\n  return █', 'g(1')).toBe(')');
+  });
+
+  it('nothing inside a comment', () => {
+    expect(at('x = 1; // █', 'see (note')).toBe('');
+  });
+});

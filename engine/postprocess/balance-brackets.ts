@@ -91,6 +91,9 @@ export function balanceBrackets(text: string, ctx: BalanceContext): Balanced {
   const needed = open.map((e) => e.close).reverse();
   if (needed.every((c, i) => free[i] === c)) return { text, replace };
   const lines = { text, linePrefix, syn, eol };
+  // a block opened at the end of the line whose body is already below (the next line is indented deeper): neither
+  // it nor what encloses it on this line (`forEach((x) => {`) is closed here: the lines below go on inside them
+  if (isBlock(open[open.length - 1]!, lines) && bodyBelow(linePrefix + text, suffix)) return { text, replace };
   if (finished && scan.end.comment === null) return { text: closeAll(text, open, lines), replace };
   if (finished && scan.commentAt !== null) {
     // ended in a comment: the closers cannot go after it on its line; the comment goes
@@ -109,6 +112,47 @@ export function balanceBrackets(text: string, ctx: BalanceContext): Balanced {
   }
   // else before the first opener left open (any closer of a prefix bracket, which a replacement needs, comes before it)
   return { text: text.slice(0, open[0]!.at).trimEnd(), replace };
+}
+
+/** Whether the suffix's first non-blank line after the cursor's is indented deeper than the last line of `line`. */
+function bodyBelow(line: string, suffix: string): boolean {
+  const nl = suffix.indexOf('\n');
+  if (nl < 0 || suffix.slice(0, nl).trim() !== '') return false;
+  const next = suffix
+    .slice(nl + 1)
+    .split('\n')
+    .find((l) => l.trim() !== '');
+  if (next === undefined) return false;
+  const indent = (l: string) => /^[ \t]*/.exec(l)![0].replace(/\t/g, '    ').length;
+  return indent(next) > indent(line.slice(line.lastIndexOf('\n') + 1));
+}
+
+/**
+ * The closers, innermost first, of what is still open at the end of `text` and was opened on the cursor's line, by
+ * the completion or by the prefix (`${`, a string, a bracket), whatever the suffix does: the repair the verifier
+ * tries when a suggestion leaves its line unfinished (`${issue.minimum` -> `}` and the template's backtick).
+ */
+export function lineClosers(text: string, ctx: Pick<BalanceContext, 'prefix' | 'filePath'>): string {
+  const syn = syntaxFor(ctx.filePath);
+  const prefixFrom = ctx.prefix.length <= PREFIX_WINDOW ? 0 : ctx.prefix.lastIndexOf('\n', ctx.prefix.length - PREFIX_WINDOW) + 1;
+  const prefix = ctx.prefix.slice(prefixFrom);
+  const lineStart = prefix.lastIndexOf('\n') + 1;
+  const start: LexState = { stack: [], comment: null };
+  for (const ev of lex(prefix, start, syn, '')) {
+    if (ev.type === 'close' && ev.match >= 0) start.stack.length = ev.match;
+  }
+  const st = copy(start);
+  for (const ev of lex(text, st, syn, prefix.slice(-8), 'completion')) {
+    if (ev.type === 'close' && ev.match >= 0) st.stack.length = ev.match;
+  }
+  if (st.comment !== null) return '';
+  let closers = '';
+  for (let i = st.stack.length - 1; i >= 0; i--) {
+    const e = st.stack[i]!;
+    if (e.from === 'prefix' && e.at < lineStart) break;
+    closers += e.close;
+  }
+  return closers;
 }
 
 // --- the lexer ---------------------------------------------------------------------------------------------------
@@ -405,8 +449,9 @@ function closeAll(text: string, open: Open[], l: Lines): string {
     }
     let closer = e.close;
     if (e.close === '}' && !e.interp && /^ /.test(lineOf(e, { ...l, text }).after)) closer = ' }';
-    // inline: before a trailing `;` written inside the bracket (`foo(a, b;` -> `foo(a, b);`)
-    const tail = e.quote ? null : /;\s*$/.exec(t);
+    // inline: before a trailing `;` written inside the bracket (`foo(a, b;` -> `foo(a, b);`), but a brace's `;`
+    // ends a statement inside it (`{ stop();` -> `{ stop(); }`)
+    const tail = e.quote || e.close === '}' ? null : /;\s*$/.exec(t);
     if (tail && tail.index > e.at) t = t.slice(0, tail.index) + closer + t.slice(tail.index);
     else t = (e.quote ? t : t.trimEnd()) + closer;
   }
