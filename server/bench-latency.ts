@@ -13,7 +13,18 @@ import type { EngineOptions } from '../engine/engine.js';
 import { packageRoot } from '../engine/paths.js';
 import { CompletionRunner } from './lsp/completion-runner.js';
 
+/**
+ * Two passes over the same typing session, suggestions shown unchecked and checked (engine/verify), so the cost of
+ * verification is measured on the same machine in the same run; plus the verification step's own time.
+ */
 export async function benchLatency(o: { engine: EngineOptions; file?: string; keystrokes?: number; intervalMs?: number }) {
+  const unverified = await typingSession({ ...o, verify: false });
+  const verified = await typingSession({ ...o, verify: true });
+  const { verifyMs: _, ...before } = unverified;
+  return { bench: 'latency', file: verified.file, keystrokes: verified.keystrokes, intervalMs: verified.intervalMs, unverified: before, verified };
+}
+
+async function typingSession(o: { engine: EngineOptions; file?: string; keystrokes?: number; intervalMs?: number; verify: boolean }) {
   const file = o.file ?? path.join(packageRoot(), 'fixtures/repos/monitor-cases/src/model.ts');
   const text = fs.readFileSync(file, 'utf8');
   const keystrokes = Math.min(o.keystrokes ?? 200, text.length);
@@ -26,6 +37,8 @@ export async function benchLatency(o: { engine: EngineOptions; file?: string; ke
   const start = text.length - keystrokes; // type the last `keystrokes` characters of the file
   const uri = `file://${file}`;
   const latencies: number[] = [];
+  const verifyMs: number[] = [];
+  const statuses: Record<string, number> = {};
   let cancelled = 0;
   let answered = 0;
   let pending: { source: CancellationTokenSource; done: Promise<void> } | null = null;
@@ -34,11 +47,15 @@ export async function benchLatency(o: { engine: EngineOptions; file?: string; ke
     pending?.source.cancel(); // superseded by this keystroke
     const source = new CancellationTokenSource();
     const sent = performance.now();
-    const done = runner.complete(doc, doc.positionAt(start + k), source.token, { automatic: true }).then((r) => {
+    const done = runner.complete(doc, doc.positionAt(start + k), source.token, { automatic: true, verify: o.verify }).then((r) => {
       if (r === null && source.token.isCancellationRequested) cancelled++;
       else if (r !== null) {
         answered++;
         latencies.push(performance.now() - sent);
+        if (r.result.tokens > 0 && r.result.verify.status !== 'off') {
+          verifyMs.push(r.result.verify.ms);
+          statuses[r.result.verify.status] = (statuses[r.result.verify.status] ?? 0) + 1;
+        }
       }
     });
     pending = { source, done };
@@ -46,17 +63,19 @@ export async function benchLatency(o: { engine: EngineOptions; file?: string; ke
   }
   await pending?.done;
   await runner.dispose();
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => (latencies.length ? Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]! * 10) / 10 : null);
+  const pct = (xs: number[], p: number) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length ? Math.round(s[Math.min(s.length - 1, Math.floor(s.length * p))]! * 10) / 10 : null;
+  };
   return {
-    bench: 'latency',
     file: path.relative(packageRoot(), file),
     keystrokes,
     intervalMs: interval,
     loadMs: Math.round(loadMs),
     answered,
-    latencyP50Ms: pct(0.5),
-    latencyP95Ms: pct(0.95),
+    latencyP50Ms: pct(latencies, 0.5),
+    latencyP95Ms: pct(latencies, 0.95),
+    verifyMs: { p50: pct(verifyMs, 0.5), p95: pct(verifyMs, 0.95), statuses },
     cachedFraction: Math.round((runner.stats.typedThrough / keystrokes) * 1000) / 1000,
     cancelledFraction: Math.round((cancelled / keystrokes) * 1000) / 1000,
     suppressedFraction: Math.round((runner.stats.suppressed / keystrokes) * 1000) / 1000,

@@ -25,8 +25,8 @@ import type { RemoteBackendOptions } from './lsp/remote-completions.js';
 const USAGE = `usage:
   mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
                [--weights f32|f16|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
-               [--temperature T] [--seed S] [--no-monitors] [--no-context] [--language-server LANG=CMD ...]
-               [--typescript native|in-process] [--json] [--verbose]
+               [--temperature T] [--seed S] [--no-monitors] [--no-context] [--no-verify] [--verify-ms N]
+               [--language-server LANG=CMD ...] [--typescript native|in-process] [--json] [--verbose]
   mgd complete <file> ... --backend remote --engine vllm|sglang|llamacpp --url URL [--token T] [--model DIR (its tokenizer)]
   mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
                [--language-server LANG=CMD ...] [--typescript native|in-process] [--no-persist-cache]
@@ -47,7 +47,7 @@ const USAGE = `usage:
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
   mgd bench ui [--triggers N] [--pause MS]   (keystroke to visible ghost text in VS Code (code-server), JSON)
   mgd eval make-dots --package NAME@VERSION [--package ...] --out FILE [--limit N] [--seed S]
-  mgd eval dots TASKS.jsonl [--no-monitors] [--no-context] [--model DIR] [--samples k] [--limit N] [--jobs N] [--json] [--markdown FILE]
+  mgd eval dots TASKS.jsonl [--no-monitors] [--no-context] [--no-verify] [--model DIR] [--samples k] [--limit N] [--jobs N] [--json] [--markdown FILE]
   mgd eval report TASKS.jsonl --out FILE.md --svg FILE.svg [--model DIR] [--limit N] [--jobs N]`;
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
@@ -143,6 +143,8 @@ async function complete(args: string[], out: Out): Promise<number> {
     seed: { type: 'string' },
     'no-monitors': { type: 'boolean' },
     'no-context': { type: 'boolean' },
+    'no-verify': { type: 'boolean' },
+    'verify-ms': { type: 'string' },
     'language-server': { type: 'string', multiple: true },
     typescript: { type: 'string' },
     engine: { type: 'string' },
@@ -216,6 +218,8 @@ async function complete(args: string[], out: Out): Promise<number> {
       workspace,
       monitors: !values['no-monitors'],
       context: values['no-context'] ? [] : undefined,
+      verify: !values['no-verify'],
+      verifyMs: values['verify-ms'] === undefined ? undefined : int(values['verify-ms'], 'verify-ms', 0),
       maxTokens: int(values['max-tokens'], 'max-tokens', 1, 64),
       stop: oneOf<StopMode>(values.stop, 'stop', ['line', 'block', 'none'], 'block'),
       temperature,

@@ -48,6 +48,7 @@ export async function evalCommand(args: string[], out: Out): Promise<number> {
     const { values, positionals } = parse(rest, {
       'no-monitors': { type: 'boolean' },
       'no-context': { type: 'boolean' },
+      'no-verify': { type: 'boolean' },
       model: { type: 'string' },
       samples: { type: 'string' },
       limit: { type: 'string' },
@@ -63,6 +64,7 @@ export async function evalCommand(args: string[], out: Out): Promise<number> {
     const report = await runDots(tasks, {
       model: values.model,
       monitors: !values['no-monitors'],
+      verify: !values['no-monitors'] && !values['no-verify'],
       context: !values['no-context'],
       samples: int(values.samples, 'samples', 1, 1)!,
       maxTokens: int(values['max-tokens'], 'max-tokens', 1, 48),
@@ -83,10 +85,16 @@ export async function evalCommand(args: string[], out: Out): Promise<number> {
     if (limit !== undefined) tasks = tasks.slice(0, limit);
     const jobs = int(values.jobs, 'jobs', 1, defaultJobs())!;
     const reports: DotsReport[] = [];
-    for (const context of [false, true]) {
-      for (const monitors of [false, true]) {
-        log(`eval: monitors ${monitors ? 'on' : 'off'}, context ${context ? 'on' : 'off'}`);
-        const r = await runDots(tasks, { model: values.model, monitors, context, samples: 1, maxTokens: int(values['max-tokens'], 'max-tokens', 1, 48), jobs, log: values.verbose ? log : undefined });
+    // monitors off, monitors on, monitors + verification; each without and with repository context
+    const configs = [false, true].flatMap((context) => [
+      { monitors: false, verify: false, context },
+      { monitors: true, verify: false, context },
+      { monitors: true, verify: true, context },
+    ]);
+    {
+      for (const { monitors, verify, context } of configs) {
+        log(`eval: monitors ${monitors ? 'on' : 'off'}${verify ? ' + verification' : ''}, context ${context ? 'on' : 'off'}`);
+        const r = await runDots(tasks, { model: values.model, monitors, verify, context, samples: 1, maxTokens: int(values['max-tokens'], 'max-tokens', 1, 48), jobs, log: values.verbose ? log : undefined });
         log(`eval: ${summary(r)}`);
         reports.push(r);
       }
@@ -100,7 +108,11 @@ export async function evalCommand(args: string[], out: Out): Promise<number> {
 
 function summary(r: DotsReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  return `${r.tasks} tasks, monitors ${r.monitors ? 'on' : 'off'}: compile ${pct(r.compileRate)}, NIM ${pct(r.nim)}, ISM ${pct(r.ism)}, exact line ${pct(r.exactLine)}, invalid member ${pct(r.invalidMemberRate)}, score@${r.samples} ${pct(r.scoreAtK)} (${(r.timings.wallMs / 1000).toFixed(1)} s)`;
+  const kinds = Object.entries(r.diagnosticKinds)
+    .filter(([, v]) => v.tasks > 0)
+    .map(([k, v]) => `${k} ${v.tasks}`)
+    .join(', ');
+  return `${r.tasks} tasks, monitors ${r.monitors ? 'on' : 'off'}${r.verify ? ' + verification' : ''}: compile ${pct(r.compileRate)}, NIM ${pct(r.nim)}, ISM ${pct(r.ism)}, exact line ${pct(r.exactLine)}, invalid member ${pct(r.invalidMemberRate)}, score@${r.samples} ${pct(r.scoreAtK)}; tasks with new diagnostics by kind: ${kinds || 'none'} (${(r.timings.wallMs / 1000).toFixed(1)} s)`;
 }
 
 

@@ -85,7 +85,8 @@ async function initialize(conn: ProtocolConnection, initializationOptions: unkno
 async function inline(conn: ProtocolConnection): Promise<string> {
   const r = await conn.sendRequest(InlineCompletionRequest.type, { textDocument: { uri }, position: AT, context: { triggerKind: InlineCompletionTriggerKind.Invoked } });
   const items = Array.isArray(r) ? r : (r?.items ?? []);
-  expect(items.length).toBeLessThanOrEqual(1);
+  // invoked: the shown suggestion first, then up to two other clean candidates the checker found
+  expect(items.length).toBeLessThanOrEqual(3);
   return (items[0]?.insertText as string | undefined) ?? '';
 }
 

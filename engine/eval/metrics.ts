@@ -54,24 +54,7 @@ export function matchMetrics(completion: string, truth: string): MatchMetrics {
   };
 }
 
-/** A diagnostic as compared between original and completed file: code and flattened message, no position. */
-export function diagnosticKey(d: ts.Diagnostic): string {
-  return `TS${d.code}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`;
-}
-
-/** The diagnostics of `completed` beyond those of `original`, as multisets of diagnosticKey. */
-export function newDiagnostics(original: readonly ts.Diagnostic[], completed: readonly ts.Diagnostic[]): ts.Diagnostic[] {
-  const left = new Map<string, number>();
-  for (const d of original) left.set(diagnosticKey(d), (left.get(diagnosticKey(d)) ?? 0) + 1);
-  const added: ts.Diagnostic[] = [];
-  for (const d of completed) {
-    const k = diagnosticKey(d);
-    const n = left.get(k) ?? 0;
-    if (n > 0) left.set(k, n - 1);
-    else added.push(d);
-  }
-  return added;
-}
+export { diagnosticKey, newDiagnostics } from '../verify/diagnostics.js';
 
 /** A new diagnostic says the member written at `siteOffset` (just after the dot) does not exist. */
 export function invalidMember(added: readonly ts.Diagnostic[], siteOffset: number): boolean {

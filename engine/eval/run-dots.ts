@@ -18,11 +18,14 @@ import { TypeScriptOracle } from '../analysis/ts-oracle.js';
 import { BadInputError } from '../errors.js';
 import { ensureWorkspace, parsePackageSpec, type Workspace } from './packages.js';
 import { diagnosticKey, invalidMember, matchMetrics, newDiagnostics, rates, type Rates, type SampleScore } from './metrics.js';
+import { DIAGNOSTIC_KINDS, diagnosticKind, type DiagnosticKind } from '../verify/diagnostics.js';
 import { TAGS, type DotTask, type Tag } from './tasks.js';
 
 export interface DotsOptions {
   model?: string;
   monitors: boolean;
+  /** Check before showing (engine/verify); default: with the monitors, as the engine does. */
+  verify?: boolean;
   /** Repository context (the engine's retrieval from the workspace index); false sends no context blocks. */
   context: boolean;
   samples: number;
@@ -44,6 +47,10 @@ export interface TaskResult {
   samples: SampleScore[];
   /** New diagnostics of the first sample (at most 3), for reading failures. */
   newDiagnostics: string[];
+  /** The first sample's new diagnostics counted by kind (all of them, not only the first 3). */
+  diagnosticKinds: Partial<Record<DiagnosticKind, number>>;
+  /** What the verifier did for the first sample (engine/verify's status). */
+  verify: string;
   monitor: { triggers: number; interventions: number; errors: number };
   /** Repository context in the first sample's prompt: blocks retrieved and tokens that fit. */
   context: { blocks: number; tokens: number };
@@ -53,6 +60,11 @@ export interface TaskResult {
 export interface DotsReport extends Rates {
   samples: number;
   monitors: boolean;
+  verify: boolean;
+  /** Per kind of new diagnostic (first sample): tasks with at least one, and how many there were. */
+  diagnosticKinds: Record<DiagnosticKind, { tasks: number; diagnostics: number }>;
+  /** The verifier's statuses over the tasks (first sample). */
+  verifyStatuses: Record<string, number>;
   context: boolean;
   model: string;
   perTag: Partial<Record<Tag, Rates>>;
@@ -112,7 +124,7 @@ export async function runDots(tasks: DotTask[], opts: DotsOptions): Promise<Dots
     done += n;
     opts.log?.(`eval: ${done}/${tasks.length} tasks`);
   };
-  const settings: WorkerSettings = { model: opts.model, monitors: opts.monitors, context: opts.context, samples: opts.samples, maxTokens: opts.maxTokens ?? 48, threads: jobs > 1 ? (opts.threads ?? 1) : opts.threads };
+  const settings: WorkerSettings = { model: opts.model, monitors: opts.monitors, verify: opts.verify ?? opts.monitors, context: opts.context, samples: opts.samples, maxTokens: opts.maxTokens ?? 48, threads: jobs > 1 ? (opts.threads ?? 1) : opts.threads };
   let modelDir: string;
   if (jobs === 1) {
     const runner = await DotsRunner.create(settings, workspaces);
@@ -133,10 +145,22 @@ export async function runDots(tasks: DotTask[], opts: DotsOptions): Promise<Dots
     const with_ = results.filter((r) => r.tags.includes(tag));
     if (with_.length) perTag[tag] = rates(with_.map((r) => r.samples));
   }
+  const diagnosticKinds = Object.fromEntries(DIAGNOSTIC_KINDS.map((k) => [k, { tasks: 0, diagnostics: 0 }])) as DotsReport['diagnosticKinds'];
+  const verifyStatuses: Record<string, number> = {};
+  for (const r of results) {
+    for (const [k, n] of Object.entries(r.diagnosticKinds) as Array<[DiagnosticKind, number]>) {
+      diagnosticKinds[k].tasks++;
+      diagnosticKinds[k].diagnostics += n;
+    }
+    verifyStatuses[r.verify] = (verifyStatuses[r.verify] ?? 0) + 1;
+  }
   return {
     ...rates(results.map((r) => r.samples)),
     samples: opts.samples,
     monitors: opts.monitors,
+    verify: settings.verify,
+    diagnosticKinds,
+    verifyStatuses,
     context: opts.context,
     model: modelDir,
     perTag,
@@ -185,6 +209,7 @@ function readSource(ws: Workspace, file: string): string {
 interface WorkerSettings {
   model?: string;
   monitors: boolean;
+  verify: boolean;
   context: boolean;
   samples: number;
   maxTokens: number;
@@ -238,6 +263,7 @@ export class DotsRunner {
     const samples: SampleScore[] = [];
     const monitor = { triggers: 0, interventions: 0, errors: 0 };
     let firstAdded: ts.Diagnostic[] = [];
+    let verify = 'off';
     let context = { blocks: 0, tokens: 0 };
     for (let s = 0; s < k; s++) {
       const r = await this.engine.complete({
@@ -246,6 +272,7 @@ export class DotsRunner {
         filePath: task.file,
         workspace: this.workspaces.get(task.package)!.dir,
         monitors: this.settings.monitors,
+        verify: this.settings.verify,
         // Without context: explicitly no blocks. With it, the engine's default: retrieval from the workspace's index.
         ...(this.settings.context ? {} : { context: [] }),
         stop: 'line',
@@ -262,6 +289,7 @@ export class DotsRunner {
       const judged = judge.judge(task.file, text, prefix + completion + suffix, offset);
       if (s === 0) {
         firstAdded = judged.added;
+        verify = r.verify.status;
         context = { blocks: r.context.blocks, tokens: r.context.tokens };
       }
       samples.push({ ...matchMetrics(completion, task.truth), compiles: judged.compiles, invalidMember: judged.invalidMember });
@@ -276,6 +304,8 @@ export class DotsRunner {
       completions,
       samples,
       newDiagnostics: firstAdded.slice(0, 3).map(diagnosticKey),
+      diagnosticKinds: countKinds(firstAdded),
+      verify,
       monitor,
       context,
       ms: Math.round(performance.now() - t0),
@@ -286,6 +316,12 @@ export class DotsRunner {
     for (const j of this.judges.values()) j.dispose();
     await this.engine.dispose();
   }
+}
+
+function countKinds(added: readonly ts.Diagnostic[]): Partial<Record<DiagnosticKind, number>> {
+  const kinds: Partial<Record<DiagnosticKind, number>> = {};
+  for (const d of added) kinds[diagnosticKind(d.code)] = (kinds[diagnosticKind(d.code)] ?? 0) + 1;
+  return kinds;
 }
 
 // ---- workers ----------------------------------------------------------------------------------------------------

@@ -173,6 +173,9 @@ export function toRequest(b: Record<string, unknown>, workspace: string): Comple
   const max = b.max_tokens;
   if (max !== undefined && (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > 4096)) throw new Error('"max_tokens" must be an integer in 1..4096');
   if (b.monitors !== undefined && typeof b.monitors !== 'boolean') throw new Error('"monitors" must be a boolean');
+  if (b.verify !== undefined && typeof b.verify !== 'boolean') throw new Error('"verify" must be a boolean');
+  const verifyMs = b.verify_ms;
+  if (verifyMs !== undefined && (typeof verifyMs !== 'number' || !Number.isInteger(verifyMs) || verifyMs < 0 || verifyMs > 10_000)) throw new Error('"verify_ms" must be an integer in 0..10000');
   return {
     prefix,
     suffix,
@@ -181,6 +184,8 @@ export function toRequest(b: Record<string, unknown>, workspace: string): Comple
     language: str('language'),
     maxTokens: (max as number | undefined) ?? 64,
     monitors: (b.monitors as boolean | undefined) ?? true,
+    verify: (b.verify as boolean | undefined) ?? true,
+    ...(verifyMs !== undefined ? { verifyMs: verifyMs as number } : {}),
     stream: b.stream === true,
   };
 }

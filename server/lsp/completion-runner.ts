@@ -80,12 +80,14 @@ export class CompletionRunner {
    * A completion at `position`: the shown text (post-processed), the cursor's offset, the end of its line, and how
    * many characters after the cursor the text replaces. `automatic`: typed, not invoked (none in comments or strings).
    * `replace: false` when the answer must insert at the cursor (an inline item extending the editor's selection).
+   * `candidates`: how many distinct clean suggestions the checker should look for (inline items the editor cycles);
+   * `verify: false` shows the suggestion unchecked (the latency bench's baseline).
    */
   async complete(
     doc: TextDocument,
     position: Position,
     token: CancellationToken,
-    opts: { automatic?: boolean; replace?: boolean } = {},
+    opts: { automatic?: boolean; replace?: boolean; candidates?: number; verify?: boolean } = {},
   ): Promise<{ result: CompletionResult; offset: number; lineEnd: number; replace: number } | null> {
     this.stats.requests++;
     // with a serving engine the local model loads only if the engine fails
@@ -105,7 +107,7 @@ export class CompletionRunner {
       if (typed.length > 0 && typed.length < last.shown.text.length && last.shown.text.startsWith(typed)) {
         this.stats.typedThrough++;
         const rest = last.shown.text.slice(typed.length);
-        return { result: { ...last.result, text: rest, tokens: 0, timings: { ...last.result.timings, prefillMs: 0, decodeMs: 0, totalMs: 0 } }, offset, lineEnd, replace: last.shown.replace };
+        return { result: { ...last.result, text: rest, candidates: undefined, tokens: 0, timings: { ...last.result.timings, prefillMs: 0, decodeMs: 0, totalMs: 0 } }, offset, lineEnd, replace: last.shown.replace };
       }
     }
     const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
@@ -132,6 +134,8 @@ export class CompletionRunner {
         ...this.contextSetting(),
         stop: 'block',
         replace: canReplace,
+        candidates: opts.candidates,
+        verify: opts.verify,
         signal: ac.signal,
       });
       if (result.stopReason === 'cancelled') {

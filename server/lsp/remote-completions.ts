@@ -87,6 +87,8 @@ export class RemoteCompletions {
         monitor: { triggers: r.monitor.triggers, maskedSteps: 0, interventions: 0, forcedTokens: 0, errors: r.monitor.errors, ...(r.monitor.error ? { error: r.monitor.error } : {}) },
         cache: { promptTokens: r.promptTokens, reusedTokens: 0, source: 'cold', spliceMs: 0, bytes: 0 },
         promptMode: 'fim',
+        // (no branch points to try from a serving engine's answer: not verified)
+        verify: { status: 'off', candidates: 0, checked: 0, chosen: -1, ms: 0, added: 0, exhausted: false },
         context: { blocks: 0, tokens: 0 },
       };
     } catch (e) {
