@@ -34,7 +34,9 @@ const USAGE = `usage:
   mgd serve --stdio | --socket PORT | --pipe NAME --backend remote --engine vllm|sglang|llamacpp --url URL
                [--remote-token T] [--model DIR (the served model's tokenizer; the local fallback)]
   mgd serve --http [--host 127.0.0.1] [--port 8765] [--token T] [--workspace DIR] [--model DIR] [--weights ...]
-               [--no-persist-cache]
+               [--allow-origin ORIGIN ...] [--no-persist-cache]
+               (refuses requests whose Host is not the address served, and requests from web pages unless
+               --allow-origin names the page's exact origin, e.g. https://app.example; repeatable)
   mgd model info DIR [--json]
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
@@ -285,6 +287,7 @@ async function serve(args: string[]): Promise<number> {
     host: { type: 'string' },
     port: { type: 'string' },
     token: { type: 'string' },
+    'allow-origin': { type: 'string', multiple: true },
     workspace: { type: 'string' },
     model: { type: 'string' },
     weights: { type: 'string' },
@@ -305,6 +308,7 @@ async function serve(args: string[]): Promise<number> {
   if (transports.length !== 1) {
     throw new BadInputError(`serve needs exactly one of --stdio, --socket PORT, --pipe NAME (LSP) or --http (HTTP API)${transports.length ? `, got ${transports.join(' and ')}` : ''}`);
   }
+  if (values['allow-origin'] && !values.http) throw new BadInputError('--allow-origin is for the HTTP API (serve --http)');
   const backend = oneOf(values.backend, 'backend', ['onnx', 'webgpu', 'auto', 'remote'] as const, 'auto');
   let remote: RemoteBackendOptions | undefined;
   if (backend === 'remote') {
@@ -330,6 +334,7 @@ async function serve(args: string[]): Promise<number> {
       host: values.host ?? '127.0.0.1',
       port: int(values.port, 'port', 0, 8765),
       token: values.token ?? process.env.MGD_TOKEN,
+      allowOrigins: values['allow-origin'] ?? [],
       workspace: values.workspace ?? process.cwd(),
       engine,
       log: (l) => process.stderr.write(l + '\n'),

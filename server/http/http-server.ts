@@ -6,18 +6,28 @@
  *                          -> the CLI's JSON (text, tokens, timings, monitor, cache), or with stream: true (or
  *                             Accept: text/event-stream) Server-Sent Events: `data: {"text": delta}` per piece,
  *                             then `event: done` with the full result.
- * Safety: binds loopback unless told otherwise, and then only with a bearer token; bodies over 2 MiB are refused;
- * file paths must resolve inside the configured workspace. A client that disconnects aborts its decode.
+ * Safety: binds loopback unless told otherwise, and then only with a bearer token; every request must name this
+ * server in its Host header and must not come from a web page unless --allow-origin names that page's origin
+ * (request-guard.ts); bodies over 2 MiB are refused; file paths must resolve, symbolic links followed, inside the
+ * configured workspace (workspace-path.ts). Refusals are one-line JSON errors. A client that disconnects aborts its
+ * decode.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Engine, type CompletionRequest, type EngineOptions } from '../../engine/engine.js';
 import { BadInputError, CancelledError, oneLine } from '../../engine/errors.js';
+import { checkOrigins, CORS_HEADERS, CORS_METHODS, isLoopback, RequestGuard } from './request-guard.js';
+import { workspacePath } from './workspace-path.js';
+
+export { isLoopback };
 
 export interface HttpOptions {
   host: string;
   port: number;
   token?: string;
+  /** Origins (`https://app.example`) whose web pages may call the API; any other page is refused. */
+  allowOrigins?: readonly string[];
   workspace: string;
   engine: EngineOptions;
   log?: (line: string) => void;
@@ -26,14 +36,11 @@ export interface HttpOptions {
 const MAX_BODY = 2 * 1024 * 1024;
 /** An oversized upload is read and discarded up to here (so the client gets its 413), then the socket is cut. */
 const MAX_DRAIN = 16 * 1024 * 1024;
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
-}
 
 export async function startHttpServer(o: HttpOptions): Promise<{ server: http.Server; url: string; close: () => Promise<void> }> {
   if (!isLoopback(o.host) && !o.token) throw new BadInputError(`binding ${o.host} (not loopback) needs --token`);
+  checkOrigins(o.allowOrigins ?? []); // before a model loads; the guard itself needs the port bound
+  let guard: RequestGuard | undefined;
   const log = o.log ?? (() => {});
   let loadError: string | null = null;
   const engine = Engine.load(o.engine).catch((e: unknown) => {
@@ -54,7 +61,24 @@ export async function startHttpServer(o: HttpOptions): Promise<{ server: http.Se
   });
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (o.token && req.headers.authorization !== `Bearer ${o.token}`) return send(res, 401, { error: 'missing or wrong bearer token' });
+    res.setHeader('vary', 'Origin');
+    res.setHeader('x-content-type-options', 'nosniff');
+    if (!guard) return send(res, 503, { error: 'not listening yet' });
+    const refusal = guard.refuse(req);
+    if (refusal) {
+      log(`mgd: refused ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 100))}: ${refusal.error}`);
+      return send(res, refusal.status, { error: refusal.error });
+    }
+    const origin = guard.allowedOrigin(req);
+    if (origin) res.setHeader('access-control-allow-origin', origin);
+    if (req.method === 'OPTIONS') {
+      // a preflight (sent without credentials, so before the token) or a plain question about the methods
+      const headers: http.OutgoingHttpHeaders = { allow: CORS_METHODS };
+      if (origin) Object.assign(headers, { 'access-control-allow-methods': CORS_METHODS, 'access-control-allow-headers': CORS_HEADERS, 'access-control-max-age': '600' });
+      res.writeHead(204, headers);
+      return void res.end();
+    }
+    if (!guard.authorized(req)) return send(res, 401, { error: 'missing or wrong bearer token' });
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method === 'GET' && url.pathname === '/health') {
       return send(res, loadError ? 503 : 200, {
@@ -106,9 +130,13 @@ export async function startHttpServer(o: HttpOptions): Promise<{ server: http.Se
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.port, o.host, () => resolve());
+    server.listen(o.port, o.host, () => {
+      // before the first request can arrive: the Host check needs the port actually bound
+      guard = new RequestGuard({ host: o.host, port: (server.address() as AddressInfo).port, token: o.token, allowOrigins: o.allowOrigins });
+      resolve();
+    });
   });
-  const addr = server.address() as { port: number };
+  const addr = server.address() as AddressInfo;
   const url = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${addr.port}`;
   log(`mgd: listening on ${url}`);
   return {
@@ -151,7 +179,7 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   return parsed as Record<string, unknown>;
 }
 
-/** Validates the body against the contract of design.md; file paths must stay inside the workspace. */
+/** Validates the body against the contract of design.md; file paths must stay inside the workspace, links resolved. */
 export function toRequest(b: Record<string, unknown>, workspace: string): CompletionRequest & { stream: boolean } {
   const str = (k: string, required = false): string | undefined => {
     const v = b[k];
@@ -165,11 +193,7 @@ export function toRequest(b: Record<string, unknown>, workspace: string): Comple
   const prefix = str('prefix', true)!;
   const suffix = str('suffix') ?? '';
   const filepath = str('filepath');
-  let filePath: string | undefined;
-  if (filepath !== undefined) {
-    filePath = path.resolve(workspace, filepath);
-    if (filePath !== workspace && !filePath.startsWith(workspace + path.sep)) throw new Error(`filepath ${JSON.stringify(filepath)} is outside the workspace`);
-  }
+  const filePath = filepath === undefined ? undefined : workspacePath(workspace, filepath);
   const max = b.max_tokens;
   if (max !== undefined && (typeof max !== 'number' || !Number.isInteger(max) || max < 1 || max > 4096)) throw new Error('"max_tokens" must be an integer in 1..4096');
   if (b.monitors !== undefined && typeof b.monitors !== 'boolean') throw new Error('"monitors" must be a boolean');
