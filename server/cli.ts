@@ -47,6 +47,7 @@ const USAGE = `usage:
   mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
+  mgd bench soak [--model DIR] [--completions N] [--documents D] [--seed S] [--json]   (memory, descriptors, children over a long session)
   mgd bench ui [--triggers N] [--pause MS]   (keystroke to visible ghost text in VS Code (code-server), JSON)
   mgd eval make-dots --package NAME@VERSION [--package ...] --out FILE [--limit N] [--seed S]
   mgd eval dots TASKS.jsonl [--no-monitors] [--no-context] [--no-verify] [--model DIR] [--samples k] [--limit N] [--jobs N] [--json] [--markdown FILE]
@@ -440,7 +441,21 @@ async function bench(args: string[], out: Out): Promise<number> {
     out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
     return 0;
   }
-  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, latency)`);
+  if (sub === 'soak') {
+    const { values, positionals } = parse(rest, { model: { type: 'string' }, completions: { type: 'string' }, documents: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { benchSoak } = await import('./bench-soak.js');
+    const result = await benchSoak({
+      model: values.model,
+      completions: int(values.completions, 'completions', 1, 10_000),
+      documents: int(values.documents, 'documents', 1, 8),
+      threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+      seed: int(values.seed, 'seed', 0, 1),
+    });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
+  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, cache, oracle, latency, soak, ui)`);
   const { values, positionals } = parse(rest, {
     model: { type: 'string' },
     like: { type: 'string' },

@@ -69,11 +69,13 @@ export class CompletionRunner {
   readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0, lastPromptTokens: 0, lastReusedTokens: 0, prefetches: 0, prefetchedTokens: 0 };
 
   /** The session's counters and, once the model is loaded, its KV cache's (`kvCache`, null before). */
-  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; backend: BackendInfo | null; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
+  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; backend: BackendInfo | null; memory: { rssBytes: number; heapUsedBytes: number }; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
     const remote = this.remote && { ...this.remote.stats, engine: this.remote.options.engine, url: this.remote.options.url };
     // the backend running now (onnx after a lost GPU device, whatever was asked for), null before the model loads
     const backend = this.loaded ? { ...this.loaded.backend.info } : null;
-    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, backend, ...(remote ? { remote } : {}) };
+    // this process's memory, for a client watching a long session (mgd bench soak)
+    const { rss, heapUsed } = process.memoryUsage();
+    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, backend, memory: { rssBytes: rss, heapUsedBytes: heapUsed }, ...(remote ? { remote } : {}) };
   }
 
   /**
