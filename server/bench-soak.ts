@@ -28,6 +28,7 @@ import {
   StreamMessageReader,
   StreamMessageWriter,
 } from 'vscode-languageserver-protocol/node';
+import { positionAt } from '../engine/analysis/text-edit.js';
 import { packageRoot } from '../engine/paths.js';
 
 export interface SoakOptions {
@@ -166,16 +167,6 @@ export async function benchSoak(o: SoakOptions = {}) {
     childGrowth: end.children !== null && reference.children !== null ? end.children - reference.children : null,
     latencyByDecileMs: latencies.map((xs, decile) => ({ decile, answered: xs.length, p50: pct(xs, 0.5), p95: pct(xs, 0.95) })),
   };
-}
-
-function positionAt(text: string, offset: number): { line: number; character: number } {
-  let line = 0;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line++;
-    lineStart = i + 1;
-  }
-  return { line, character: offset - lineStart };
 }
 
 /** Open descriptors of a process (Linux); null where /proc is not there. */

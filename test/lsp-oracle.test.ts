@@ -263,22 +263,6 @@ describe('TypeScript 7 native server (tsgo) answers as typescript@6 in process',
     expect(theirs).not.toBeNull();
     expect(theirs).toEqual(inProcess.callShape(FILE, text + ');\n', text.length));
   });
-});
-
-describe('TypeScript 7 native server (tsgo): the verifier\'s errors', () => {
-  const ws = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
-  const native = typescriptNativeServer();
-  let tsgo: LspOracle;
-  let inProcess: TypeScriptOracle;
-  beforeAll(() => {
-    if (!native) return;
-    tsgo = new LspOracle(ws, native);
-    inProcess = new TypeScriptOracle(ws);
-  });
-  afterAll(async () => {
-    await tsgo?.dispose();
-    inProcess?.dispose();
-  });
 
   it.skipIf(!native).each([
     ['clean', `export const n: number = new Account('a', 1, { name: 'x' }).balance;\n`],
@@ -287,10 +271,10 @@ describe('TypeScript 7 native server (tsgo): the verifier\'s errors', () => {
     ['syntax', `export const n = (1 + ;\n`],
   ])('errors: %s, the same codes as typescript@6 (hints such as unused names left out)', async (_tag, body) => {
     const text = `import { Account } from './model.js';\n${body}`;
-    const theirs = await tsgo.errors('src/site.ts', text);
+    const theirs = await tsgo.errors(FILE, text);
     expect(theirs).not.toBeNull();
     const codes = (ds: { code: number }[]) => ds.map((d) => d.code).sort();
-    expect(codes(theirs!)).toEqual(codes(inProcess.errors('src/site.ts', text)));
+    expect(codes(theirs!)).toEqual(codes(inProcess.errors(FILE, text)));
   });
 });
 
