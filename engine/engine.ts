@@ -36,8 +36,11 @@ import { RepoIndex } from './context/repo-index.js';
 import { retrieveContext, type ContextBlock } from './context/retrieve.js';
 import { postProcess } from './postprocess/postprocess.js';
 import { lineClosers } from './postprocess/balance-brackets.js';
+import { BracketDisciplineMonitor, BracketTokens } from './monitors/bracket-discipline.js';
+import { knownSyntax } from './postprocess/bracket-lexer.js';
 import { sensibleCuts, verifySuggestion, type Candidate, type VerifyReport } from './verify/verify.js';
-import { commonDiagnostics, newDiagnostics, parseDiagnostics } from './verify/diagnostics.js';
+import { commonDiagnostics, newDiagnostics, parseDiagnostics, syntaxErrorsFrom } from './verify/diagnostics.js';
+import { EndingTokens, LineEndMonitor } from './monitors/line-end.js';
 
 export interface EngineOptions {
   /** Model directory (Hugging Face layout); default: the embedded model. */
@@ -160,11 +163,13 @@ const DEFAULT_MAX_TOKENS = 64;
 export const DEFAULT_VERIFY_MS = 150;
 /** Alternatives decoded per request at most (each costs model steps; prefixes cost only checks). */
 const MAX_ALTERNATIVES = 4;
+/** Documents longer than this are not parsed per line end (a parse of a few hundred kB costs tens of ms). */
+const LINE_FIT_MAX_CHARS = 400_000;
 /** How long retrieval waits for the oracle's receiver type (a language server still starting answers too late). */
 const RECEIVER_TYPE_MS = 250;
 
 /** The monitors, by the kind names settings and JSON use. */
-export const MONITOR_KINDS = ['dereference', 'call-arity', 'callable', 'scope-names', 'new-class', 'import-names', 'switch-enum'] as const;
+export const MONITOR_KINDS = ['dereference', 'call-arity', 'callable', 'scope-names', 'new-class', 'import-names', 'switch-enum', 'brackets', 'line-end'] as const;
 export type MonitorKind = (typeof MONITOR_KINDS)[number];
 
 export class Engine {
@@ -178,6 +183,8 @@ export class Engine {
   private readonly healMasks = new Map<string, Uint32Array>();
   private brackets: BracketProfiles | null = null;
   private openers: CallOpeners | null = null;
+  private bracketTokens: BracketTokens | null = null;
+  private endings: EndingTokens | null = null;
   private nameStarts: NameStarts | null = null;
   private warnSink: ((message: string) => void) | null = null;
   /** Warnings from before anyone listened (backend selection during load), delivered to the first listener. */
@@ -459,6 +466,24 @@ export class Engine {
     };
   }
 
+  /**
+   * For the line-end monitor: whether a one-line suggestion's text, shown as post-processing shows it, leaves no
+   * syntax error at or after the cursor's line. Judged only where the file without the cursor's line has none there
+   * (the usual case: a line being typed into well-formed code); elsewhere the suffix is broken anyway and every end fits.
+   */
+  private lineFits(req: CompletionRequest, file: string): (text: string) => boolean {
+    const suffix = req.suffix ?? '';
+    const lineStart = req.prefix.lastIndexOf('\n') + 1;
+    const nl = suffix.indexOf('\n');
+    let judged: boolean | null = null;
+    return (text) => {
+      judged ??= req.prefix.length + suffix.length <= LINE_FIT_MAX_CHARS && syntaxErrorsFrom(file, req.prefix.slice(0, lineStart) + (nl < 0 ? '' : suffix.slice(nl + 1)), lineStart) === 0;
+      if (!judged) return true;
+      const shown = postProcess(text, { prefix: req.prefix, suffix, filePath: req.filePath, stopReason: 'line', replace: req.replace ?? true });
+      return syntaxErrorsFrom(file, req.prefix + shown.text + suffix.slice(shown.replace), lineStart) === 0;
+    };
+  }
+
   /** The monitors that apply to this request's file (none for languages without an oracle, or when disabled). */
   private monitorsFor(req: CompletionRequest): { monitors: Monitor[]; oracle?: string } {
     if (!this.monitorsApply(req) || !req.filePath) return { monitors: [] };
@@ -489,7 +514,10 @@ export class Engine {
       monitors.push(new CallableMonitor(req.prefix, suffix, callable, (this.openers ??= new CallOpeners(this.tokenizer))));
       const scope = (text: string, offset: number) => (isCode(text, offset) ? typescript().scopeNames(file, text, offset) : null);
       monitors.push(new ScopeNamesMonitor(req.prefix, suffix, scope, masks, (this.nameStarts ??= new NameStarts(this.tokenizer))));
+      if (req.stop === 'line') monitors.push(new LineEndMonitor(this.lineFits(req, file), (this.endings ??= new EndingTokens(this.tokenizer))));
     }
+    const syntax = knownSyntax(file);
+    if (syntax) monitors.push(new BracketDisciplineMonitor(req.prefix, suffix, syntax, (this.bracketTokens ??= new BracketTokens(this.tokenizer))));
     const kinds = req.monitorKinds ?? {};
     return { monitors: monitors.filter((m) => kinds[m.kind as MonitorKind] !== false), oracle: oracle.name };
   }

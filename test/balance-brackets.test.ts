@@ -104,6 +104,9 @@ describe('balanceBrackets: a completion that closes what the suffix closes', () 
     ['is cut where the closer is not at the cursor', 'foo(█, b)', 'a), c', 'foo(a, b)'],
     ['is cut where the line goes on differently', 'console.log(█) // log', 'x);', 'console.log(x) // log'],
     ["is cut before a block's closing brace", 'function f() {\n  █\n}\n', 'return 1;\n}', 'function f() {\n  return 1;\n}\n'],
+    // the rest of the line was deleted: what the lexer reads as the template's end below is the next template's start
+    ['keeps the closers of its own line\'s template', 'const a = `x ${y.█\nconst b = `z`;\n', 'length}`;', 'const a = `x ${y.length}`;\nconst b = `z`;\n'],
+    ['keeps the closer of its own line\'s call', 'f(a.█\n  g();\n  h(1));\n', 'b);', 'f(a.b);\n  g();\n  h(1));\n'],
   ])('%s', (_name, doc, completion, expected) => {
     expect(accept(doc, completion, FIN)).toBe(expected);
   });

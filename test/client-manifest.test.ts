@@ -81,13 +81,13 @@ describe('client/package.json', () => {
   it('takes monitorKinds whole: kinds left out are on, unknown kinds and non-objects are ignored', () => {
     const r = newRunner();
     applySettings(r, { monitorKinds: { dereference: false, 'switch-enum': false, teleport: false } });
-    expect(r.settings.monitorKinds).toEqual({ dereference: false, 'call-arity': true, callable: true, 'scope-names': true, 'new-class': true, 'import-names': true, 'switch-enum': false });
+    expect(r.settings.monitorKinds).toEqual({ dereference: false, 'call-arity': true, callable: true, 'scope-names': true, 'new-class': true, 'import-names': true, 'switch-enum': false, brackets: true, 'line-end': true });
     applySettings(r, { monitorKinds: ['dereference'] });
     applySettings(r, { monitorKinds: null });
     applySettings(r, { maxTokens: 10 });
     expect(r.settings.monitorKinds.dereference).toBe(false);
     applySettings(r, { monitorKinds: { 'call-arity': false } });
-    expect(r.settings.monitorKinds).toEqual({ dereference: true, 'call-arity': false, callable: true, 'scope-names': true, 'new-class': true, 'import-names': true, 'switch-enum': true });
+    expect(r.settings.monitorKinds).toEqual({ dereference: true, 'call-arity': false, callable: true, 'scope-names': true, 'new-class': true, 'import-names': true, 'switch-enum': true, brackets: true, 'line-end': true });
     // the extension reads it the same way
     expect(readSettings((k) => (k === 'monitorKinds' ? { 'call-arity': false, teleport: false } : undefined)).monitorKinds).toEqual(r.settings.monitorKinds);
   });

@@ -43,10 +43,19 @@ describe('verifySuggestion: the order candidates are tried in', () => {
     expect(s.decoded).toBe(0);
   });
 
-  it('a dirty one gives way to the first clean alternative, before any prefix', async () => {
+  it('a dirty one gives way to the first clean alternative, shown before the clean prefix found first', async () => {
     const v = await verifySuggestion(c('bad one'), search({ alternatives: ['bad two', 'fine', 'also fine'], prefixes: ['prefix'] }));
     expect(v.shown.text).toBe('fine');
-    expect(v.report).toMatchObject({ status: 'alternative', chosen: 2, added: 1 });
+    // judged: the suggestion, the prefix (the fallback), 'bad two', 'fine'
+    expect(v.report).toMatchObject({ status: 'alternative', chosen: 3, checked: 4, added: 1 });
+  });
+
+  it('the clean prefix is found before alternatives are decoded: a slow decode cannot leave the original shown', async () => {
+    const s = search({ alternatives: ['fine'], prefixes: ['ok'], budgetMs: 50 });
+    const slow = { ...s, alternative: async (ms: number) => (await new Promise((r) => setTimeout(r, ms + 5)), null) };
+    const v = await verifySuggestion(c('bad'), slow);
+    expect(v.shown.text).toBe('ok');
+    expect(v.report.status).toBe('prefix');
   });
 
   it('then the longest clean prefix; else the original, said to be dirty', async () => {

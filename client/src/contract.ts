@@ -48,7 +48,7 @@ export const ACCEPT_COMMAND = 'mgd.didAccept';
 export type Weights = 'f32' | 'q8' | 'q4' | 'f16';
 
 /** The server's monitors by kind (the engine's MONITOR_KINDS; the repository's tests check they are the same). */
-export const MONITOR_KINDS = ['dereference', 'call-arity', 'callable', 'scope-names', 'new-class', 'import-names', 'switch-enum'] as const;
+export const MONITOR_KINDS = ['dereference', 'call-arity', 'callable', 'scope-names', 'new-class', 'import-names', 'switch-enum', 'brackets', 'line-end'] as const;
 export type MonitorKind = (typeof MONITOR_KINDS)[number];
 
 /** The most repository-context tokens the server takes (`mgd.contextTokens`). */
@@ -77,7 +77,7 @@ export const DEFAULTS: ExtensionSettings = {
   enable: true,
   maxTokens: 48,
   monitors: true,
-  monitorKinds: { dereference: true, 'call-arity': true, callable: true, 'scope-names': true, 'new-class': true, 'import-names': true, 'switch-enum': true },
+  monitorKinds: { dereference: true, 'call-arity': true, callable: true, 'scope-names': true, 'new-class': true, 'import-names': true, 'switch-enum': true, brackets: true, 'line-end': true },
   contextTokens: null,
   model: '',
   weights: 'f32',

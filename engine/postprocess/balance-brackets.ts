@@ -12,7 +12,9 @@
  *     auto-inserted `)` after the cursor, `"` of an auto-closed string): if those closers start the cursor's line
  *     rest and the rest after them is blank or what the completion ends with, the completion *replaces* them
  *     (`console.log(|)` + `x);` is `console.log(x);`); otherwise it is cut before its closer (`foo(|, b)` + `a), c`
- *     is `a`).
+ *     is `a`). A bracket or string opened on the cursor's line whose closer the lexer finds only on a later line
+ *     is no such case: that closer may be another's (the line's own went with the deleted rest of the line), so
+ *     the completion's closer stays and the checker judges the result.
  *  3. Brackets the completion leaves open are closed by closers the suffix has that close nothing today (the user
  *     deleted an opener): nothing to do. Otherwise:
  *     - a completion that ended on its own (end of line or block, end of sequence) gets the closers appended,
@@ -23,6 +25,8 @@
  * Strings, comments and template literals are lexed per language (by file extension), so brackets inside them do
  * not count; `<`/`>` are never brackets.
  */
+
+import { copy, lex, lexPrefix, scanSuffix, syntaxFor, type LexState, type Open, type Syntax } from './bracket-lexer.js';
 
 export interface BalanceContext {
   /** The document before the cursor. */
@@ -57,24 +61,26 @@ export function balanceBrackets(text: string, ctx: BalanceContext): Balanced {
   const eol = /\r\n/.test(ctx.prefix.slice(-2000) + suffix.slice(0, 2000)) ? '\r\n' : '\n';
 
   // the prefix: its open brackets (and the string or comment the cursor is in) start both other scans
-  const start: LexState = { stack: [], comment: null };
-  for (const ev of lex(prefix, start, syn, '')) {
-    if (ev.type === 'close' && ev.match >= 0) start.stack.length = ev.match;
-  }
+  const start = lexPrefix(prefix, syn);
   const free = scanSuffix(suffix, start, syn, prefix.slice(-8));
+  // A bracket or string opened on the cursor's line whose closer the lexer finds only on a later line: that closer
+  // may be another's (the line's own was deleted with the rest of the line, as when retyping it), so closing it here
+  // is no overrun; the checker judges the result (engine/verify).
+  const cursorLine = prefix.lastIndexOf('\n') + 1;
+  const below = (e: Open) => e.at >= cursorLine && e.closedAt > lineRest.length;
 
-  let scan = scanCompletion(text, start, syn, prefix.slice(-8));
+  let scan = scanCompletion(text, start, syn, prefix.slice(-8), below);
   let finished = ctx.finished;
   if (scan.broken !== null) {
     // rule 1: a closer that breaks the structure; what the model wrote from there on is not used
     text = text.slice(0, scan.broken).trimEnd();
-    scan = scanCompletion(text, start, syn, prefix.slice(-8));
+    scan = scanCompletion(text, start, syn, prefix.slice(-8), below);
     finished = false;
   }
   if (scan.commentAt !== null && (scan.end.comment === 'block' || lineRest.trim() !== '')) {
     // a comment the completion leaves open would swallow the rest of the line (or of the file)
     text = text.slice(0, scan.commentAt).trimEnd();
-    scan = scanCompletion(text, start, syn, prefix.slice(-8));
+    scan = scanCompletion(text, start, syn, prefix.slice(-8), below);
   }
 
   // rule 2: the completion closes what the suffix closes
@@ -137,10 +143,7 @@ export function lineClosers(text: string, ctx: Pick<BalanceContext, 'prefix' | '
   const prefixFrom = ctx.prefix.length <= PREFIX_WINDOW ? 0 : ctx.prefix.lastIndexOf('\n', ctx.prefix.length - PREFIX_WINDOW) + 1;
   const prefix = ctx.prefix.slice(prefixFrom);
   const lineStart = prefix.lastIndexOf('\n') + 1;
-  const start: LexState = { stack: [], comment: null };
-  for (const ev of lex(prefix, start, syn, '')) {
-    if (ev.type === 'close' && ev.match >= 0) start.stack.length = ev.match;
-  }
+  const start = lexPrefix(prefix, syn);
   const st = copy(start);
   for (const ev of lex(text, st, syn, prefix.slice(-8), 'completion')) {
     if (ev.type === 'close' && ev.match >= 0) st.stack.length = ev.match;
@@ -155,201 +158,6 @@ export function lineClosers(text: string, ctx: Pick<BalanceContext, 'prefix' | '
   return closers;
 }
 
-// --- the lexer ---------------------------------------------------------------------------------------------------
-
-interface QuoteSpec {
-  open: string;
-  close: string;
-  /** Runs over line ends (template literals, triple quotes, Go raw strings). */
-  multiline: boolean;
-  escapes: boolean;
-  /** `${ }` substitutions (JavaScript templates). */
-  interp: boolean;
-}
-
-interface Syntax {
-  line: string[];
-  block: [string, string] | null;
-  quotes: QuoteSpec[];
-  /** Rust: `'a'` is a character, `'a` a lifetime. */
-  rustQuotes: boolean;
-  /** Words that may prefix a string literal (Python's f'', C++'s u8''); elsewhere `word'` is an apostrophe. */
-  stringPrefix: RegExp | null;
-}
-
-const q = (open: string, multiline = false, interp = false, escapes = true): QuoteSpec => ({ open, close: open, multiline, escapes, interp });
-const C_QUOTES = [q('"'), q("'")];
-
-function syntaxFor(filePath: string | undefined): Syntax {
-  const ext = /\.([A-Za-z0-9]+)$/.exec(filePath ?? '')?.[1]?.toLowerCase() ?? '';
-  const cLike = { line: ['//'], block: ['/*', '*/'] as [string, string], rustQuotes: false, stringPrefix: null };
-  if (['ts', 'tsx', 'mts', 'cts', 'js', 'jsx', 'mjs', 'cjs'].includes(ext)) return { ...cLike, quotes: [...C_QUOTES, q('`', true, true)] };
-  if (ext === 'go') return { ...cLike, quotes: [...C_QUOTES, q('`', true, false, false)] };
-  if (ext === 'rs') return { ...cLike, quotes: [q('"', true)], rustQuotes: true };
-  if (['py', 'pyi'].includes(ext)) return { line: ['#'], block: null, quotes: [q('"""', true), q("'''", true), ...C_QUOTES], rustQuotes: false, stringPrefix: /(?:^|\W)[rbfu]{1,2}$/i };
-  if (['rb', 'sh', 'bash', 'zsh', 'pl', 'r', 'yaml', 'yml', 'toml'].includes(ext)) return { line: ['#'], block: null, quotes: C_QUOTES, rustQuotes: false, stringPrefix: null };
-  if (['c', 'h', 'cc', 'cpp', 'cxx', 'hpp', 'hh', 'hxx'].includes(ext)) return { ...cLike, quotes: C_QUOTES, stringPrefix: /(?:^|\W)(?:u8|u|U|L)$/ };
-  return { ...cLike, quotes: C_QUOTES };
-}
-
-/** Something open: a bracket, a string literal, or a `${` substitution in a template. */
-interface Open {
-  close: string;
-  quote: QuoteSpec | null;
-  interp: boolean;
-  from: 'prefix' | 'completion' | 'suffix';
-  /** Where it opened, in the completion (completion entries). */
-  at: number;
-  /** Prefix entries: the suffix closes it, at this index of the suffix (-1: it does not). */
-  closedAt: number;
-}
-
-interface LexState {
-  stack: Open[];
-  comment: 'line' | 'block' | null;
-}
-
-type LexEvent =
-  | { type: 'open'; at: number; entry: Open }
-  /** A closer; `match` is the stack index it closes (the consumer pops), -1 if nothing open matches it. */
-  | { type: 'close'; at: number; close: string; match: number }
-  /** A single-line string still open at its line's end (popped by the lexer). */
-  | { type: 'unterminated'; at: number; entry: Open }
-  | { type: 'newline'; at: number }
-  | { type: 'comment'; at: number };
-
-const PAIRS: Record<string, string> = { '(': ')', '[': ']', '{': '}' };
-
-/**
- * Walks `text` from `st` (which it updates), yielding brackets, string and comment boundaries. Closers are reported,
- * not popped: the consumer decides (a prefix trusts the completion, a completion is cut at a stray closer).
- * `before` is the text just before `text`, for look-behind.
- */
-function* lex(text: string, st: LexState, syn: Syntax, before: string, from: Open['from'] = 'prefix'): Generator<LexEvent> {
-  const entry = (close: string, quote: QuoteSpec | null, interp: boolean, at: number): Open => ({ close, quote, interp, from, at, closedAt: -1 });
-  let i = 0;
-  outer: while (i < text.length) {
-    const c = text[i]!;
-    const top = st.stack.at(-1);
-    if (c === '\n') {
-      if (st.comment === 'line') st.comment = null;
-      if (st.comment === null && top?.quote && !top.quote.multiline) {
-        st.stack.pop();
-        yield { type: 'unterminated', at: i, entry: top };
-      }
-      yield { type: 'newline', at: i };
-      i++;
-      continue;
-    }
-    if (st.comment === 'line') {
-      i++;
-      continue;
-    }
-    if (st.comment === 'block') {
-      if (text.startsWith(syn.block![1], i)) {
-        st.comment = null;
-        i += syn.block![1].length;
-      } else i++;
-      continue;
-    }
-    if (top?.quote) {
-      const qs = top.quote;
-      if (qs.escapes && c === '\\') i += 2;
-      else if (text.startsWith(qs.close, i)) {
-        yield { type: 'close', at: i, close: qs.close, match: st.stack.length - 1 };
-        i += qs.close.length;
-      } else if (qs.interp && text.startsWith('${', i)) {
-        const e = entry('}', null, true, i);
-        st.stack.push(e);
-        yield { type: 'open', at: i, entry: e };
-        i += 2;
-      } else i++;
-      continue;
-    }
-    for (const lc of syn.line) {
-      if (text.startsWith(lc, i)) {
-        st.comment = 'line';
-        yield { type: 'comment', at: i };
-        i += lc.length;
-        continue outer;
-      }
-    }
-    if (syn.block && text.startsWith(syn.block[0], i)) {
-      st.comment = 'block';
-      yield { type: 'comment', at: i };
-      i += syn.block[0].length;
-      continue;
-    }
-    if (syn.rustQuotes && c === "'") {
-      // a character literal is skipped whole; a lifetime is just a tick
-      const m = /^'(?:\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|.)|[^\\'\n])'/.exec(text.slice(i, i + 12));
-      i += m ? m[0].length : 1;
-      continue;
-    }
-    for (const qs of syn.quotes) {
-      if (!text.startsWith(qs.open, i)) continue;
-      // a single quote right after a word is an apostrophe (`don't` in JSX text), unless the word is a string
-      // prefix (Python's f'', C++'s u8'')
-      const behind = (before + text.slice(0, i)).slice(-3);
-      if (qs.open === "'" && /[A-Za-z0-9_]$/.test(behind) && !syn.stringPrefix?.test(behind)) break;
-      const e = entry(qs.close, qs, false, i);
-      st.stack.push(e);
-      yield { type: 'open', at: i, entry: e };
-      i += qs.open.length;
-      continue outer;
-    }
-    if (PAIRS[c]) {
-      const e = entry(PAIRS[c]!, null, false, i);
-      st.stack.push(e);
-      yield { type: 'open', at: i, entry: e };
-    } else if (c === ')' || c === ']' || c === '}') {
-      yield { type: 'close', at: i, close: c, match: findMatch(st.stack, c) };
-    }
-    i++;
-  }
-}
-
-/** The topmost open bracket `close` closes, not looking past a string or substitution boundary; -1 if none. */
-function findMatch(stack: Open[], close: string): number {
-  for (let j = stack.length - 1; j >= 0; j--) {
-    const e = stack[j]!;
-    if (e.close === close && !e.quote) return j;
-    if (e.quote || e.interp) return -1;
-  }
-  return -1;
-}
-
-function copy(st: LexState): LexState {
-  return { stack: [...st.stack], comment: st.comment };
-}
-
-/**
- * Reads the suffix from the prefix's state: marks each prefix bracket the suffix closes (closedAt), and returns the
- * suffix's free closers (closing nothing open) that come before its first closer of a prefix bracket.
- */
-function scanSuffix(suffix: string, start: LexState, syn: Syntax, before: string): string[] {
-  const st = copy(start);
-  for (const e of start.stack) e.closedAt = -1;
-  const free: string[] = [];
-  let owned = false;
-  for (const ev of lex(suffix, st, syn, before, 'suffix')) {
-    if (ev.type === 'unterminated' && ev.entry.from === 'suffix' && !owned) free.push(ev.entry.close); // a lone quote
-    if (ev.type !== 'close') continue;
-    if (ev.match < 0) {
-      if (!owned) free.push(ev.close);
-      continue;
-    }
-    const e = st.stack[ev.match]!;
-    if (e.from === 'prefix') {
-      e.closedAt = ev.at;
-      owned = true;
-    }
-    st.stack.length = ev.match;
-    if (!st.stack.some((x) => x.from === 'prefix')) break;
-  }
-  return free;
-}
-
 interface CompletionScan {
   end: LexState;
   /** Where a closer broke the structure (rule 1), or null. */
@@ -362,7 +170,7 @@ interface CompletionScan {
   commentAt: number | null;
 }
 
-function scanCompletion(text: string, start: LexState, syn: Syntax, before: string): CompletionScan {
+function scanCompletion(text: string, start: LexState, syn: Syntax, before: string, below: (e: Open) => boolean): CompletionScan {
   const st = copy(start);
   const out: CompletionScan = { end: st, broken: null, overruns: [], lineEnds: [], commentAt: null };
   for (const ev of lex(text, st, syn, before, 'completion')) {
@@ -381,7 +189,7 @@ function scanCompletion(text: string, start: LexState, syn: Syntax, before: stri
         break;
       }
       const e = st.stack[ev.match]!;
-      if (e.from === 'prefix' && e.closedAt >= 0) out.overruns.push({ at: ev.at, entry: e });
+      if (e.from === 'prefix' && e.closedAt >= 0 && !below(e)) out.overruns.push({ at: ev.at, entry: e });
       st.stack.length = ev.match;
     }
   }

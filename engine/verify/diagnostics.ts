@@ -53,6 +53,13 @@ export function parseDiagnostics(fileName: string, text: string): CheckDiagnosti
   return parsed.map((d) => ({ code: d.code, message: ts.flattenDiagnosticMessageText(d.messageText, ' ') }));
 }
 
+/** How many of the parser's diagnostics of `text` start at or after offset `from` (the cursor's line, say). */
+export function syntaxErrorsFrom(fileName: string, text: string, from: number): number {
+  const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, false);
+  const parsed = (sf as unknown as { parseDiagnostics?: ts.Diagnostic[] }).parseDiagnostics ?? [];
+  return parsed.filter((d) => (d.start ?? 0) >= from).length;
+}
+
 /** The kinds the evaluation groups new diagnostics by: what a monitor or the verifier would have to fix. */
 export const DIAGNOSTIC_KINDS = ['syntax', 'arity', 'not-callable', 'unknown-name', 'member', 'argument-type', 'other'] as const;
 export type DiagnosticKind = (typeof DIAGNOSTIC_KINDS)[number];

@@ -2,15 +2,16 @@
  * Check before showing: a suggestion is judged by the checker on the document it would make, and when it adds a
  * diagnostic the next candidates are tried, within a time budget:
  *
- *   1. the suggestion itself;
- *   2. the model's alternatives at its branch points (the steps where the runner-up came closest), re-decoded from
- *      there: the prompt and the tokens before the branch are in the KV cache, so each costs only its own steps;
- *   3. the suggestion cut back to a sensible point (the end of a name or of a closed bracket), longest first, its
- *      brackets closed as post-processing closes them.
- * Each dirty candidate is also tried repaired (`repair`: what it left open on the cursor's line closed), before the
- * next one.
+ *   1. the suggestion itself, then repaired (`repair`: what it left open on the cursor's line closed);
+ *   2. the suggestion cut back to a sensible point (the end of a name or of a closed bracket), longest first, its
+ *      brackets closed as post-processing closes them: the first clean one is kept as the fallback. Prefixes cost
+ *      checks only, so they come before the alternatives, whose decoding may take the rest of the budget;
+ *   3. the model's alternatives at its branch points (the steps where the runner-up came closest), re-decoded from
+ *      there: the prompt and the tokens before the branch are in the KV cache, so each costs only its own steps.
+ *      A clean alternative is shown before the fallback (it is a whole suggestion, not a cut one).
+ * Each dirty alternative is also tried repaired before the next one.
  *
- * The first clean one is shown; else the original. The search is the engine's business (it owns decoding); this
+ * The best clean one is shown; else the original. The search is the engine's business (it owns decoding); this
  * module is the policy, with decoding and checking passed in, so it can be tested without a model. A checker that
  * throws makes the answer unverified, never an error; the budget is checked before each step of the search and a
  * step is not started when the last one's duration would overrun it.
@@ -98,13 +99,15 @@ export async function verifySuggestion(first: Candidate, s: VerifySearch): Promi
   const report: VerifyReport = { status: 'unverified', candidates: 1, checked: 0, chosen: -1, ms: 0, added: 0, exhausted: false };
   const clean: Candidate[] = [];
   const seen = new Set<string>();
+  // the longest clean prefix, when the suggestion is dirty: shown only if no alternative is clean
+  let fallback: { candidate: Candidate; checked: number } | null = null;
   let lastCheck = 0;
   // whether there is time for one more step, judged by the last check's cost (the first also computes the
   // baselines and warms the parser, so it is no estimate for the rest)
   const time = () => performance.now() - t0 + lastCheck <= s.budgetMs && !s.signal?.aborted;
   // alternatives may use the whole budget only when the suggestion is clean (more candidates wanted); otherwise
   // part is kept for the prefixes, which cost a check each
-  const altEnd = () => s.budgetMs * (clean.length ? 1 : ALTERNATIVES_SHARE);
+  const altEnd = () => s.budgetMs * (clean.length || fallback ? 1 : ALTERNATIVES_SHARE);
   const judge = async (c: Candidate): Promise<boolean> => {
     const t = performance.now();
     const codes = await s.added(c);
@@ -148,6 +151,24 @@ export async function verifySuggestion(first: Candidate, s: VerifySearch): Promi
       report.candidates++;
       if (await consider(fixed, true)) status = 'repaired';
     }
+    // Nothing clean yet: first the longest clean prefix, a fallback that costs checks only, so that a slow decode of
+    // alternatives cannot leave the original to be shown; then alternatives, any clean one shown before it.
+    if (!status) {
+      for (const p of s.prefixes()) {
+        if (!time()) {
+          report.exhausted = true;
+          break;
+        }
+        const key = candidateKey(p);
+        if (seen.has(key) || p.text.trim() === '') continue;
+        seen.add(key);
+        report.candidates++;
+        if (await judge(p)) {
+          fallback = { candidate: p, checked: report.checked - 1 };
+          break;
+        }
+      }
+    }
     for (let n = 0; n < s.maxAlternatives && clean.length < s.want; n++) {
       if (!time()) {
         report.exhausted = true;
@@ -165,16 +186,10 @@ export async function verifySuggestion(first: Candidate, s: VerifySearch): Promi
       if ((await consider(alt)) && !status) status = 'alternative';
       if (status === 'repaired' && clean.length >= s.want) break;
     }
-    if (!status && !report.exhausted) {
-      for (const p of s.prefixes()) {
-        if (clean.length >= 1) break;
-        report.candidates++;
-        if (!time()) {
-          report.exhausted = true;
-          break;
-        }
-        if (await consider(p)) status = 'prefix';
-      }
+    if (fallback && clean.length < s.want) {
+      if (report.chosen < 0) report.chosen = fallback.checked;
+      clean.push(fallback.candidate);
+      status ??= 'prefix';
     }
     return done(clean[0] ?? first, status ?? 'dirty');
   } catch (e) {
