@@ -468,7 +468,7 @@ export class Engine {
 
   /**
    * For the line-end monitor: whether a one-line suggestion's text, shown as post-processing shows it, leaves no
-   * syntax error at or after the cursor's line. Judged only where the file without the cursor's line has none there
+   * syntax error at or after the cursor's line, as it is or as the verifier would repair it. Judged only where the file without the cursor's line has none there
    * (the usual case: a line being typed into well-formed code); elsewhere the suffix is broken anyway and every end fits.
    */
   private lineFits(req: CompletionRequest, file: string): (text: string) => boolean {
@@ -480,7 +480,10 @@ export class Engine {
       judged ??= req.prefix.length + suffix.length <= LINE_FIT_MAX_CHARS && syntaxErrorsFrom(file, req.prefix.slice(0, lineStart) + (nl < 0 ? '' : suffix.slice(nl + 1)), lineStart) === 0;
       if (!judged) return true;
       const shown = postProcess(text, { prefix: req.prefix, suffix, filePath: req.filePath, stopReason: 'line', replace: req.replace ?? true });
-      return syntaxErrorsFrom(file, req.prefix + shown.text + suffix.slice(shown.replace), lineStart) === 0;
+      if (syntaxErrorsFrom(file, req.prefix + shown.text + suffix.slice(shown.replace), lineStart) === 0) return true;
+      // the verifier's repair (what the line leaves open closed: a template's `}` and backtick) would make it fit
+      const closers = shown.replace ? '' : lineClosers(shown.text, { prefix: req.prefix, filePath: req.filePath });
+      return closers !== '' && syntaxErrorsFrom(file, req.prefix + shown.text + closers + suffix, lineStart) === 0;
     };
   }
 

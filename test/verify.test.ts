@@ -50,6 +50,14 @@ describe('verifySuggestion: the order candidates are tried in', () => {
     expect(v.report).toMatchObject({ status: 'alternative', chosen: 3, checked: 4, added: 1 });
   });
 
+  it('a prefix that leaves its line open is tried repaired', async () => {
+    const open = (x: Candidate) => (/bad|\((?!.*\))/.test(x.text) ? [1005] : []);
+    const s = { ...search({ prefixes: ['f(a'], added: open }), repair: (x: Candidate) => (x.text.includes('(') ? { ...x, text: `${x.text})` } : null) };
+    const v = await verifySuggestion(c('f(a, bad'), s);
+    expect(v.shown.text).toBe('f(a)');
+    expect(v.report.status).toBe('prefix');
+  });
+
   it('the clean prefix is found before alternatives are decoded: a slow decode cannot leave the original shown', async () => {
     const s = search({ alternatives: ['fine'], prefixes: ['ok'], budgetMs: 50 });
     const slow = { ...s, alternative: async (ms: number) => (await new Promise((r) => setTimeout(r, ms + 5)), null) };

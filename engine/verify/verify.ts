@@ -163,8 +163,12 @@ export async function verifySuggestion(first: Candidate, s: VerifySearch): Promi
         if (seen.has(key) || p.text.trim() === '') continue;
         seen.add(key);
         report.candidates++;
-        if (await judge(p)) {
-          fallback = { candidate: p, checked: report.checked - 1 };
+        let ok = await judge(p);
+        // a prefix that leaves its line open (a template's `${`) is tried closed, as any dirty candidate is
+        const fixed = ok ? p : s.repair?.(p);
+        if (!ok && fixed && time()) ok = await judge(fixed);
+        if (ok) {
+          fallback = { candidate: fixed ?? p, checked: report.checked - 1 };
           break;
         }
       }
