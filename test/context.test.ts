@@ -222,4 +222,27 @@ describe('the index follows the disk', () => {
       stop();
     }
   });
+
+  it('does not follow symbolic links that appear while watching (a file or a directory outside the workspace)', async () => {
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-outside-'));
+    fs.writeFileSync(path.join(outside, 'secret.ts'), 'export class Secret {}\n');
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-watch-'));
+    fs.mkdirSync(path.join(ws, 'src'));
+    const index = new RepoIndex(ws);
+    await index.whenIndexed();
+    const stop = index.watch();
+    try {
+      fs.symlinkSync(path.join(outside, 'secret.ts'), path.join(ws, 'src/link.ts'));
+      fs.symlinkSync(outside, path.join(ws, 'linked'));
+      fs.writeFileSync(path.join(outside, 'later.ts'), 'export class Later {}\n'); // inside the linked directory
+      fs.writeFileSync(path.join(ws, 'src/real.ts'), 'export class Real {}\n');
+      for (let i = 0; i < 100 && index.definitions('Real').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 400)); // past the watcher's coalescing of the links' events
+      expect(index.definitions('Real')).toHaveLength(1);
+      expect(index.definitions('Secret')).toHaveLength(0);
+      expect(index.definitions('Later')).toHaveLength(0);
+    } finally {
+      stop();
+    }
+  });
 });

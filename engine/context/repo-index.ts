@@ -51,6 +51,7 @@ export class RepoIndex {
   private readonly maxFiles: number;
   private readonly maxFileBytes: number;
   private idle: Promise<void> = Promise.resolve();
+  private realRoot: string | null = null;
 
   constructor(
     readonly workspace: string,
@@ -219,11 +220,15 @@ export class RepoIndex {
     const language = syntaxLanguageOf(abs)!;
     let stat: fs.Stats;
     try {
-      stat = fs.statSync(abs);
+      // lstat: a symbolic link is never followed (the walk skips them; the watcher reports them too when they
+      // appear later), and a path under a linked directory must still resolve inside the workspace
+      stat = fs.lstatSync(abs);
+      if (stat.isFile() && !this.inside(fs.realpathSync(abs))) return this.skip('files that resolve outside the workspace');
     } catch {
       this.skip('files that vanished');
       return;
     }
+    if (!stat.isFile()) return this.skip('symbolic links and other non-files');
     if (stat.size > this.maxFileBytes) return this.skip(`files over ${this.maxFileBytes} bytes`);
     if (this.recent.has(rel)) return; // the editor's text is newer than the disk's
     const known = this.persisted.get(rel) ?? this.files.get(rel);
@@ -262,6 +267,18 @@ export class RepoIndex {
       list.push({ file: file.path, def });
       this.byName.set(def.name, list);
     }
+  }
+
+  /** Whether a resolved path lies in the workspace (itself resolved once: the workspace may be reached through a link). */
+  private inside(real: string): boolean {
+    let root: string;
+    try {
+      root = (this.realRoot ??= fs.realpathSync(this.workspace));
+    } catch {
+      return false;
+    }
+    const rel = path.relative(root, real);
+    return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
   }
 
   private skip(reason: string): void {
