@@ -12,6 +12,7 @@ import { parseConfig, type ModelConfig } from './config.js';
 import type { WeightSource } from './tensor-types.js';
 import type { FimOrder } from '../decode/fim.js';
 import { INDEX_FILE, openWeights, SINGLE_FILE, weightFiles } from './weights.js';
+import { resolveModelArg } from './hub.js';
 
 export interface ModelDir {
   /** Absolute path. */
@@ -40,8 +41,9 @@ export interface ModelDir {
 /** Where transformers.js / Optimum exports put the decoder, in order of preference. */
 const ONNX_CANDIDATES = ['onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
+/** `dirArg`: a directory, or a Hugging Face id found in the Hugging Face cache (hub.ts). */
 export function openModelDir(dirArg: string): ModelDir {
-  const dir = path.resolve(dirArg);
+  const dir = path.resolve(resolveModelArg(dirArg));
   let stat: fs.Stats;
   try {
     stat = fs.statSync(dir);
