@@ -124,6 +124,22 @@ describe('a language server that misbehaves', () => {
     }
   });
 
+  it('answers garbage (wrong types, junk on its stdout): no constraint or an error, never a crash, then answers again', async () => {
+    for (const mode of ['garbage', 'junk']) {
+      const o = new LspOracle(os.tmpdir(), fake(mode), log);
+      try {
+        for (let i = 0; i < 8; i++) {
+          const members = await o.members('a.fake', 'x.', 2).catch(() => null);
+          if (members !== null) expect(members.every((m) => typeof m === 'string' && m.length > 0), mode).toBe(true);
+          const shape = await o.callShape('a.fake', 'f(', 2).catch(() => null);
+          if (shape !== null) expect(Number.isInteger(shape.minArgs) && shape.minArgs <= shape.maxArgs, mode).toBe(true);
+        }
+      } finally {
+        await o.dispose();
+      }
+    }
+  });
+
   it('cannot start (missing executable, or exits before initialize): one clear error, no crash', async () => {
     const missing = new LspOracle(os.tmpdir(), { ...fake('ok'), command: ['/nonexistent/language-server'] }, log);
     await expect(missing.members('a.fake', 'x.', 2)).rejects.toThrow(/ENOENT|could not start|exited/);
