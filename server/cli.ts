@@ -37,7 +37,9 @@ const USAGE = `usage:
                [--allow-origin ORIGIN ...] [--no-persist-cache]
                (refuses requests whose Host is not the address served, and requests from web pages unless
                --allow-origin names the page's exact origin, e.g. https://app.example; repeatable)
-  mgd model info DIR [--json]
+  mgd model info DIR|ORG/NAME [--json]
+  mgd model pull ORG/NAME [--revision R] [--json]   (into the Hugging Face cache, resumable, sha256-checked)
+  mgd model list [--json]   (models in the Hugging Face cache and their size)
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
   mgd bench decode [--model DIR | --like PRESET] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
@@ -48,10 +50,13 @@ const USAGE = `usage:
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
   mgd bench soak [--model DIR] [--completions N] [--documents D] [--seed S] [--json]   (memory, descriptors, children over a long session)
+  mgd bench fuzz [--door lsp|http|both] [--inputs N] [--seed S] [--batch N] [--model DIR] [--json]   (hostile input; exit 1 if a door failed)
   mgd bench ui [--triggers N] [--pause MS]   (keystroke to visible ghost text in VS Code (code-server), JSON)
   mgd eval make-dots --package NAME@VERSION [--package ...] --out FILE [--limit N] [--seed S]
   mgd eval dots TASKS.jsonl [--no-monitors] [--no-context] [--no-verify] [--model DIR] [--samples k] [--limit N] [--jobs N] [--json] [--markdown FILE]
   mgd eval report TASKS.jsonl --out FILE.md --svg FILE.svg [--model DIR] [--limit N] [--jobs N]`;
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 const defaultOut: Out = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) };
@@ -256,6 +261,37 @@ async function model(args: string[], out: Out): Promise<number> {
     out.stdout(values.json ? JSON.stringify(info) + '\n' : formatInfo(info) + '\n');
     return 0;
   }
+  if (sub === 'pull') {
+    const { values, positionals } = parse(rest, { revision: { type: 'string' } });
+    if (positionals.length !== 1) throw new BadInputError('model pull takes one model id (ORG/NAME)');
+    const { pullModel } = await import('../engine/model/hub.js');
+    const tty = process.stderr.isTTY && !values.json;
+    let last = 0;
+    const r = await pullModel(positionals[0]!, {
+      revision: values.revision,
+      onProgress: (p) => {
+        if (!p.file || (!tty && p.done < p.total)) return;
+        const now = Date.now();
+        if (tty && p.done < p.total && now - last < 100) return;
+        last = now;
+        const pct = p.total ? Math.floor((p.done / p.total) * 100) : 100;
+        const line = `[${p.files + 1}/${p.of}] ${p.file} ${mb(p.done)}/${mb(p.total)} MB ${pct}%`;
+        if (tty) process.stderr.write(`\r${line.padEnd(78).slice(0, 78)}${p.done >= p.total ? '\n' : ''}`);
+        else if (!values.json) process.stderr.write(line + '\n');
+      },
+    });
+    out.stdout(values.json ? JSON.stringify(r) + '\n' : `${r.id}@${r.commit.slice(0, 12)} in ${r.dir}\n`);
+    return 0;
+  }
+  if (sub === 'list') {
+    const { values, positionals } = parse(rest, {});
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { hubCacheDir, listCachedModels } = await import('../engine/model/hub.js');
+    const models = listCachedModels();
+    if (values.json) out.stdout(JSON.stringify({ cache: hubCacheDir(), models }) + '\n');
+    else out.stdout(models.length ? models.map((m) => `${m.id.padEnd(48)} ${mb(m.bytes).padStart(8)} MB  ${Object.keys(m.refs).join(', ') || m.snapshots.map((s) => s.slice(0, 12)).join(', ')}`).join('\n') + '\n' : `no models in ${hubCacheDir()}\n`);
+    return 0;
+  }
   if (sub === 'make-random') {
     const { values, positionals } = parse(rest, { like: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, dtype: { type: 'string' } });
     if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
@@ -276,10 +312,13 @@ async function model(args: string[], out: Out): Promise<number> {
     out.stdout(values.json ? JSON.stringify(r) + '\n' : `wrote ${r.file} (${r.architecture}, ${r.type}, ${r.tensors} tensors, ${r.bytes} bytes)\n`);
     return 0;
   }
-  throw new BadInputError(`unknown model subcommand "${sub ?? ''}" (info, make-random, export-gguf)`);
+  throw new BadInputError(`unknown model subcommand "${sub ?? ''}" (info, pull, list, make-random, export-gguf)`);
 }
 
 async function serve(args: string[]): Promise<number> {
+  // A server outlives its mistakes: a promise some path forgot to handle is a logged line, not the end of the
+  // process (Node's default). Each such line is a bug to fix where it starts; the fuzzer (bench-fuzz.ts) looks for them.
+  process.on('unhandledRejection', (e) => process.stderr.write(`mgd: unhandled rejection (the server goes on): ${e instanceof Error ? (e.stack ?? e.message).split('\n').slice(0, 3).join(' | ') : String(e)}\n`));
   const { values, positionals } = parse(args, {
     stdio: { type: 'boolean' },
     socket: { type: 'string' },
@@ -359,8 +398,11 @@ async function serve(args: string[]): Promise<number> {
     if (!values.pipe) throw new BadInputError('--pipe needs a name (a Unix socket path, or \\\\.\\pipe\\NAME on Windows)');
     input = output = await connectTo({ path: values.pipe }, values.pipe);
   }
-  // a stream that ends (the client went away) ends the server, as with stdio
-  const connection = createConnection(ProposedFeatures.all, input, output);
+  // malformed frames are dropped and the reader resynchronised (frame-guard.ts); a stream that ends (the client went
+  // away) ends the server, as with stdio
+  const { FrameGuard } = await import('./lsp/frame-guard.js');
+  const guarded = input.pipe(new FrameGuard((l) => process.stderr.write(l + '\n')));
+  const connection = createConnection(ProposedFeatures.all, guarded, output);
   startLspServer(connection, engine, remote);
   // the connection keeps the process alive until the client sends exit
   return await new Promise<number>((resolve) => connection.onExit(() => resolve(0)));
@@ -455,7 +497,24 @@ async function bench(args: string[], out: Out): Promise<number> {
     out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
     return 0;
   }
-  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, cache, oracle, latency, soak, ui)`);
+  if (sub === 'fuzz') {
+    const { values, positionals } = parse(rest, { model: { type: 'string' }, door: { type: 'string' }, inputs: { type: 'string' }, seed: { type: 'string' }, batch: { type: 'string' }, threads: { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { benchFuzz } = await import('./bench-fuzz.js');
+    const result = await benchFuzz({
+      model: values.model,
+      door: oneOf(values.door, 'door', ['lsp', 'http', 'both'] as const, 'both'),
+      inputs: int(values.inputs, 'inputs', 1, 10_000),
+      seed: int(values.seed, 'seed', 0, 1),
+      batch: int(values.batch, 'batch', 1, 500),
+      threads: values.threads === undefined ? undefined : int(values.threads, 'threads', 1),
+      log: values.json ? undefined : (l) => process.stderr.write(l + '\n'),
+    });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    const failed = [result.lsp, result.http].some((d) => d && (d.failures.length || d.crashed || d.unhandled.length));
+    return failed ? 1 : 0;
+  }
+  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, cache, oracle, latency, soak, fuzz, ui)`);
   const { values, positionals } = parse(rest, {
     model: { type: 'string' },
     like: { type: 'string' },

@@ -40,11 +40,18 @@ describe('FrameGuard', () => {
     ['a terabyte claim', 'Content-Length: 999999999999999\r\n\r\n{}'],
     ['no Content-Length', 'Content-Type: application/json\r\n\r\n{}'],
     ['a header line without a name', 'garbage\r\n\r\n'],
+    // ended by a header end with no header after it: the tail kept for a partial header once looped for ever
+    ['a short block without a length, then a header end', 'Content-Type: application/json\r\n\r\n{}'],
     ['binary garbage', Buffer.from(Array.from({ length: 20_000 }, (_, i) => (i * 7919) % 256)).toString('latin1')],
   ])('drops %s and resynchronises at the next header', async (_name, bad) => {
     const r = await through(a + bad + b, [5, 1000]);
     expect(r.out).toBe(a + b);
     expect(r.dropped).toBeGreaterThan(0);
+  });
+
+  it('drops a malformed frame with nothing after it, and ends', async () => {
+    const r = await through(a + 'Content-Type: application/json\r\n\r\n{}', [3]);
+    expect(r.out).toBe(a);
   });
 
   it('keeps a body that contains a header of its own, and a 10 MB body', async () => {

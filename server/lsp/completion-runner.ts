@@ -203,6 +203,8 @@ export class CompletionRunner {
    */
   async prefetch(doc: TextDocument, position?: Position): Promise<number> {
     if (this.remote) return 0; // the serving engine keeps its own prefix cache
+    // a didOpen with a uri or text of the wrong type still makes a document: nothing to prepare for it
+    if (typeof doc.uri !== 'string' || typeof doc.getText() !== 'string') return 0;
     const engine = await this.load();
     if (!engine) return 0;
     const text = doc.getText();

@@ -79,7 +79,8 @@ export class FrameGuard extends Transform {
     this.dropped++;
     this.log(`mgd: dropped a malformed LSP frame (${why})`);
     const next = indexOfHeader(this.buf, 1);
-    this.buf = next < 0 ? this.buf.subarray(Math.max(0, this.buf.length - HEADER.length + 1)) : this.buf.subarray(next);
+    // (at least one byte always goes, so a resync can never find the same bytes again)
+    this.buf = next < 0 ? this.buf.subarray(Math.max(1, this.buf.length - HEADER.length + 1)) : this.buf.subarray(next);
   }
 }
 

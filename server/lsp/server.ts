@@ -3,7 +3,7 @@
  * Only server/ knows LSP; everything below is the engine API.
  */
 import { fileURLToPath } from 'node:url';
-import { InlineCompletionRequest, TextDocumentSyncKind, TextDocuments, type Connection } from 'vscode-languageserver';
+import { ErrorCodes, InlineCompletionRequest, ResponseError, TextDocumentSyncKind, TextDocuments, type Connection } from 'vscode-languageserver';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { MONITOR_KINDS, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { completion } from './completion.js';
@@ -50,20 +50,31 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
     if (p?.kind === 'partial') runner.stats.acceptedPartial++;
     else runner.stats.accepted++;
   });
-  connection.onRequest(InlineCompletionRequest.type, (params, token) => inlineCompletion(documents, runner, params, token));
-  connection.onCompletion((params, token) => completion(documents, runner, params, token));
+  // after shutdown a request is an error (LSP: InvalidRequest), not an answer from an engine being disposed
+  let shutDown = false;
+  const open = () => {
+    if (shutDown) throw new ResponseError(ErrorCodes.InvalidRequest, 'the server is shutting down');
+  };
+  connection.onRequest(InlineCompletionRequest.type, (params, token) => (open(), inlineCompletion(documents, runner, params, token)));
+  connection.onCompletion((params, token) => (open(), completion(documents, runner, params, token)));
   // mgd/stats: counters of this session and the KV cache's (kept locally, never sent anywhere)
-  connection.onRequest('mgd/stats', () => runner.statistics());
-  connection.onShutdown(() => runner.dispose());
+  connection.onRequest('mgd/stats', () => (open(), runner.statistics()));
+  connection.onShutdown(() => {
+    shutDown = true;
+    return runner.dispose();
+  });
   // Background prefill of what a completion in a document will need: on open, and when the client says the user
   // focused a document (mgd/didFocus {textDocument, position?}, sent by our extension on editor switches).
-  documents.onDidOpen((e) => void runner.prefetch(e.document));
+  // (a prefetch never takes the server down: a document a client sent malformed is logged and skipped)
+  const prefetch = (doc: TextDocument, position?: { line: number; character: number }) =>
+    runner.prefetch(doc, position).catch((e: unknown) => connection.console.log(`mgd: prefetch skipped: ${e instanceof Error ? e.message : String(e)}`));
+  documents.onDidOpen((e) => void prefetch(e.document));
   connection.onNotification('mgd/didFocus', (p: { textDocument?: { uri?: unknown }; position?: { line?: unknown; character?: unknown } }) => {
     const doc = typeof p?.textDocument?.uri === 'string' ? documents.get(p.textDocument.uri) : undefined;
     if (!doc) return; // unknown or closed document: nothing to prepare
     const pos = p.position;
     const valid = pos && Number.isInteger(pos.line) && Number.isInteger(pos.character) && (pos.line as number) >= 0 && (pos.character as number) >= 0;
-    void runner.prefetch(doc, valid ? { line: pos.line as number, character: pos.character as number } : undefined);
+    void prefetch(doc, valid ? { line: pos.line as number, character: pos.character as number } : undefined);
   });
 
   documents.listen(connection);
