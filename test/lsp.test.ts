@@ -112,7 +112,9 @@ describe('mgd serve --stdio', () => {
       position: { line: 3, character: 13 },
       context: { triggerKind: 1 },
     });
-    expect(r.items.length).toBe(1);
+    // (an invoked request shows up to three clean candidates: how many the verifier finds in its budget varies)
+    expect(r.items.length).toBeGreaterThanOrEqual(1);
+    expect(r.items.length).toBeLessThanOrEqual(3);
     // the request reused what the two prefetches computed: everything before the cursor (the healed `.` aside,
     // which the request re-tokenizes, hence the few tokens of slack)
     const after = await conn.sendRequest<{ lastReusedTokens: number; lastPromptTokens: number }>('mgd/stats');
