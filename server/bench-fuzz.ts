@@ -190,7 +190,8 @@ async function fuzzLsp(o: FuzzOptions, inputs: number, rand: Rand): Promise<Door
   const uri = pathToFileURL(path.join(workspace, 'src/fuzz-check.ts')).href;
   const docText = fs.readFileSync(path.join(workspace, 'src/model.ts'), 'utf8') + '\nexport function f(acc: Account) {\n  return acc.';
   const lines = docText.split('\n');
-  const checkParams = { textDocument: { uri }, position: { line: lines.length - 1, character: lines.at(-1)!.length }, context: { triggerKind: 1 } };
+  // an automatic request: one candidate (an invoked one shows as many clean ones as the verifier finds in its budget)
+  const checkParams = { textDocument: { uri }, position: { line: lines.length - 1, character: lines.at(-1)!.length }, context: { triggerKind: 2 } };
   let nextId = 1;
   const request = async (method: string, params: unknown, ms = 120_000) => {
     const id = `check-${nextId++}`;
@@ -364,7 +365,9 @@ async function fuzzHttp(o: FuzzOptions, inputs: number, rand: Rand): Promise<Doo
     });
     child.on('exit', (c) => reject(new Error(`mgd serve --http exited with ${c}: ${tail()}`)));
   });
-  const checkBody = JSON.stringify({ prefix: fs.readFileSync(path.join(workspace, 'src/model.ts'), 'utf8') + '\nexport function f(acc: Account) {\n  return acc.', suffix: '\n}\n', filepath: 'src/fuzz-check.ts', max_tokens: 8 });
+  // no file path: no repository context (which the inputs' documents would change) and no analysis, so the check's
+  // greedy answer depends on the model alone
+  const checkBody = JSON.stringify({ prefix: fs.readFileSync(path.join(workspace, 'src/model.ts'), 'utf8') + '\nexport function f(acc: Account) {\n  return acc.', suffix: '\n}\n', max_tokens: 8 });
   const answer = async () => {
     const a = await raw(port, [post(port, checkBody)], { ms: 120_000 });
     if (a.status !== 200) return null;
