@@ -134,9 +134,36 @@ const short = (x: unknown) => {
   return s.length > 200 ? `${s.slice(0, 200)}… (${s.length} chars)` : s;
 };
 
+/**
+ * After a batch: the valid request must get the reference answer from a live process. Records the outcome and the
+ * RSS, logs a line; false when the process is dead (the run of this door is over).
+ */
+async function checkBatch(
+  r: DoorReport,
+  child: ChildProcess,
+  tail: () => string,
+  answer: () => Promise<string | null>,
+  reference: string,
+  lastKind: string,
+  lastInput: string,
+  door: string,
+  log?: (line: string) => void,
+): Promise<boolean> {
+  const got = child.exitCode === null ? await answer() : null;
+  sampleRss(r, child.pid);
+  if (got === reference) r.passed++;
+  else {
+    const why = child.exitCode !== null ? `exited with ${child.exitCode}: ${lastLines(tail())}` : got === null ? `no answer (${lastLines(tail())})` : `answered ${short(got)}`;
+    r.failures.push({ batch: r.batches, why, lastKind, lastInput });
+  }
+  log?.(`${door}: ${r.inputs} inputs, rss ${r.rssMB.last} MB, ${r.passed}/${r.batches} checks passed${got === reference ? '' : `; ${r.failures.at(-1)!.why} after ${lastKind} ${lastInput}`}`);
+  return child.exitCode === null;
+}
+
 // ---- the LSP door -------------------------------------------------------------------------------------------------
 
-const frame = (body: string | Buffer) => {
+/** An LSP frame: the Content-Length header, then the body. */
+export const frame = (body: string | Buffer): Buffer => {
   const b = Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
   return Buffer.concat([Buffer.from(`Content-Length: ${b.length}\r\n\r\n`, 'ascii'), b]);
 };
@@ -285,12 +312,7 @@ async function fuzzLsp(o: FuzzOptions, inputs: number, rand: Rand): Promise<Door
     r.batches++;
     // a header whose body never came swallows what follows until the guard gives up on it: close any such frame
     write(frame(JSON.stringify({ jsonrpc: '2.0', method: 'mgd/didAccept', params: {} })));
-    const got = child.exitCode === null ? await answer() : null;
-    sampleRss(r, child.pid);
-    if (got === reference) r.passed++;
-    else r.failures.push({ batch: r.batches, why: child.exitCode !== null ? `exited with ${child.exitCode}: ${lastLines(tail())}` : got === null ? `no answer (${lastLines(tail())})` : `answered ${short(got)}`, lastKind, lastInput: short(last) });
-    if (child.exitCode !== null) break;
-    o.log?.(`lsp: ${sent}/${inputs} inputs, rss ${r.rssMB.last} MB, ${r.passed}/${r.batches} checks passed${got === reference ? '' : `; ${r.failures.at(-1)!.why} after ${lastKind} ${r.failures.at(-1)!.lastInput}`}`);
+    if (!(await checkBatch(r, child, tail, answer, reference, lastKind, short(last), 'lsp', o.log))) break;
   }
   // requests after shutdown: errors, never a crash; then exit ends the process
   if (child.exitCode === null) {
@@ -420,12 +442,7 @@ async function fuzzHttp(o: FuzzOptions, inputs: number, rand: Rand): Promise<Doo
     sent += n;
     r.inputs = sent;
     r.batches++;
-    const got = child.exitCode === null ? await answer() : null;
-    sampleRss(r, child.pid);
-    if (got === reference) r.passed++;
-    else r.failures.push({ batch: r.batches, why: child.exitCode !== null ? `exited with ${child.exitCode}: ${lastLines(tail())}` : got === null ? `no answer (${lastLines(tail())})` : `answered ${short(got)}`, lastKind, lastInput: last });
-    if (child.exitCode !== null) break;
-    o.log?.(`http: ${sent}/${inputs} inputs, ${r.passed}/${r.batches} checks passed`);
+    if (!(await checkBatch(r, child, tail, answer, reference, lastKind, last, 'http', o.log))) break;
   }
   r.crashed = child.exitCode !== null;
   const code = await new Promise<number | null>((resolve) => {

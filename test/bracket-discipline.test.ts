@@ -104,38 +104,6 @@ function closesNothing(text: string): boolean {
   return false;
 }
 
-describe('bracket discipline in the decode loop (tiny random model)', () => {
-  const workspace = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
-  let engine: Engine;
-  beforeAll(async () => {
-    engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
-  });
-  afterAll(() => engine?.dispose());
-
-  /** A model that wants to close the enclosing function (`}` and `)` tokens boosted). */
-  function eagerCloser(): LogitsProcessor {
-    const ids: number[] = [];
-    for (let i = 0; i < engine.tokenizer.vocabSize; i++) if (/^[)}\]]/.test(new TextDecoder().decode(engine.tokenizer.tokenBytes(i)))) ids.push(i);
-    return {
-      process(logits) {
-        for (const i of ids) logits[i] = logits[i]! + 50;
-        return false;
-      },
-    };
-  }
-
-  it('never writes a closer of nothing, whatever the model wants; without monitors it does', async () => {
-    const prefix = `export function f(a: number) {\n  const b = a + `;
-    const req = { prefix, suffix: ';\n  return b;\n}\n', filePath: 'src/site.ts', workspace, maxTokens: 6, stop: 'line' as const, temperature: 1 };
-    for (let seed = 0; seed < 3; seed++) {
-      const on = await engine.complete({ ...req, seed, processors: [eagerCloser()], monitorKinds: { 'scope-names': false } });
-      expect(closesNothing(on.raw)).toBe(false);
-    }
-    const off = await engine.complete({ ...req, monitors: false, processors: [eagerCloser()] });
-    expect(closesNothing(off.raw)).toBe(true);
-  });
-});
-
 describe('line-end monitor: a one-line suggestion ends only where its line parses with the rest of the file', () => {
   const words = ['a', ',', '\n', ';\n', '<eos>'];
   const t: TextTokenizer = { ...vocab(words), isSpecial: (i) => i === 4, eosIds: [4], tokenBytes: (i) => new TextEncoder().encode(i === 4 ? '' : words[i]!) };
@@ -168,7 +136,7 @@ describe('line-end monitor: a one-line suggestion ends only where its line parse
   });
 });
 
-describe('line-end monitor in the engine (tiny random model, TypeScript parser)', () => {
+describe('in the decode loop (tiny random model, TypeScript parser)', () => {
   const workspace = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
   let engine: Engine;
   beforeAll(async () => {
@@ -176,13 +144,33 @@ describe('line-end monitor in the engine (tiny random model, TypeScript parser)'
   });
   afterAll(() => engine?.dispose());
 
-  it('a member that would end the line where the next line needs a comma is not the end', async () => {
-    const eagerEnd: LogitsProcessor = {
+  /** A processor that adds `boost` to the logit of every token whose bytes pass `pick`, as an eager model would. */
+  function eager(pick: (bytes: Uint8Array) => boolean, boost: number): LogitsProcessor {
+    const ids: number[] = [];
+    for (let i = 0; i < engine.tokenizer.vocabSize; i++) if (pick(engine.tokenizer.tokenBytes(i))) ids.push(i);
+    return {
       process(logits) {
-        for (let i = 0; i < engine.tokenizer.vocabSize; i++) if (engine.tokenizer.tokenBytes(i).includes(0x0a)) logits[i] = logits[i]! + 30;
+        for (const i of ids) logits[i] = logits[i]! + boost;
         return false;
       },
     };
+  }
+
+  it('never writes a closer of nothing, whatever the model wants; without monitors it does', async () => {
+    // a model that wants to close the enclosing function (`}` and `)` tokens boosted)
+    const closer = () => eager((b) => /^[)}\]]/.test(new TextDecoder().decode(b)), 50);
+    const prefix = `export function f(a: number) {\n  const b = a + `;
+    const req = { prefix, suffix: ';\n  return b;\n}\n', filePath: 'src/site.ts', workspace, maxTokens: 6, stop: 'line' as const, temperature: 1 };
+    for (let seed = 0; seed < 3; seed++) {
+      const on = await engine.complete({ ...req, seed, processors: [closer()], monitorKinds: { 'scope-names': false } });
+      expect(closesNothing(on.raw)).toBe(false);
+    }
+    const off = await engine.complete({ ...req, monitors: false, processors: [closer()] });
+    expect(closesNothing(off.raw)).toBe(true);
+  });
+
+  it('a member that would end the line where the next line needs a comma is not the end', async () => {
+    const eagerEnd = eager((b) => b.includes(0x0a), 30);
     // `a: acc.balance` + `\n    b: 1,`: no comma, no parse (object literals get no automatic semicolons); the file
     // without the cursor's line parses
     const prefix = `import { Account } from './model.js';\nexport function f(acc: Account) {\n  const o = {\n    a: acc.`;

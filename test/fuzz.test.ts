@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { benchFuzz, type DoorReport } from '../server/bench-fuzz.js';
+import { benchFuzz, frame, type DoorReport } from '../server/bench-fuzz.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -37,23 +37,21 @@ describe('mgd bench fuzz (tiny model)', () => {
 });
 
 /** `mgd serve --stdio`, raw: writes `inputs` after initialize, then asks mgd/stats; what came back, by the deadline. */
-async function afterInputs(inputs: string[], final: unknown = { jsonrpc: '2.0', id: 'after', method: 'mgd/stats', params: {} }): Promise<string> {
+async function afterInputs(inputs: Array<string | Buffer>, final: unknown = { jsonrpc: '2.0', id: 'after', method: 'mgd/stats', params: {} }): Promise<string> {
   const proc = spawn(process.execPath, [path.join(root, 'bin/mgd.js'), 'serve', '--stdio', '--model', ensureFixtureModel('tiny'), '--threads', '1'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stdin!.write(frame({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: null, rootUri: null, capabilities: {} } }));
+  proc.stdin!.write(msg({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: null, rootUri: null, capabilities: {} } }));
   for (const i of inputs) proc.stdin!.write(i);
-  proc.stdin!.write(frame(final));
+  proc.stdin!.write(msg(final));
   const deadline = Date.now() + 30_000;
   while (!out.includes('"id":"after"') && Date.now() < deadline && proc.exitCode === null) await new Promise((r) => setTimeout(r, 50));
   proc.kill();
   return out;
 }
 
-function frame(m: unknown): string {
-  const b = typeof m === 'string' ? m : JSON.stringify(m);
-  return `Content-Length: ${Buffer.byteLength(b)}\r\n\r\n${b}`;
-}
+/** A JSON-RPC message, framed. */
+const msg = (m: unknown) => frame(JSON.stringify(m));
 
 describe('LSP framing that used to stall the server', () => {
   // before the frame guard, vscode-jsonrpc waited for the body of a bad header forever: nothing after it was answered;
@@ -65,13 +63,13 @@ describe('LSP framing that used to stall the server', () => {
 
 describe('inputs the fuzzer found', () => {
   it('a didOpen whose uri is null no longer kills the server (its prefetch rejected unhandled)', async () => {
-    const open = frame({ jsonrpc: '2.0', method: 'textDocument/didOpen', params: { textDocument: { uri: null, languageId: 'typescript', version: 1, text: 'x.' } } });
-    const out = await afterInputs([frame({ jsonrpc: '2.0', method: 'initialized', params: {} }), open]);
+    const open = msg({ jsonrpc: '2.0', method: 'textDocument/didOpen', params: { textDocument: { uri: null, languageId: 'typescript', version: 1, text: 'x.' } } });
+    const out = await afterInputs([msg({ jsonrpc: '2.0', method: 'initialized', params: {} }), open]);
     expect(out).toContain('"id":"after"');
   });
 
   it('a request after shutdown is an error, not an answer', async () => {
-    const out = await afterInputs([frame({ jsonrpc: '2.0', id: 2, method: 'shutdown', params: null })], { jsonrpc: '2.0', id: 'after', method: 'mgd/stats', params: {} });
+    const out = await afterInputs([msg({ jsonrpc: '2.0', id: 2, method: 'shutdown', params: null })], { jsonrpc: '2.0', id: 'after', method: 'mgd/stats', params: {} });
     expect(out).toMatch(/"id":"after","error":\{"code":-32600/);
   });
 });

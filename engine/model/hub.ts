@@ -37,6 +37,8 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(env.HF_HOME ?? path.join(os.homedir(), '.cache', 'huggingface'), 'hub');
 }
 
+const isOffline = (env: NodeJS.ProcessEnv) => env.HF_HUB_OFFLINE === '1' || env.HF_HUB_OFFLINE === 'true';
+
 const repoDir = (cache: string, repo: string) => path.join(cache, `models--${repo.replace('/', '--')}`);
 
 /** The snapshot directory of a cached id, or null when that revision is not in the cache. */
@@ -62,10 +64,10 @@ export function resolveModelArg(arg: string, env: NodeJS.ProcessEnv = process.en
   if (fs.existsSync(arg)) return arg;
   const id = parseModelId(arg);
   if (!id) return arg; // a path that does not exist: openModelDir says so
-  const snap = cachedSnapshot(id, hubCacheDir(env));
-  if (snap) return snap;
   const where = hubCacheDir(env);
-  const offline = env.HF_HUB_OFFLINE === '1' || env.HF_HUB_OFFLINE === 'true' ? ' (HF_HUB_OFFLINE is set)' : '';
+  const snap = cachedSnapshot(id, where);
+  if (snap) return snap;
+  const offline = isOffline(env) ? ' (HF_HUB_OFFLINE is set)' : '';
   throw new BadInputError(`model ${arg} is neither a directory nor in the Hugging Face cache at ${where}${offline}; download it with: mgd model pull ${arg}`);
 }
 
@@ -142,7 +144,7 @@ export async function pullModel(arg: string, o: PullOptions = {}): Promise<PullR
   const parsed = parseModelId(arg);
   if (!parsed) throw new BadInputError(`"${arg}" is not a Hugging Face model id (ORG/NAME, optionally @REVISION)`);
   const id: ModelId = { repo: parsed.repo, revision: o.revision ?? parsed.revision };
-  if (env.HF_HUB_OFFLINE === '1' || env.HF_HUB_OFFLINE === 'true') throw new BadInputError(`cannot pull ${id.repo}: HF_HUB_OFFLINE is set`);
+  if (isOffline(env)) throw new BadInputError(`cannot pull ${id.repo}: HF_HUB_OFFLINE is set`);
   const endpoint = (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
   const headers: Record<string, string> = { 'user-agent': 'mgd' };
   if (env.HF_TOKEN) headers.authorization = `Bearer ${env.HF_TOKEN}`;

@@ -16,15 +16,11 @@
  */
 import type { DecodeState } from '../decode/logits-processor.js';
 import type { TextTokenizer } from '../tokenizer/types.js';
-import { copy, lex, lexPrefix, scanSuffix, type LexState, type Open, type Syntax } from '../postprocess/bracket-lexer.js';
+import { copy, cursorWindow, lex, lexPrefix, scanSuffix, type LexState, type Open, type Syntax } from '../postprocess/bracket-lexer.js';
 import { emptyStats, type Monitor } from './monitor.js';
 
 /** Masks kept per tokenizer (a handful of states recur: inside a call, a block, a string). */
 const MASK_CACHE = 256;
-
-/** How far back of the cursor the prefix is lexed (brackets open further back are the file's outer scopes). */
-const PREFIX_WINDOW = 50_000;
-const SUFFIX_WINDOW = 20_000;
 
 /** The vocabulary's tokens that can close, end a string or end a line, decoded once per tokenizer. */
 export class BracketTokens {
@@ -55,9 +51,7 @@ export class BracketTokens {
 }
 
 function latin1(b: Uint8Array): string {
-  let s = '';
-  for (const c of b) s += String.fromCharCode(c);
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
 
 export class BracketDisciplineMonitor implements Monitor {
@@ -80,12 +74,10 @@ export class BracketDisciplineMonitor implements Monitor {
     private readonly syn: Syntax,
     private readonly tokens: BracketTokens,
   ) {
-    const from = prefix.length <= PREFIX_WINDOW ? 0 : prefix.lastIndexOf('\n', prefix.length - PREFIX_WINDOW) + 1;
-    const p = prefix.slice(from);
+    const { prefix: p, suffix: s } = cursorWindow(prefix, suffix);
     this.start = lexPrefix(p, syn);
     this.before = p.slice(-8);
     this.lineStart = p.lastIndexOf('\n') + 1;
-    const s = suffix.slice(0, SUFFIX_WINDOW);
     scanSuffix(s, this.start, syn, this.before); // marks where the suffix closes each prefix bracket
     const nl = s.indexOf('\n');
     this.lineRest = nl < 0 ? s.length : nl;

@@ -26,7 +26,7 @@
  * not count; `<`/`>` are never brackets.
  */
 
-import { copy, lex, lexPrefix, scanSuffix, syntaxFor, type LexState, type Open, type Syntax } from './bracket-lexer.js';
+import { copy, cursorWindow, lex, lexPrefix, scanSuffix, syntaxFor, type LexState, type Open, type Syntax } from './bracket-lexer.js';
 
 export interface BalanceContext {
   /** The document before the cursor. */
@@ -47,15 +47,9 @@ export interface Balanced {
   replace: number;
 }
 
-/** How far each side of the cursor is read. */
-const PREFIX_WINDOW = 50_000;
-const SUFFIX_WINDOW = 20_000;
-
 export function balanceBrackets(text: string, ctx: BalanceContext): Balanced {
   const syn = syntaxFor(ctx.filePath);
-  const prefixFrom = ctx.prefix.length <= PREFIX_WINDOW ? 0 : ctx.prefix.lastIndexOf('\n', ctx.prefix.length - PREFIX_WINDOW) + 1;
-  const prefix = ctx.prefix.slice(prefixFrom);
-  const suffix = ctx.suffix.slice(0, SUFFIX_WINDOW);
+  const { prefix, suffix } = cursorWindow(ctx.prefix, ctx.suffix);
   const lineRest = suffix.slice(0, suffix.indexOf('\n') < 0 ? suffix.length : suffix.indexOf('\n'));
   const linePrefix = prefix.slice(prefix.lastIndexOf('\n') + 1);
   const eol = /\r\n/.test(ctx.prefix.slice(-2000) + suffix.slice(0, 2000)) ? '\r\n' : '\n';
@@ -140,8 +134,7 @@ function bodyBelow(line: string, suffix: string): boolean {
  */
 export function lineClosers(text: string, ctx: Pick<BalanceContext, 'prefix' | 'filePath'>): string {
   const syn = syntaxFor(ctx.filePath);
-  const prefixFrom = ctx.prefix.length <= PREFIX_WINDOW ? 0 : ctx.prefix.lastIndexOf('\n', ctx.prefix.length - PREFIX_WINDOW) + 1;
-  const prefix = ctx.prefix.slice(prefixFrom);
+  const { prefix } = cursorWindow(ctx.prefix);
   const lineStart = prefix.lastIndexOf('\n') + 1;
   const start = lexPrefix(prefix, syn);
   const st = copy(start);

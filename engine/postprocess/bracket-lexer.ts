@@ -212,6 +212,16 @@ export function findMatch(stack: Open[], close: string): number {
   return -1;
 }
 
+/** How far each side of the cursor is read: brackets open further back are the file's outer scopes. */
+const PREFIX_WINDOW = 50_000;
+const SUFFIX_WINDOW = 20_000;
+
+/** The part of the prefix (from a line start) and of the suffix that is lexed around the cursor. */
+export function cursorWindow(prefix: string, suffix = ''): { prefix: string; suffix: string } {
+  const from = prefix.length <= PREFIX_WINDOW ? 0 : prefix.lastIndexOf('\n', prefix.length - PREFIX_WINDOW) + 1;
+  return { prefix: prefix.slice(from), suffix: suffix.slice(0, SUFFIX_WINDOW) };
+}
+
 /** The state at the end of `prefix`: its open brackets, and the string or comment it ends in. */
 export function lexPrefix(prefix: string, syn: Syntax): LexState {
   const st: LexState = { stack: [], comment: null };

@@ -48,16 +48,17 @@ function counts(ds: readonly (ts.Diagnostic | CheckDiagnostic)[]): Map<string, n
  * what the language service's syntactic diagnostics return for a TypeScript file; it is not in the public typings.)
  */
 export function parseDiagnostics(fileName: string, text: string): CheckDiagnostic[] {
+  return parserDiagnostics(fileName, text).map((d) => ({ code: d.code, message: ts.flattenDiagnosticMessageText(d.messageText, ' ') }));
+}
+
+function parserDiagnostics(fileName: string, text: string): ts.Diagnostic[] {
   const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, false);
-  const parsed = (sf as unknown as { parseDiagnostics?: ts.Diagnostic[] }).parseDiagnostics ?? [];
-  return parsed.map((d) => ({ code: d.code, message: ts.flattenDiagnosticMessageText(d.messageText, ' ') }));
+  return (sf as unknown as { parseDiagnostics?: ts.Diagnostic[] }).parseDiagnostics ?? [];
 }
 
 /** How many of the parser's diagnostics of `text` start at or after offset `from` (the cursor's line, say). */
 export function syntaxErrorsFrom(fileName: string, text: string, from: number): number {
-  const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, false);
-  const parsed = (sf as unknown as { parseDiagnostics?: ts.Diagnostic[] }).parseDiagnostics ?? [];
-  return parsed.filter((d) => (d.start ?? 0) >= from).length;
+  return parserDiagnostics(fileName, text).filter((d) => (d.start ?? 0) >= from).length;
 }
 
 /** The kinds the evaluation groups new diagnostics by: what a monitor or the verifier would have to fix. */

@@ -205,24 +205,30 @@ export class CompletionRunner {
     if (this.remote) return 0; // the serving engine keeps its own prefix cache
     // a didOpen with a uri or text of the wrong type still makes a document: nothing to prepare for it
     if (typeof doc.uri !== 'string' || typeof doc.getText() !== 'string') return 0;
-    const engine = await this.load();
-    if (!engine) return 0;
-    const text = doc.getText();
-    const offset = position ? doc.offsetAt(position) : 0;
-    const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
-    const n = await engine.prefetch({
-      prefix: text.slice(0, offset),
-      suffix: text.slice(offset),
-      filePath,
-      workspace: this.workspace ?? undefined,
-      maxTokens: this.settings.maxTokens,
-      ...this.contextSetting(),
-    });
-    if (n > 0) {
-      this.stats.prefetches++;
-      this.stats.prefetchedTokens += n;
+    try {
+      const engine = await this.load();
+      if (!engine) return 0;
+      const text = doc.getText();
+      const offset = position ? doc.offsetAt(position) : 0;
+      const filePath = doc.uri.startsWith('file:') ? fileURLToPath(doc.uri) : undefined;
+      const n = await engine.prefetch({
+        prefix: text.slice(0, offset),
+        suffix: text.slice(offset),
+        filePath,
+        workspace: this.workspace ?? undefined,
+        maxTokens: this.settings.maxTokens,
+        ...this.contextSetting(),
+      });
+      if (n > 0) {
+        this.stats.prefetches++;
+        this.stats.prefetchedTokens += n;
+      }
+      return n;
+    } catch (e) {
+      // callers fire and forget: a rejection here would be unhandled
+      this.log(`mgd: prefetch skipped: ${oneLine(e)}`);
+      return 0;
     }
-    return n;
   }
 
   async dispose(): Promise<void> {

@@ -65,16 +65,13 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   });
   // Background prefill of what a completion in a document will need: on open, and when the client says the user
   // focused a document (mgd/didFocus {textDocument, position?}, sent by our extension on editor switches).
-  // (a prefetch never takes the server down: a document a client sent malformed is logged and skipped)
-  const prefetch = (doc: TextDocument, position?: { line: number; character: number }) =>
-    runner.prefetch(doc, position).catch((e: unknown) => connection.console.log(`mgd: prefetch skipped: ${e instanceof Error ? e.message : String(e)}`));
-  documents.onDidOpen((e) => void prefetch(e.document));
+  documents.onDidOpen((e) => void runner.prefetch(e.document));
   connection.onNotification('mgd/didFocus', (p: { textDocument?: { uri?: unknown }; position?: { line?: unknown; character?: unknown } }) => {
     const doc = typeof p?.textDocument?.uri === 'string' ? documents.get(p.textDocument.uri) : undefined;
     if (!doc) return; // unknown or closed document: nothing to prepare
     const pos = p.position;
     const valid = pos && Number.isInteger(pos.line) && Number.isInteger(pos.character) && (pos.line as number) >= 0 && (pos.character as number) >= 0;
-    void prefetch(doc, valid ? { line: pos.line as number, character: pos.character as number } : undefined);
+    void runner.prefetch(doc, valid ? { line: pos.line as number, character: pos.character as number } : undefined);
   });
 
   documents.listen(connection);
