@@ -498,4 +498,24 @@ describe('scope-names monitor: a name that starts an expression is one the check
       engine.dispose();
     }
   });
+
+  it('a name inside a token that opens a bracket first (`[z`, `(zip`) is checked like any other', async () => {
+    // the Qwen vocabulary has `[z`, `(z`, `(zip`...: a bracket and the start of a name in one token
+    const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
+    try {
+      const prefix = HEADER + `export function f(acc: Account, xs: number[]) {\n  return xs`;
+      const z = eagerFor(engine, (b) => /^[[(]z/.test(new TextDecoder().decode(b)));
+      expect(z.boosted).toBeGreaterThan(1);
+      const off = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 3, stop: 'line', monitorKinds: { 'scope-names': false }, processors: [z], verify: false });
+      expect(off.raw).toMatch(/^[[(]z/);
+      for (let seed = 0; seed < 3; seed++) {
+        const on = await engine.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 3, stop: 'line', temperature: 1, seed, processors: [z], verify: false });
+        // `xs[z`: no name in scope starts with z; `xs(z`: xs is not callable (and a `z` there would need `=>`)
+        expect(on.raw, on.raw).not.toMatch(/^\[z/);
+        expect(on.raw, on.raw).not.toMatch(/^\(z[\w$]*\s*[^\w$=\s]/);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
 });

@@ -190,7 +190,7 @@ export async function generate(backend: Backend, cache: KvCache, tok: TextTokeni
     }
     const verify = (token: number) => rejected(processors, token, tok.tokenBytes(token), state);
     const heal = step === 0 && o.heal ? o.heal.allowed : null;
-    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, k, branches: !!o.branches, limit, heal, processors, sampler, state, verify });
+    const c = await (onTop ? chooseFromTop : chooseFromRow)({ row, k, branches: !!o.branches, limit, vocab: tok.vocabSize, heal, processors, sampler, state, verify });
     if (c.runnerUp) result.branches.push({ step: result.tokens.length, alt: c.runnerUp.id, margin: c.runnerUp.margin });
     if (c.masked) result.maskedSteps++;
     if (c.intervened) result.interventions++;
@@ -240,6 +240,8 @@ interface StepInput {
   /** Whether to find the runner-up (GenerateOptions.branches): otherwise no work is spent on it. */
   branches: boolean;
   limit: number;
+  /** The tokenizer's vocabulary size (the width of a mask). */
+  vocab: number;
   /** Token healing's mask on the first step (not analysis: not counted as masking). */
   heal: Uint32Array | null;
   processors: readonly LogitsProcessor[];
@@ -282,9 +284,11 @@ async function chooseFromTop(s: StepInput): Promise<Choice> {
   };
   constrain();
   let token = await pick();
-  if (token >= 0 && (await s.verify(token))) {
+  for (let round = 0; round < VERIFY_ROUNDS && token >= 0 && (await s.verify(token)); round++) {
     // a processor could not allow that token after all: let every processor constrain fully, then choose again
+    // (without the rejected token, whatever the masks say)
     s.state.strict = true;
+    masks.push(without(s.vocab, token));
     constrain();
     token = await pick();
   }
@@ -334,8 +338,9 @@ async function chooseFromRow(s: StepInput): Promise<Choice> {
   };
   constrain();
   let token = s.sampler.sample(logits);
-  if (token >= 0 && (await s.verify(token))) {
+  for (let round = 0; round < VERIFY_ROUNDS && token >= 0 && (await s.verify(token)); round++) {
     s.state.strict = true;
+    logits[token] = -Infinity;
     constrain();
     token = s.sampler.sample(logits);
   }
@@ -356,6 +361,21 @@ function bestTwo(logits: Float32Array): { ids: number[]; logits: number[] } {
   }
   const ids = [a, b].filter((i) => i >= 0);
   return { ids, logits: ids.map((i) => logits[i]!) };
+}
+
+/**
+ * How many times a step's choice is verified. The first processor that rejects a token stops the asking, so the
+ * token chosen again under the strict masks has not been judged by the processors after it (the callable monitor
+ * refuses `(z`, and `[z` comes next, a name the scope-names monitor never saw): it is verified again, a bounded
+ * number of times (each may ask analysis once), and the last choice stands.
+ */
+const VERIFY_ROUNDS = 4;
+
+/** A mask of every token but one. */
+function without(vocab: number, token: number): Uint32Array {
+  const m = new Uint32Array(Math.ceil(vocab / 32)).fill(0xffffffff);
+  m[token >>> 5]! &= ~(1 << (token & 31));
+  return m;
 }
 
 /** Whether any processor rejects the sampled token (awaiting only those that must ask analysis first). */

@@ -33,22 +33,23 @@ export function emptyStats(): MonitorStats {
 }
 
 /**
- * A monitor's answers from analysis, one per site (keyed by the site's offset in the text), asked once per request.
+ * A monitor's answers from analysis, one per site (keyed by the site's offset in the text, or by whatever else tells
+ * its sites apart), asked once per request.
  * Asking may take time (a language server is another process), so the decode loop awaits `ask` in the monitor's
  * prepare()/reject() and process() reads `get` synchronously. Timing, trigger and error counts are kept here, and a
  * failure (crash, timeout) becomes "no constraint" so analysis can never stop decoding.
  */
-export class Answers<T> {
-  private readonly known = new Map<number, T | null>();
+export class Answers<T, K = number> {
+  private readonly known = new Map<K, T | null>();
 
   constructor(private readonly stats: MonitorStats) {}
 
   /** The answer at `key` (null: no constraint), or undefined if not asked yet. */
-  get(key: number): T | null | undefined {
+  get(key: K): T | null | undefined {
     return this.known.get(key);
   }
 
-  async ask(key: number, question: () => Awaitable<T | null>): Promise<T | null> {
+  async ask(key: K, question: () => Awaitable<T | null>): Promise<T | null> {
     if (this.known.has(key)) return this.known.get(key)!;
     const t0 = performance.now();
     let answer: T | null = null;

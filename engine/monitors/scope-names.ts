@@ -10,10 +10,13 @@
  * pass allows only blanks and `=>` there.
  *
  * Sample-then-verify: most tokens after an operator are not the start of a name, so the oracle is asked only when
- * the sampled token starts one (its bytes after optional spaces begin with a letter, `_` or `$`). A name that starts
- * no legal name is rejected; the strict pass then allows tokens that start a legal name and tokens that start no
- * name at all (a number, a string, a bracket). While the name is being written, its continuation is masked to the
- * legal names, and the settle/fast-forward rules of the other name monitors apply.
+ * the sampled token starts one: a name begins in it after blanks or after punctuation that is part of the same token
+ * (BPE vocabularies are full of `(value`, `[key`, `(this`: a thousand of the embedded model's 16k tokens open a
+ * bracket and a name at once, and the name in them must be checked like any other). A name that starts no legal name
+ * is rejected; the strict pass then allows tokens that start a legal name (after blanks) and tokens with no name in
+ * them (a number, a string, a bracket alone), so the bracket and the name come as two tokens, each judged. While the
+ * name is being written, its continuation is masked to the legal names, and the settle/fast-forward rules of the
+ * other name monitors apply.
  */
 import type { DecodeState } from '../decode/logits-processor.js';
 import type { TokenMasks } from '../decode/mask/token-mask.js';
@@ -39,11 +42,16 @@ const NAME_START = /[A-Za-z_$]/;
  */
 const CONTEXT = /(?:[([{,;=+\-*/%!&|^~?:>]|\s<|(?:^|[^\w$.])(?:return|await|typeof|throw|yield|void|delete|case|in|of|instanceof|else|do))\s*$/;
 
-/** Per vocabulary: the tokens that start no name (after optional spaces: a number, a string, a bracket, blanks). */
+/** Per vocabulary: where a name begins in each token, and the tokens with no name in them. */
 export class NameStarts {
+  /** Tokens with no name beginning in them (a number, a string, a bracket, blanks). */
   readonly noName: Uint32Array;
-  /** How many spaces/tabs each token starts with before a name-start byte (-1: it starts no name). */
-  readonly lead: Int16Array;
+  /**
+   * Per token, the byte offset where the first name begins in it (-1: none): at a letter, `_` or `$` that starts the
+   * token or follows a blank or a punctuation byte of it (not a `.`: that is a member, the dereference monitor's),
+   * with only ASCII before it, so the offset is also a character offset.
+   */
+  readonly nameAt: Int16Array;
   /** The tokens that may follow an arrow function's parameter name: blanks, `=`, or `=>` and more (after blanks). */
   readonly arrow: Uint32Array;
 
@@ -51,16 +59,25 @@ export class NameStarts {
     const words = Math.ceil(tok.vocabSize / 32);
     this.noName = new Uint32Array(words);
     this.arrow = new Uint32Array(words);
-    this.lead = new Int16Array(tok.vocabSize).fill(-1);
+    this.nameAt = new Int16Array(tok.vocabSize).fill(-1);
     for (let id = 0; id < tok.vocabSize; id++) {
       const b = tok.tokenBytes(id);
-      let i = 0;
-      while (i < b.length && (b[i] === 0x20 || b[i] === 0x09)) i++;
-      if (i < b.length && b[i]! < 0x80 && NAME_START.test(String.fromCharCode(b[i]!))) this.lead[id] = i;
+      const at = firstNameAt(b);
+      if (at >= 0) this.nameAt[id] = at;
       else this.noName[id >>> 5]! |= 1 << (id & 31);
       if (b.length > 0 && leadsToArrow(new TextDecoder().decode(b))) this.arrow[id >>> 5]! |= 1 << (id & 31);
     }
   }
+}
+
+/** See NameStarts.nameAt. */
+function firstNameAt(b: Uint8Array): number {
+  for (let i = 0; i < b.length && b[i]! < 0x80; i++) {
+    if (!NAME_START.test(String.fromCharCode(b[i]!))) continue;
+    const before = i === 0 ? '' : String.fromCharCode(b[i - 1]!);
+    if (i === 0 || !/[\w$.]/.test(before)) return i;
+  }
+  return -1;
 }
 
 /** Whether `s`, written right after a name, keeps `=>` possible next: blanks only, `=`, or `=>` (after blanks). */
@@ -72,14 +89,14 @@ function leadsToArrow(s: string): boolean {
 export class ScopeNamesMonitor implements Monitor {
   readonly kind = 'scope-names';
   readonly stats = emptyStats();
-  /** name-start offset -> legal names (null: no constraint) */
-  private readonly names = new Answers<ScopeAnswer>(this.stats);
+  /** site (siteKey) -> legal names (null: no constraint) */
+  private readonly names = new Answers<ScopeAnswer, string>(this.stats);
   /** Where an unknown name was let through as an arrow function's parameter (it must be followed by `=>`). */
   private provisional: number | null = null;
-  /** Per site: the strict mask (a legal name, with or without leading spaces, or no name at all). */
-  private readonly strictMasks = new Map<number, Uint32Array>();
+  /** Per site (siteKey): the strict mask (a legal name, with or without leading spaces, or no name at all). */
+  private readonly strictMasks = new Map<string, Uint32Array>();
   /** The step at which a name was rejected, and the legal names there (for the strict pass); names null: no `=>`. */
-  private rejected: { step: number; start: number; names: string[] | null } | null = null;
+  private rejected: { step: number; key: string; names: string[] | null } | null = null;
 
   constructor(
     private readonly prefix: string,
@@ -93,12 +110,12 @@ export class ScopeNamesMonitor implements Monitor {
     const text = this.prefix + state.text;
     if (state.strict && this.rejected?.step === state.step) {
       this.stats.maskedSteps++;
-      const { start, names } = this.rejected;
-      return names ? this.strictMask(start, names) : this.starts.arrow;
+      const { key, names } = this.rejected;
+      return names ? this.strictMask(key, names) : this.starts.arrow;
     }
     const site = nameSite(text);
     if (!site || site.typed === '') return null;
-    const names = this.names.get(site.start)?.names;
+    const names = this.names.get(siteKey(text, site.start))?.names;
     if (!names || !names.some((n) => n.startsWith(site.typed))) return null;
     this.stats.maskedSteps++;
     return this.masks.allowed(names, site.typed);
@@ -112,15 +129,17 @@ export class ScopeNamesMonitor implements Monitor {
       const written = new TextDecoder().decode(bytes);
       if (param.blank === '' && /^[\w$]/.test(written)) return false; // the name goes on
       if (leadsToArrow(param.blank + written)) return false;
-      this.rejected = { step: state.step, start: param.start, names: null };
+      this.rejected = { step: state.step, key: '', names: null };
       return true;
     }
-    const lead = this.starts.lead[token]!;
-    if (lead < 0) return false;
-    // the name the token starts must begin where an expression does (with the token's spaces, or the text's)
-    if (!CONTEXT.test(text) || (lead === 0 && /[\w$]$/.test(text))) return false;
-    const start = text.length + lead;
-    const written = new TextDecoder().decode(bytes.subarray(lead));
+    const at = this.starts.nameAt[token]!;
+    if (at < 0) return false;
+    // the name the token starts must begin where an expression does (after what the token writes before it)
+    const before = text + new TextDecoder().decode(bytes.subarray(0, at));
+    if (!CONTEXT.test(before) || (at === 0 && /[\w$]$/.test(text))) return false;
+    const start = before.length;
+    const key = siteKey(before, start);
+    const written = new TextDecoder().decode(bytes.subarray(at));
     const ident = /^[\w$]*/.exec(written)![0];
     const judge = (answer: ScopeAnswer | null) => {
       if (!answer) return false;
@@ -132,18 +151,18 @@ export class ScopeNamesMonitor implements Monitor {
         this.provisional = start;
         return false;
       }
-      this.rejected = { step: state.step, start, names };
+      this.rejected = { step: state.step, key, names };
       return true;
     };
-    const known = this.names.get(start);
+    const known = this.names.get(key);
     if (known !== undefined) return judge(known);
-    const shadow = text + ' '.repeat(lead);
-    return this.names.ask(start, () => this.oracle(shadow + this.suffix, start)).then(judge);
+    return this.names.ask(key, () => this.oracle(before + this.suffix, start)).then(judge);
   }
 
   forced(state: DecodeState): string | null {
-    const site = nameSite(this.prefix + state.text);
-    const names = site && site.typed !== '' ? this.names.get(site.start)?.names : null;
+    const text = this.prefix + state.text;
+    const site = nameSite(text);
+    const names = site && site.typed !== '' ? this.names.get(siteKey(text, site.start))?.names : null;
     return names ? onlyContinuation(names, site!.typed) : null;
   }
 
@@ -152,7 +171,7 @@ export class ScopeNamesMonitor implements Monitor {
     const param = this.pendingParam(this.prefix + text);
     if (param !== null) return { cut: Math.max(0, param.start - this.prefix.length) };
     const site = nameSite(this.prefix + text);
-    const names = site && site.typed !== '' ? this.names.get(site.start)?.names : null;
+    const names = site && site.typed !== '' ? this.names.get(siteKey(this.prefix + text, site.start))?.names : null;
     return names ? settleName(names, site!.typed, text.length) : null;
   }
 
@@ -164,7 +183,7 @@ export class ScopeNamesMonitor implements Monitor {
     return { start: m.index, blank: m[2]! };
   }
 
-  private strictMask(key: number, names: string[]): Uint32Array {
+  private strictMask(key: string, names: string[]): Uint32Array {
     let m = this.strictMasks.get(key);
     if (!m) {
       const spelled = this.masks.allowed([...names, ...names.map((n) => ` ${n}`)], '');
@@ -174,6 +193,14 @@ export class ScopeNamesMonitor implements Monitor {
     }
     return m;
   }
+}
+
+/**
+ * A site's key: its offset and the text just before it. Tokens that write different punctuation before a name
+ * (`(value`, `[key`) put names at the same offset in different places; the answer of one is not the other's.
+ */
+function siteKey(text: string, start: number): string {
+  return `${start}:${text.slice(Math.max(0, start - 16), start)}`;
 }
 
 /** The name being written at the end of `text` where an expression begins: where it starts and what is typed. */
