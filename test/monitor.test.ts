@@ -462,6 +462,11 @@ describe('scope-names monitor: a name that starts an expression is one the check
       expect(at(call)?.arrowParams, call).toBe(true);
     }
     expect(at('acc.deposit((')).toBeNull(); // a parenthesized expression or an arrow's parameter list
+    // the open list reads the next line's call as its first argument: still the argument start of `deposit(`
+    const open = head + 'acc.deposit(';
+    const next = oracle.scopeNames(FILE, `${open}\n  Math.max(limit, 1);\n}\n`, open.length);
+    expect(next?.names).toContain('limit');
+    expect(next?.arrowParams).toBe(true);
   });
 
   it('in a call\'s argument an unknown name is written only as an arrow function\'s parameter', async () => {
@@ -475,6 +480,29 @@ describe('scope-names monitor: a name that starts an expression is one the check
         const m = /^\s*(z[\w$]*)(.*)$/s.exec(r.raw);
         if (m) expect(m[2]!.trimStart().startsWith('=>') || m[2]!.trim() === '' && r.text.trim() === '', r.raw).toBe(true);
       }
+    } finally {
+      engine.dispose();
+    }
+  });
+
+  it('an arrow parameter\'s `=` must go on to `=>`, not become `z = z` (TS2304 twice)', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      const prefix = HEADER + `export function f(acc: Account, xs: number[]) {\n  return xs.map(`;
+      // the model wants `z`, then ` =`, then ` z`: never `>`
+      const id = (s: string) => [...Array(engine.tokenizer.vocabSize).keys()].find((i) => new TextDecoder().decode(engine.tokenizer.tokenBytes(i)) === s)!;
+      const [z, eq, spaceZ] = [id('z'), id(' ='), id(' z')];
+      const eager: LogitsProcessor = {
+        process(logits, state) {
+          const want = state.text === '' ? z : state.text.endsWith('z') ? eq : spaceZ;
+          logits[want] = logits[want]! + 50;
+          return false;
+        },
+      };
+      const r = await engine.complete({ prefix, suffix: ');\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', processors: [eager], verify: false });
+      expect(r.raw, r.raw).toMatch(/^\s*z\s*=>/);
+      const off = await engine.complete({ prefix, suffix: ');\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', monitorKinds: { 'scope-names': false }, processors: [eager], verify: false });
+      expect(off.raw).toMatch(/^\s*z\s*=[^>]/);
     } finally {
       engine.dispose();
     }

@@ -150,6 +150,9 @@ export class TypeScriptOracle implements TypeOracle {
     for (let i = path.length - 1; i >= 0; i--) {
       const n = path[i]!;
       if (!ts.isCallExpression(n) && !ts.isNewExpression(n)) continue;
+      // a call that starts at or after the anchor is an argument (the next line's `g(...)` read into the open list
+      // as its first argument: its leading trivia begins at the `(`), not the call whose list the anchor is in
+      if (n.getStart(source) >= anchor) continue;
       const args = n.arguments;
       if (!args || anchor < args.pos) return false; // in the callee or its type arguments
       const inner = path[i + 1];

@@ -54,11 +54,14 @@ export class NameStarts {
   readonly nameAt: Int16Array;
   /** The tokens that may follow an arrow function's parameter name: blanks, `=`, or `=>` and more (after blanks). */
   readonly arrow: Uint32Array;
+  /** The tokens that may follow its `=`: those that start with `>`. */
+  readonly arrowEnd: Uint32Array;
 
   constructor(tok: TextTokenizer) {
     const words = Math.ceil(tok.vocabSize / 32);
     this.noName = new Uint32Array(words);
     this.arrow = new Uint32Array(words);
+    this.arrowEnd = new Uint32Array(words);
     this.nameAt = new Int16Array(tok.vocabSize).fill(-1);
     for (let id = 0; id < tok.vocabSize; id++) {
       const b = tok.tokenBytes(id);
@@ -66,6 +69,7 @@ export class NameStarts {
       if (at >= 0) this.nameAt[id] = at;
       else this.noName[id >>> 5]! |= 1 << (id & 31);
       if (b.length > 0 && leadsToArrow(new TextDecoder().decode(b))) this.arrow[id >>> 5]! |= 1 << (id & 31);
+      if (b[0] === 0x3e) this.arrowEnd[id >>> 5]! |= 1 << (id & 31);
     }
   }
 }
@@ -95,8 +99,11 @@ export class ScopeNamesMonitor implements Monitor {
   private provisional: number | null = null;
   /** Per site (siteKey): the strict mask (a legal name, with or without leading spaces, or no name at all). */
   private readonly strictMasks = new Map<string, Uint32Array>();
-  /** The step at which a name was rejected, and the legal names there (for the strict pass); names null: no `=>`. */
-  private rejected: { step: number; key: string; names: string[] | null } | null = null;
+  /**
+   * The step at which a name was rejected, and the legal names there (for the strict pass); names null: what ended
+   * an arrow parameter kept no `=>` next (`arrowEnd`: after its `=`).
+   */
+  private rejected: { step: number; key: string; names: string[] | null; arrowEnd?: boolean } | null = null;
 
   constructor(
     private readonly prefix: string,
@@ -110,8 +117,8 @@ export class ScopeNamesMonitor implements Monitor {
     const text = this.prefix + state.text;
     if (state.strict && this.rejected?.step === state.step) {
       this.stats.maskedSteps++;
-      const { key, names } = this.rejected;
-      return names ? this.strictMask(key, names) : this.starts.arrow;
+      const { key, names, arrowEnd } = this.rejected;
+      return names ? this.strictMask(key, names) : arrowEnd ? this.starts.arrowEnd : this.starts.arrow;
     }
     const site = nameSite(text);
     if (!site || site.typed === '') return null;
@@ -127,9 +134,13 @@ export class ScopeNamesMonitor implements Monitor {
     if (param !== null) {
       // an arrow parameter's name, let through: what ends it must keep `=>` next
       const written = new TextDecoder().decode(bytes);
-      if (param.blank === '' && /^[\w$]/.test(written)) return false; // the name goes on
-      if (leadsToArrow(param.blank + written)) return false;
-      this.rejected = { step: state.step, key: '', names: null };
+      if (param.eq) {
+        if (written.startsWith('>')) return false;
+      } else {
+        if (param.blank === '' && /^[\w$]/.test(written)) return false; // the name goes on
+        if (leadsToArrow(param.blank + written)) return false;
+      }
+      this.rejected = { step: state.step, key: '', names: null, arrowEnd: param.eq };
       return true;
     }
     const at = this.starts.nameAt[token]!;
@@ -175,12 +186,15 @@ export class ScopeNamesMonitor implements Monitor {
     return names ? settleName(names, site!.typed, text.length) : null;
   }
 
-  /** The arrow parameter `text` ends in (its name, then only blanks), if one was let through; else null. */
-  private pendingParam(text: string): { start: number; blank: string } | null {
+  /**
+   * The arrow parameter `text` ends in (its name, then only blanks, then perhaps the `=` of `=>`), if one was let
+   * through; else null.
+   */
+  private pendingParam(text: string): { start: number; blank: string; eq: boolean } | null {
     if (this.provisional === null) return null;
-    const m = /([A-Za-z_$][\w$]*)([ \t]*)$/.exec(text);
+    const m = /([A-Za-z_$][\w$]*)([ \t]*)(=?)$/.exec(text);
     if (!m || m.index !== this.provisional) return null;
-    return { start: m.index, blank: m[2]! };
+    return { start: m.index, blank: m[2]!, eq: m[3] === '=' };
   }
 
   private strictMask(key: string, names: string[]): Uint32Array {
