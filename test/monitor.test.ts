@@ -175,6 +175,16 @@ describe('call-arity monitor', () => {
     expect(off.errors).toBeGreaterThan(0); // the eager model closes at once without monitors
   });
 
+  it('no call written whole in one token (`();`) that misses the required arguments', async () => {
+    // the `(` is inside the token: no text ends in `(` for the step-by-step mask to see
+    const prefix = HEADER + `export function f(acc: Account) {\n  acc.withdraw`;
+    const on = await arityErrors(prefix, '\n}\n', eager(/^\(\);$/, 50), true);
+    const off = await arityErrors(prefix, '\n}\n', eager(/^\(\);$/, 50), false);
+    expect(on.judged).toBeGreaterThan(2);
+    expect(on.errors).toBe(0);
+    expect(off.errors).toBeGreaterThan(0);
+  });
+
   it('no extra argument when no overload takes one', async () => {
     const prefix = HEADER + `export function f(acc: Account) {\n  acc.withdraw(1`;
     // A model that wants a second argument (`1, 2)`; `1,)` would be a legal trailing comma): after a digit it wants
@@ -503,6 +513,19 @@ describe('scope-names monitor: a name that starts an expression is one the check
       expect(r.raw, r.raw).toMatch(/^\s*z\s*=>/);
       const off = await engine.complete({ prefix, suffix: ');\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', monitorKinds: { 'scope-names': false }, processors: [eager], verify: false });
       expect(off.raw).toMatch(/^\s*z\s*=[^>]/);
+      // and after the `=>` a body begins: not the `)` the model wants (`z =>)` is a syntax error)
+      const [gt, close] = [id('>'), id(')')];
+      const closing: LogitsProcessor = {
+        process(logits, state) {
+          const want = state.text === '' ? z : state.text.endsWith('z') ? eq : state.text.endsWith('=') ? gt : close;
+          logits[want] = logits[want]! + 50;
+          return false;
+        },
+      };
+      const body = await engine.complete({ prefix, suffix: ');\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', processors: [closing], verify: false });
+      expect(body.raw, body.raw).toMatch(/^\s*z\s*=>\s*[^\s)]/);
+      const unchecked = await engine.complete({ prefix, suffix: ');\n}\n', filePath: FILE, workspace, maxTokens: 6, stop: 'line', monitorKinds: { 'scope-names': false }, processors: [closing], verify: false });
+      expect(unchecked.raw).toMatch(/^\s*z\s*=>\)/);
     } finally {
       engine.dispose();
     }

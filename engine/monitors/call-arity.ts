@@ -4,7 +4,9 @@
  * no overload takes one: then `)` is the only continuation and is forced (appended without a model step).
  *
  * State from the text each step: the call whose argument list the text ends in, the commas written and whether the
- * current argument is empty. The signatures come from the oracle once per call site. Tokens are judged by their
+ * current argument is empty. A token that opens the call and goes on inside it (`()`, `();`, `(x)`: BPE writes the
+ * commonest calls as one token) is judged after it is sampled, against the same signatures: `remove()` where
+ * `remove` needs an argument is TS2554 as surely as a `)` alone would be. The signatures come from the oracle once per call site. Tokens are judged by their
  * bracket profile, precomputed once per vocabulary: whether their running bracket depth goes below zero (they close
  * the call: `)`, `))`, `);`) and whether they write a comma at depth zero (`, `, `),` does not: it closes first).
  */
@@ -26,13 +28,18 @@ export class BracketProfiles {
   readonly minDepth: Int8Array;
   readonly commaDepths: Uint8Array;
   readonly firstSolid: Uint8Array;
+  /** Tokens that do not open a parenthesis and go on after it in the same token (`(`, `foo(` and `x` are in). */
+  readonly noInnerCall: Uint32Array;
 
   constructor(tok: TextTokenizer) {
     this.minDepth = new Int8Array(tok.vocabSize);
     this.commaDepths = new Uint8Array(tok.vocabSize);
     this.firstSolid = new Uint8Array(tok.vocabSize);
+    this.noInnerCall = new Uint32Array(Math.ceil(tok.vocabSize / 32));
     for (let id = 0; id < tok.vocabSize; id++) {
       const b = tok.tokenBytes(id);
+      const paren = b.indexOf(0x28);
+      if (paren < 0 || paren === b.length - 1) this.noInnerCall[id >>> 5]! |= 1 << (id & 31);
       let depth = 0;
       let min = 0;
       let commas = 0;
@@ -79,6 +86,8 @@ export class CallArityMonitor implements Monitor {
   readonly kind = 'call-arity';
   readonly stats = emptyStats();
   private readonly shapes = new Answers<CallShape>(this.stats);
+  /** The step at which a token that opens a call and goes on in it was rejected (its strict pass: `(` alone). */
+  private rejectedAt = -1;
 
   constructor(
     private readonly prefix: string,
@@ -102,6 +111,10 @@ export class CallArityMonitor implements Monitor {
   }
 
   allowed(state: DecodeState): Uint32Array | null {
+    if (state.strict && this.rejectedAt === state.step) {
+      this.stats.maskedSteps++;
+      return this.profiles.noInnerCall;
+    }
     const text = this.prefix + state.text;
     const site = openCall(text);
     if (!site || site.spread) return null;
@@ -120,9 +133,67 @@ export class CallArityMonitor implements Monitor {
     return this.profiles.allowedWithout((forbidClose ? FORBID_CLOSE : 0) | (forbidComma ? FORBID_COMMA : 0));
   }
 
+  reject(_token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean> {
+    const written = new TextDecoder().decode(bytes);
+    const paren = written.indexOf('(');
+    if (paren < 0 || paren === written.length - 1) return false;
+    const opened = this.prefix + state.text + written.slice(0, paren + 1);
+    const site = openCall(opened);
+    if (!site || site.open !== opened.length - 1) return false;
+    const inside = argumentsIn(written.slice(paren + 1));
+    if (!inside) return false;
+    const judge = (shape: CallShape | null) => {
+      if (!shape || !breaksArity(inside, shape)) return false;
+      this.rejectedAt = state.step;
+      return true;
+    };
+    const known = this.shapes.get(site.open);
+    if (known !== undefined) return judge(known);
+    return this.shapes.ask(site.open, () => this.oracle(opened + this.suffix, site.open + 1)).then(judge);
+  }
+
   private takesNone(site: OpenCall): boolean {
     return !site.spread && site.commas === 0 && site.currentEmpty && this.shapes.get(site.open)?.maxArgs === 0;
   }
+}
+
+/** What a token writes inside the call it opens: top-level commas, whether it closes it, and with how many arguments. */
+interface Inside {
+  commas: number;
+  closes: boolean;
+  /** Arguments with text (the last one counts only if it has any). */
+  args: number;
+  /** Whether anything but blanks is written in the list. */
+  any: boolean;
+}
+
+/** Reads `s`, written just after a call's `(`; null where it cannot judge (a quote, a spread, a comment). */
+function argumentsIn(s: string): Inside | null {
+  if (/["'`]|\.\.\.|\/[/*]/.test(s)) return null;
+  let depth = 0;
+  let commas = 0;
+  let current = false;
+  let any = false;
+  for (const c of s) {
+    if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') {
+      if (--depth < 0) return { commas, closes: true, args: commas + (current ? 1 : 0), any };
+    } else if (c === ',' && depth === 0) {
+      commas++;
+      current = false;
+      any = true;
+      continue;
+    }
+    if (!/\s/.test(c)) current = any = true;
+  }
+  return { commas, closes: false, args: commas + (current ? 1 : 0), any };
+}
+
+/** Whether what a token writes in the call cannot fit any of its signatures. */
+function breaksArity(inside: Inside, shape: CallShape): boolean {
+  if (shape.maxArgs === 0 && inside.any) return true;
+  if (inside.commas + 1 > shape.maxArgs && inside.commas > 0) return true;
+  return inside.closes && inside.args < shape.minArgs;
 }
 
 interface OpenCall {

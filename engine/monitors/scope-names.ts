@@ -54,14 +54,20 @@ export class NameStarts {
   readonly nameAt: Int16Array;
   /** The tokens that may follow an arrow function's parameter name: blanks, `=`, or `=>` and more (after blanks). */
   readonly arrow: Uint32Array;
-  /** The tokens that may follow its `=`: those that start with `>`. */
+  /** The tokens that may follow its `=`: those that start with `>` (and then may begin the body). */
   readonly arrowEnd: Uint32Array;
+  /** The tokens that may begin an arrow's body right after its `=>` (see beginsBody). */
+  readonly body: Uint32Array;
+  /** The tokens that go on with a name (they start with a letter, a digit, `_` or `$`). */
+  readonly nameGoesOn: Uint32Array;
 
   constructor(tok: TextTokenizer) {
     const words = Math.ceil(tok.vocabSize / 32);
     this.noName = new Uint32Array(words);
     this.arrow = new Uint32Array(words);
     this.arrowEnd = new Uint32Array(words);
+    this.body = new Uint32Array(words);
+    this.nameGoesOn = new Uint32Array(words);
     this.nameAt = new Int16Array(tok.vocabSize).fill(-1);
     for (let id = 0; id < tok.vocabSize; id++) {
       const b = tok.tokenBytes(id);
@@ -69,7 +75,10 @@ export class NameStarts {
       if (at >= 0) this.nameAt[id] = at;
       else this.noName[id >>> 5]! |= 1 << (id & 31);
       if (b.length > 0 && leadsToArrow(new TextDecoder().decode(b))) this.arrow[id >>> 5]! |= 1 << (id & 31);
-      if (b[0] === 0x3e) this.arrowEnd[id >>> 5]! |= 1 << (id & 31);
+      const s = new TextDecoder().decode(b);
+      if (b[0] === 0x3e && beginsBody(s.slice(1))) this.arrowEnd[id >>> 5]! |= 1 << (id & 31);
+      if (b.length > 0 && beginsBody(s)) this.body[id >>> 5]! |= 1 << (id & 31);
+      if (/^[\w$]/.test(s)) this.nameGoesOn[id >>> 5]! |= 1 << (id & 31);
     }
   }
 }
@@ -84,11 +93,24 @@ function firstNameAt(b: Uint8Array): number {
   return -1;
 }
 
-/** Whether `s`, written right after a name, keeps `=>` possible next: blanks only, `=`, or `=>` (after blanks). */
+/**
+ * Whether `s`, written right after a name, keeps `=>` possible next: blanks only, `=`, or `=>` (after blanks) and
+ * then what may begin the arrow's body.
+ */
 function leadsToArrow(s: string): boolean {
   const t = s.replace(/^[ \t]+/, '');
-  return t === '' || t === '=' || t.startsWith('=>');
+  return t === '' || t === '=' || (t.startsWith('=>') && beginsBody(t.slice(2)));
 }
+
+/** Whether `s` may begin an arrow function's body (or is blank): not a closer, a separator or an operator's tail. */
+function beginsBody(s: string): boolean {
+  return !/^\s*[)\]},;:>=.?|&*/%]/.test(s);
+}
+
+/** Words that cannot name a parameter (reserved, in strict mode too: modules are strict). */
+const RESERVED = new Set(
+  'break case catch class const continue debugger default delete do else enum export extends false finally for function if import in instanceof new null return super switch this throw true try typeof var void while with yield let static implements interface package private protected public await'.split(' '),
+);
 
 export class ScopeNamesMonitor implements Monitor {
   readonly kind = 'scope-names';
@@ -103,7 +125,7 @@ export class ScopeNamesMonitor implements Monitor {
    * The step at which a name was rejected, and the legal names there (for the strict pass); names null: what ended
    * an arrow parameter kept no `=>` next (`arrowEnd`: after its `=`).
    */
-  private rejected: { step: number; key: string; names: string[] | null; arrowEnd?: boolean } | null = null;
+  private rejected: { step: number; key: string; names: string[] | null; arrowEnd?: boolean; more?: boolean } | null = null;
 
   constructor(
     private readonly prefix: string,
@@ -117,8 +139,16 @@ export class ScopeNamesMonitor implements Monitor {
     const text = this.prefix + state.text;
     if (state.strict && this.rejected?.step === state.step) {
       this.stats.maskedSteps++;
-      const { key, names, arrowEnd } = this.rejected;
-      return names ? this.strictMask(key, names) : arrowEnd ? this.starts.arrowEnd : this.starts.arrow;
+      const { key, names, arrowEnd, more } = this.rejected;
+      return names ? this.strictMask(key, names) : more ? this.starts.nameGoesOn : arrowEnd ? this.starts.arrowEnd : this.starts.arrow;
+    }
+    if (this.provisional !== null) {
+      // just after a let-through parameter's `=>`: the body must begin (`value =>)` is a syntax error)
+      const arrow = /([A-Za-z_$][\w$]*)[ \t]*=>[ \t]*$/.exec(text);
+      if (arrow?.index === this.provisional) {
+        this.stats.maskedSteps++;
+        return this.starts.body;
+      }
     }
     const site = nameSite(text);
     if (!site || site.typed === '') return null;
@@ -135,10 +165,16 @@ export class ScopeNamesMonitor implements Monitor {
       // an arrow parameter's name, let through: what ends it must keep `=>` next
       const written = new TextDecoder().decode(bytes);
       if (param.eq) {
-        if (written.startsWith('>')) return false;
+        if (written.startsWith('>') && beginsBody(written.slice(1))) return false;
       } else {
         if (param.blank === '' && /^[\w$]/.test(written)) return false; // the name goes on
-        if (leadsToArrow(param.blank + written)) return false;
+        // a reserved word names no parameter (`add(package`): only more of the name may follow
+        const reserved = param.blank === '' && RESERVED.has(text.slice(param.start));
+        if (!reserved && leadsToArrow(param.blank + written)) return false;
+        if (reserved) {
+          this.rejected = { step: state.step, key: '', names: null, more: true };
+          return true;
+        }
       }
       this.rejected = { step: state.step, key: '', names: null, arrowEnd: param.eq };
       return true;
@@ -158,7 +194,7 @@ export class ScopeNamesMonitor implements Monitor {
       // a name that the token finishes (more follows it in the token) must be legal; else it must lead to one
       const finished = ident.length < written.length;
       if (finished ? names.includes(ident) : names.some((n) => n.startsWith(ident))) return false;
-      if (answer.arrowParams && (!finished || leadsToArrow(written.slice(ident.length)))) {
+      if (answer.arrowParams && !(finished && RESERVED.has(ident)) && (!finished || leadsToArrow(written.slice(ident.length)))) {
         this.provisional = start;
         return false;
       }
