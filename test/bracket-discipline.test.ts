@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BracketDisciplineMonitor, BracketTokens } from '../engine/monitors/bracket-discipline.js';
 import { EndingTokens, LineEndMonitor } from '../engine/monitors/line-end.js';
-import { knownSyntax } from '../engine/postprocess/bracket-lexer.js';
+import { endsInCode, knownSyntax } from '../engine/postprocess/bracket-lexer.js';
 import { isAllowed } from '../engine/decode/mask/token-mask.js';
 import type { TextTokenizer } from '../engine/tokenizer/types.js';
 import { Engine } from '../engine/engine.js';
@@ -180,5 +180,21 @@ describe('in the decode loop (tiny random model, TypeScript parser)', () => {
     expect(off.raw).toMatch(/^\w+$/); // the member, then the line break
     expect(on.raw.startsWith(off.raw)).toBe(true);
     expect(on.raw.length).toBeGreaterThan(off.raw.length); // refused there: the model went on writing the line
+  });
+});
+
+describe('endsInCode: the prefix alone says whether its end is in code', () => {
+  const ts = knownSyntax('a.ts')!;
+  it.each([
+    ['const s = `id ${d[acc.', true],
+    ['const s = `id ${d[acc.x]} and ', false],
+    ['const s = "abc', false],
+    ['const s = "abc" + acc.', true],
+    ['// acc.', false],
+    ['/* acc.', false],
+    ['/* x */ acc.', true],
+    ["const r = /a'b/.test(s) && acc.", true],
+  ])('%j: %s', (prefix, code) => {
+    expect(endsInCode(prefix, ts)).toBe(code);
   });
 });

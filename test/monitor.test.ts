@@ -269,6 +269,31 @@ function eagerFor(engine: Engine, pick: (bytes: Uint8Array) => boolean): LogitsP
   };
 }
 
+describe('a member inside a template substitution the line leaves open', () => {
+  it('is monitored although a parse of the whole document reads template text there', async () => {
+    const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
+    try {
+      // the next line's backtick closes the cursor line's template: tree-sitter reads `d[acc.` as template text
+      const prefix = HEADER + 'export function f(acc: Account, d: Record<string, string>) {\n  const s = `id ${d[acc.';
+      const suffix = '\n  return `done`;\n}\n';
+      const members = oracle.members(FILE, prefix + suffix, prefix.length)!;
+      expect(members).toContain('balance');
+      let judged = 0;
+      for (let seed = 0; seed < 4; seed++) {
+        const r = await engine.complete({ prefix, suffix, filePath: FILE, workspace, maxTokens: 8, stop: 'line', temperature: 1, seed, verify: false });
+        expect(r.monitor.triggers).toBeGreaterThan(0);
+        const m = /^[A-Za-z_$][\w$]*/.exec(r.raw);
+        if (!m || (r.stopReason === 'max-tokens' && m[0] === r.raw)) continue;
+        expect(members, r.raw).toContain(m[0]);
+        judged++;
+      }
+      expect(judged).toBeGreaterThan(0);
+    } finally {
+      engine.dispose();
+    }
+  });
+});
+
 describe('the dot inside a token (Qwen2 spells `acc.balance` as `acc` `.balance`)', () => {
   it('a model eager to write `.something` after a receiver only writes legal members', async () => {
     const engine = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });

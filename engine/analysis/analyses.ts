@@ -7,6 +7,7 @@
  * and regexes monitors stay off, and a language server is not bothered.
  */
 import path from 'node:path';
+import { endsInCode, knownSyntax } from '../postprocess/bracket-lexer.js';
 import { defaultLanguageServers, typescriptNativeServer } from './language-servers.js';
 import { LspOracle, type LanguageServerConfig } from './lsp-oracle.js';
 import type { CallShape, TypeOracle } from './oracle.js';
@@ -84,7 +85,11 @@ export class Analyses {
     );
     if (!oracle) return null;
     const syntax = this.syntaxFor(file, languageId);
-    const isCode = (text: string, offset: number) => !syntax || syntax.isCode(text, offset);
+    // Tree-sitter reads the whole shadow document, and a line the cursor leaves open can make it misread the point
+    // (`${dict[issue.` followed by the next line's template: it sees template text). Where the bracket lexer knows
+    // the language, the prefix alone has the last word when tree-sitter says no.
+    const lexed = knownSyntax(file);
+    const isCode = (text: string, offset: number) => !syntax || syntax.isCode(text, offset) || (lexed !== null && endsInCode(text.slice(0, offset), lexed));
     const gated: TypeOracle = {
       name: oracle.name,
       members: (f: string, text: string, offset: number) => (isCode(text, offset) ? oracle.members(f, text, offset) : null),

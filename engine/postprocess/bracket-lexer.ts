@@ -231,6 +231,16 @@ export function lexPrefix(prefix: string, syn: Syntax): LexState {
   return st;
 }
 
+/**
+ * Whether the end of `prefix` is in code: not in a comment, a string or a template's text (inside a template's `${ }`
+ * is code). What comes before a point decides this, so unlike a parse of the whole document it cannot be misled
+ * by what follows (a template left open on the cursor's line, closed by the next line's backtick).
+ */
+export function endsInCode(prefix: string, syn: Syntax): boolean {
+  const st = lexPrefix(cursorWindow(prefix).prefix, syn);
+  return st.comment === null && (st.stack.at(-1)?.quote ?? null) === null;
+}
+
 export function copy(st: LexState): LexState {
   return { stack: [...st.stack], comment: st.comment };
 }
