@@ -47,6 +47,9 @@ describe('balanceBrackets: a finished completion gets the closers of what it ope
   it.each([
     ['a call inside an auto-closed call', 'foo(█)', 'bar(x', 'foo(bar(x))'],
     ['a call at the end of a line', 'const a = █\n', 'foo(1, 2', 'const a = foo(1, 2)\n'],
+    ['an argument list left empty is not guessed closed', 'const a = █\n', 'Object.create(', 'const a = Object.create\n'],
+    ['nor an array left empty inside a call', 'const a = █\n', 'foo(1, [ ', 'const a = foo(1,)\n'],
+    ['a block left empty still is', 'if (x) █\n', '{', 'if (x) {\n}\n'],
     ['nested, innermost first', 'const a = █\n', 'foo(1, [2, {b: 3', 'const a = foo(1, [2, {b: 3}])\n'],
     ['before a trailing semicolon', 'const a = █\n', 'foo(1, 2;', 'const a = foo(1, 2);\n'],
     ['nested before a trailing semicolon', 'const a = █\n', 'foo(bar(1;', 'const a = foo(bar(1));\n'],

@@ -19,7 +19,8 @@
  *     deleted an opener): nothing to do. Otherwise:
  *     - a completion that ended on its own (end of line or block, end of sequence) gets the closers appended,
  *       innermost first: inline (`foo(a` -> `foo(a)`, before a trailing `;`) or, for a bracket that ended its line,
- *       on a line of its own at its line's indentation;
+ *       on a line of its own at its line's indentation; but a `(` or `[` it opened last and left empty is cut off
+ *       (`foo(` -> `foo`): what goes inside was to come on the next lines, and an empty list is a guess;
  *     - a completion cut by the token limit is cut back instead: to the last line end where only such block
  *       brackets are open (which are then closed on lines of their own), else before its first unclosed opener.
  * Strings, comments and template literals are lexed per language (by file extension), so brackets inside them do
@@ -94,6 +95,10 @@ export function balanceBrackets(text: string, ctx: BalanceContext): Balanced {
   // a block opened at the end of the line whose body is already below (the next line is indented deeper): neither
   // it nor what encloses it on this line (`forEach((x) => {`) is closed here: the lines below go on inside them
   if (isBlock(open[open.length - 1]!, lines) && bodyBelow(linePrefix + text, suffix)) return { text, replace };
+  // an argument list or array opened last and left empty at the end (`Object.create(` ending the line): the model
+  // meant to go on below; closing it empty, or on a line of its own, is a guess (`create(\n)` is TS2554): not shown
+  const last = open[open.length - 1]!;
+  if (finished && last.close !== '}' && !last.quote && text.slice(last.at + 1).trim() === '') return balanceBrackets(text.slice(0, last.at).trimEnd(), ctx);
   if (finished && scan.end.comment === null) return { text: closeAll(text, open, lines), replace };
   if (finished && scan.commentAt !== null) {
     // ended in a comment: the closers cannot go after it on its line; the comment goes
