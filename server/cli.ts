@@ -38,7 +38,8 @@ const USAGE = `usage:
                (refuses requests whose Host is not the address served, and requests from web pages unless
                --allow-origin names the page's exact origin, e.g. https://app.example; repeatable)
   mgd model info DIR|ORG/NAME [--json]
-  mgd model pull ORG/NAME [--revision R] [--json]   (into the Hugging Face cache, resumable, sha256-checked)
+  mgd model pull ORG/NAME [--revision R] [--json]   (into the Hugging Face cache, resumable, sha256-checked;
+               --json: the result on stdout, progress as JSON lines on stderr)
   mgd model list [--json]   (models in the Hugging Face cache and their size)
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
   mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
@@ -270,7 +271,16 @@ async function model(args: string[], out: Out): Promise<number> {
     const r = await pullModel(positionals[0]!, {
       revision: values.revision,
       onProgress: (p) => {
-        if (!p.file || (!tty && p.done < p.total)) return;
+        if (!p.file) return;
+        if (values.json) {
+          // machine-readable progress on stderr (the result stays alone on stdout): the extension's progress bar
+          const now = Date.now();
+          if (p.done < p.total && now - last < 250) return;
+          last = now;
+          process.stderr.write(JSON.stringify({ progress: true, file: p.file, done: p.done, total: p.total, files: p.files, of: p.of }) + '\n');
+          return;
+        }
+        if (!tty && p.done < p.total) return;
         const now = Date.now();
         if (tty && p.done < p.total && now - last < 100) return;
         last = now;

@@ -231,3 +231,54 @@ describe('client/src/contract.ts', () => {
     expect(Object.keys(newRunner().stats)).toContain('accepted');
   });
 });
+
+describe('client/src/contract.ts: the model picker and the status bar', () => {
+  const models: contract.CachedModel[] = [
+    { id: 'Qwen/Qwen2.5-Coder-1.5B', bytes: 3_100_000_000, refs: { main: 'abc' }, snapshots: ['abc'] },
+    { id: 'Qwen/Qwen2.5-Coder-0.5B', bytes: 990_000_000, refs: { main: 'def' }, snapshots: ['def'] },
+  ];
+
+  it('lists the embedded model, the cached ones sorted with their size, then pull and folder', () => {
+    const picks = contract.modelPicks(models, '');
+    expect(picks.map((p) => p.kind)).toEqual(['model', 'model', 'model', 'pull', 'folder']);
+    expect(picks.filter((p) => p.kind === 'model').map((p) => (p as { value: string }).value)).toEqual(['', 'Qwen/Qwen2.5-Coder-0.5B', 'Qwen/Qwen2.5-Coder-1.5B']);
+    expect(picks[1]!.description).toContain('990 MB');
+    expect(picks[2]!.description).toContain('3.1 GB');
+    expect(picks.filter((p) => p.kind === 'model' && p.current).map((p) => p.label)).toEqual(['Embedded model']);
+  });
+
+  it('marks the current model (a revision too), and keeps a current path choosable', () => {
+    const byId = contract.modelPicks(models, 'Qwen/Qwen2.5-Coder-1.5B@main');
+    expect(byId.filter((p) => p.kind === 'model' && p.current).map((p) => p.label)).toEqual(['Qwen/Qwen2.5-Coder-1.5B']);
+    const byPath = contract.modelPicks(models, '/models/mine');
+    const current = byPath.filter((p) => p.kind === 'model' && p.current);
+    expect(current).toEqual([{ kind: 'model', label: '/models/mine', description: 'the current setting', value: '/models/mine', current: true }]);
+  });
+
+  it('takes ids as `mgd model pull` does', () => {
+    expect(contract.parseModelIdInput(' Qwen/Qwen2.5-Coder-0.5B ')).toBe('Qwen/Qwen2.5-Coder-0.5B');
+    expect(contract.parseModelIdInput('org/name@v1.0')).toBe('org/name@v1.0');
+    for (const bad of ['', 'qwen', '/abs/path', 'a/b/c', '../x/y', 'org/name with space']) expect(contract.parseModelIdInput(bad), bad).toBeNull();
+  });
+
+  it('reads the pull progress lines and nothing else', () => {
+    expect(contract.parsePullProgress('{"progress":true,"file":"model.safetensors","done":5,"total":10,"files":1,"of":4}')).toEqual({ file: 'model.safetensors', done: 5, total: 10, files: 1, of: 4 });
+    for (const other of ['mgd: Qwen/x is gated', '{"id":"Qwen/x"}', 'not json', '{"progress":true,"file":3}']) expect(contract.parsePullProgress(other), other).toBeNull();
+  });
+
+  it('names the model and backend once ready, and nothing before the model loads', () => {
+    const label = contract.readyLabel({ model: { name: 'Qwen/Qwen2.5-Coder-0.5B', dir: '/x' }, backend: { name: 'onnx', device: 'cpu (2 threads)', weights: 'q8' } });
+    expect(label).toEqual({ text: 'Qwen2.5-Coder-0.5B · onnx q8', tooltip: 'model Qwen/Qwen2.5-Coder-0.5B on onnx q8 (cpu (2 threads))' });
+    expect(contract.readyLabel({ model: null, backend: null })).toBeNull();
+    expect(contract.readyLabel(null)).toBeNull();
+  });
+
+  it('runs the CLI with the server\'s runtime', () => {
+    const host = { nodeOnPath: '/usr/bin/node', execPath: '/opt/code/code', env: {} };
+    const cli = contract.cliCommand(DEFAULTS, '/srv/mgd', host, ['model', 'list', '--json']);
+    const server = serverCommand(DEFAULTS, '/srv/mgd', host);
+    expect(cli.command).toBe(server.command);
+    expect(cli.args).toEqual([path.join('/srv/mgd', 'bin', 'mgd.js'), 'model', 'list', '--json']);
+    expect(server.args.slice(1)).toEqual(['serve', '--stdio']);
+  });
+});

@@ -3,6 +3,7 @@
  * file list, resolve URLs with ETags (sha256 for LFS files) and range requests. An interrupted download resumes, a
  * tampered one is rejected, and the pulled model loads by its id from the cache layout huggingface_hub uses.
  */
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -14,6 +15,7 @@ import { cachedSnapshot, listCachedModels, parseModelId, pullModel, resolveModel
 import { openModelDir } from '../engine/model/directory.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
 import { Engine } from '../engine/engine.js';
+import { parsePullProgress } from '../client/src/contract.js';
 
 const COMMIT = 'c0ffee'.padEnd(40, '0');
 const source = ensureFixtureModel('tiny');
@@ -140,6 +142,23 @@ describe('mgd model pull against a local hub', () => {
     expect(fs.readdirSync(path.join(dir, 'blobs')).filter((b) => b.length === 64)).toEqual([]); // no safetensors blob
     expect(fs.existsSync(path.join(dir, 'refs', 'main'))).toBe(false);
     expect(cachedSnapshot({ repo: 'org/tiny', revision: 'main' }, cache)).toBeNull();
+  });
+
+  it('`mgd model pull --json`: the result alone on stdout, progress as JSON lines on stderr (what the extension reads)', async () => {
+    const cache = path.join(tmp, 'cli');
+    const child = spawn(process.execPath, [path.resolve(import.meta.dirname, '../bin/mgd.js'), 'model', 'pull', 'org/tiny', '--json'], { env: { ...process.env, ...env, HF_HUB_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    expect(await new Promise((resolve) => child.on('close', resolve)), stderr).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ id: 'org/tiny', commit: COMMIT });
+    const events = stderr.split('\n').filter(Boolean).map(parsePullProgress);
+    expect(events.length).toBeGreaterThan(0);
+    expect(events.every((e) => e !== null)).toBe(true);
+    // every file the pull fetched is reported finished
+    const finished = new Set(events.filter((e) => e!.done === e!.total).map((e) => e!.file));
+    expect(finished.has('model.safetensors')).toBe(true);
   });
 
   it('says in one line what is wrong: unknown id, gated without a token, no network, offline', async () => {

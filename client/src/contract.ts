@@ -38,6 +38,7 @@ export const COMMANDS = {
   'mgd.showStats': 'Show Statistics',
   'mgd.restartServer': 'Restart Server',
   'mgd.showLog': 'Show Log',
+  'mgd.selectModel': 'Select Model',
 } as const;
 
 export type CommandId = keyof typeof COMMANDS;
@@ -63,7 +64,7 @@ export interface ExtensionSettings {
   monitorKinds: Record<MonitorKind, boolean>;
   /** Repository-context budget in tokens; null: the server's default. */
   contextTokens: number | null;
-  /** A model directory; empty for the embedded model. */
+  /** A model directory, a Hugging Face id (`ORG/NAME[@REV]`) or empty for the embedded model. */
   model: string;
   weights: Weights;
   /** 0: every core. */
@@ -154,11 +155,24 @@ export interface ServerCommand {
  * `node <server>/bin/mgd.js serve --stdio [--model DIR] [--weights W] [--threads N]`. The runtime is the configured
  * nodePath, else `node` on PATH, else the editor's own executable run as Node (ELECTRON_RUN_AS_NODE).
  */
-export function serverCommand(s: ExtensionSettings, serverDir: string, host: { nodeOnPath: string | null; execPath: string; env: NodeJS.ProcessEnv }): ServerCommand {
-  const args = [path.join(serverDir, 'bin', 'mgd.js'), 'serve', '--stdio'];
+export function serverCommand(s: ExtensionSettings, serverDir: string, host: RuntimeHost): ServerCommand {
+  const args = ['serve', '--stdio'];
   if (s.model) args.push('--model', s.model);
   if (s.weights !== DEFAULTS.weights) args.push('--weights', s.weights);
   if (s.threads > 0) args.push('--threads', String(s.threads));
+  return cliCommand(s, serverDir, host, args);
+}
+
+/** Where the extension runs: what it needs to choose the Node runtime. */
+export interface RuntimeHost {
+  nodeOnPath: string | null;
+  execPath: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** `node <server>/bin/mgd.js ARGS...` with the runtime serverCommand chooses (`model list --json`, `model pull`). */
+export function cliCommand(s: ExtensionSettings, serverDir: string, host: RuntimeHost, cliArgs: string[]): ServerCommand {
+  const args = [path.join(serverDir, 'bin', 'mgd.js'), ...cliArgs];
   const env = { ...host.env };
   if (s.nodePath) return { command: s.nodePath, args, env, runtime: `mgd.nodePath (${s.nodePath})` };
   if (host.nodeOnPath) return { command: host.nodeOnPath, args, env, runtime: `node on PATH (${host.nodeOnPath})` };
@@ -189,4 +203,75 @@ export function formatStats(stats: ServerStats): string {
   walk(stats, '');
   if (lines.length === 0) return 'no statistics yet';
   return lines.sort().join('\n');
+}
+
+/** A model in the Hugging Face cache, as `mgd model list --json` lists it (engine/model/hub.ts). */
+export interface CachedModel {
+  id: string;
+  bytes: number;
+  refs: Record<string, string>;
+  snapshots: string[];
+}
+
+/** A choice of the Select Model command: a model (the value for `mgd.model`, '' for the embedded one) or an action. */
+export type ModelPick =
+  | { kind: 'model'; label: string; description: string; value: string; current: boolean }
+  | { kind: 'pull' | 'folder'; label: string; description: string };
+
+/**
+ * The Select Model list: the embedded model, each cached model (with its size; the current one marked), then
+ * pulling a model by id and choosing a folder. `current` is the `mgd.model` setting.
+ */
+export function modelPicks(models: readonly CachedModel[], current: string): ModelPick[] {
+  const base = current.replace(/@[^/]*$/, '');
+  const picks: ModelPick[] = [{ kind: 'model', label: 'Embedded model', description: 'mgd-coder-30m, a small demo model', value: '', current: current === '' }];
+  for (const m of [...models].sort((a, b) => a.id.localeCompare(b.id))) {
+    picks.push({ kind: 'model', label: m.id, description: `${formatBytes(m.bytes)} in the Hugging Face cache`, value: m.id, current: base === m.id });
+  }
+  // a path (or an id no longer cached) that is set now stays choosable
+  if (current !== '' && !picks.some((p) => p.kind === 'model' && p.current)) picks.push({ kind: 'model', label: current, description: 'the current setting', value: current, current: true });
+  picks.push({ kind: 'pull', label: 'Pull a model by Hugging Face id…', description: 'e.g. Qwen/Qwen2.5-Coder-0.5B' });
+  picks.push({ kind: 'folder', label: 'Choose a model folder…', description: 'config.json, tokenizer.json, *.safetensors' });
+  return picks;
+}
+
+/** `ORG/NAME` or `ORG/NAME@REV`, as `mgd model pull` takes it; null if `s` is not one. */
+export function parseModelIdInput(s: string): string | null {
+  const t = s.trim();
+  return /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(?:@[\w./-]+)?$/.test(t) ? t : null;
+}
+
+/** One progress event of `mgd model pull --json` (a line of its stderr), or null for any other line. */
+export interface PullProgress {
+  file: string;
+  done: number;
+  total: number;
+  files: number;
+  of: number;
+}
+
+export function parsePullProgress(line: string): PullProgress | null {
+  try {
+    const p = JSON.parse(line) as Partial<PullProgress> & { progress?: unknown };
+    if (p.progress !== true || typeof p.file !== 'string' || typeof p.done !== 'number' || typeof p.total !== 'number') return null;
+    return { file: p.file, done: p.done, total: p.total, files: Number(p.files) || 0, of: Number(p.of) || 0 };
+  } catch {
+    return null;
+  }
+}
+
+/** What the status bar names once the server is ready: the model and the backend, from `mgd/stats`. */
+export function readyLabel(stats: ServerStats | null): { text: string; tooltip: string } | null {
+  const model = stats?.model as { name?: unknown } | null | undefined;
+  const backend = stats?.backend as { name?: unknown; device?: unknown; weights?: unknown } | null | undefined;
+  if (!model || typeof model.name !== 'string') return null;
+  const short = model.name.split('/').pop()!;
+  const on = backend && typeof backend.name === 'string' ? `${backend.name}${typeof backend.weights === 'string' ? ` ${backend.weights}` : ''}` : '';
+  const device = backend && typeof backend.device === 'string' ? ` (${backend.device})` : '';
+  return { text: on ? `${short} · ${on}` : short, tooltip: `model ${model.name}${on ? ` on ${on}${device}` : ''}` };
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  return `${Math.max(1, Math.round(n / 1e6))} MB`;
 }

@@ -4,6 +4,7 @@
  */
 import * as vscode from 'vscode';
 import { ACCEPT_COMMAND, formatStats, SETTINGS, type CommandId } from './contract.js';
+import { selectModel } from './models.js';
 import { ServerSession } from './session.js';
 import { StatusItem } from './status.js';
 
@@ -37,6 +38,7 @@ export function activate(context: vscode.ExtensionContext): void {
     },
     'mgd.restartServer': () => s.restart(),
     'mgd.showLog': () => log.show(true),
+    'mgd.selectModel': () => selectModel(context.extensionPath, log),
   };
   for (const [id, run] of Object.entries(commands)) context.subscriptions.push(vscode.commands.registerCommand(id, run));
   context.subscriptions.push(vscode.commands.registerCommand(ACCEPT_COMMAND, () => s.accepted('full')));

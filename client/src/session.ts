@@ -16,7 +16,7 @@ import {
   type Middleware,
   type ServerOptions,
 } from 'vscode-languageclient/node';
-import { ACCEPT_COMMAND, findNodeOnPath, findServerDir, isModelLoadFailure, readSettings, serverCommand, serverSettings, type ExtensionSettings, type ServerStats } from './contract.js';
+import { ACCEPT_COMMAND, findNodeOnPath, findServerDir, isModelLoadFailure, readSettings, readyLabel, serverCommand, serverSettings, type ExtensionSettings, type ServerStats } from './contract.js';
 import type { StatusItem } from './status.js';
 
 type ServerState = { state: 'stopped' } | { state: 'starting' } | { state: 'loading'; message?: string } | { state: 'ready' } | { state: 'error'; message: string };
@@ -34,6 +34,8 @@ export class ServerSession implements vscode.Disposable {
   private server: ServerState = { state: 'stopped' };
   private inFlight = 0;
   private crashes: number[] = [];
+  /** The model and backend the ready server runs (from mgd/stats), for the status bar. */
+  private model: { text: string; tooltip: string } | undefined;
   private stopping = false;
 
   constructor(
@@ -143,7 +145,7 @@ export class ServerSession implements vscode.Disposable {
     const s = this.server;
     if (s.state === 'error') this.status.set(s);
     else if (!settings().enable) this.status.set({ state: 'disabled' });
-    else if (s.state === 'ready') this.status.set(this.inFlight > 0 ? { state: 'busy' } : { state: 'ready' });
+    else if (s.state === 'ready') this.status.set(this.inFlight > 0 ? { state: 'busy' } : { state: 'ready', model: this.model });
     else if (s.state === 'loading') this.status.set(s);
     else this.status.set({ state: 'starting' });
   }
@@ -153,6 +155,7 @@ export class ServerSession implements vscode.Disposable {
   }
 
   private setServer(s: ServerState): void {
+    if (s.state !== 'ready') this.model = undefined;
     this.server = s;
     this.render();
   }
@@ -223,7 +226,16 @@ export class ServerSession implements vscode.Disposable {
         if (!current()) return next(token, params);
         if (params.kind === 'begin') this.setServer({ state: 'loading', message: params.message ?? params.title });
         else if (params.kind === 'report' && this.server.state === 'loading') this.setServer({ state: 'loading', message: params.message });
-        else if (params.kind === 'end' && this.server.state !== 'error') this.setServer({ state: 'ready' });
+        else if (params.kind === 'end' && this.server.state !== 'error') {
+          this.setServer({ state: 'ready' });
+          // the model and backend the server runs (a lost GPU falls back to onnx): named in the status bar
+          void this.stats()
+            .then((stats) => {
+              this.model = readyLabel(stats) ?? undefined;
+              if (current()) this.render();
+            })
+            .catch(() => undefined);
+        }
         next(token, params);
       },
     };

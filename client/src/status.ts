@@ -7,7 +7,7 @@ import * as vscode from 'vscode';
 export type Status =
   | { state: 'starting' }
   | { state: 'loading'; message?: string }
-  | { state: 'ready' }
+  | { state: 'ready'; model?: { text: string; tooltip: string } }
   | { state: 'busy' }
   | { state: 'disabled' }
   | { state: 'error'; message: string };
@@ -42,8 +42,8 @@ export class StatusItem implements vscode.Disposable {
         item.command = 'mgd.showLog';
         break;
       case 'ready':
-        item.text = '$(sparkle) mgd';
-        item.tooltip = 'mgd: ready (click for statistics)';
+        item.text = status.model ? `$(sparkle) mgd: ${status.model.text}` : '$(sparkle) mgd';
+        item.tooltip = `mgd: ready${status.model ? `, ${status.model.tooltip}` : ''} (click for statistics)`;
         item.command = 'mgd.showStats';
         break;
       case 'busy':

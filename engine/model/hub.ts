@@ -32,6 +32,18 @@ export function parseModelId(s: string): ModelId | null {
   return { repo: `${m[1]}/${m[2]}`, revision: m[3] ?? 'main' };
 }
 
+/**
+ * A model directory's name for a person: `ORG/NAME` for a snapshot in the Hugging Face cache (`models--ORG--NAME/
+ * snapshots/REV`), else the directory's own name.
+ */
+export function modelLabel(dir: string): string {
+  const parts = path.resolve(dir).split(path.sep);
+  const snap = parts.lastIndexOf('snapshots');
+  const repo = snap > 0 ? /^models--(.+?)--(.+)$/.exec(parts[snap - 1]!) : null;
+  return repo ? `${repo[1]}/${repo[2]}` : path.basename(path.resolve(dir));
+}
+
+/** Where the Hugging Face cache is (as huggingface_hub finds it). */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   return path.join(env.HF_HOME ?? path.join(os.homedir(), '.cache', 'huggingface'), 'hub');

@@ -10,6 +10,7 @@ import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { Engine, MONITOR_KINDS, type CompletionRequest, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
 import type { BackendInfo } from '../../engine/backends/backend.js';
+import { modelLabel } from '../../engine/model/hub.js';
 import { inCommentOrString } from '../../engine/postprocess/in-comment-or-string.js';
 import type { Shown } from '../../engine/postprocess/postprocess.js';
 import { RemoteCompletions, type RemoteBackendOptions } from './remote-completions.js';
@@ -43,12 +44,29 @@ export class CompletionRunner {
   /** Completions from a serving engine (`serve --backend remote`), the local model answering when it fails. */
   private readonly remote: RemoteCompletions | null;
 
+  private readonly modelFromCommandLine: boolean;
+
   constructor(
-    private readonly engineOptions: EngineOptions,
+    private engineOptions: EngineOptions,
     private readonly log: (message: string) => void,
     remote?: RemoteBackendOptions,
   ) {
+    this.modelFromCommandLine = engineOptions.model !== undefined;
     this.remote = remote ? new RemoteCompletions(remote, engineOptions, log) : null;
+  }
+
+  /**
+   * The model named by the client (initializationOptions or configuration `model`: a path or a Hugging Face id), for
+   * editors that configure the server rather than its command line. It applies only where the command line named
+   * none, and only before the model starts loading; afterwards it is logged as taking effect at the next start.
+   */
+  useModel(model: string): void {
+    if (this.engineOptions.model === model) return;
+    if (this.engine || this.modelFromCommandLine) {
+      this.log(`mgd: model "${model}" takes effect when the server starts again (${this.engine ? 'a model is loaded already' : 'the command line names one'})`);
+      return;
+    }
+    this.engineOptions = { ...this.engineOptions, model };
   }
 
   /** Starts loading the model (idempotent); resolves to null if it cannot be loaded. */
@@ -69,13 +87,14 @@ export class CompletionRunner {
   readonly stats = { requests: 0, typedThrough: 0, cancelled: 0, suppressed: 0, accepted: 0, acceptedPartial: 0, lastTokens: 0, lastMonitorTriggers: 0, lastPromptTokens: 0, lastReusedTokens: 0, prefetches: 0, prefetchedTokens: 0 };
 
   /** The session's counters and, once the model is loaded, its KV cache's (`kvCache`, null before). */
-  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; backend: BackendInfo | null; memory: { rssBytes: number; heapUsedBytes: number }; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
+  statistics(): typeof this.stats & { kvCache: ReturnType<Engine['kvStats']> | null; model: { name: string; dir: string } | null; backend: BackendInfo | null; memory: { rssBytes: number; heapUsedBytes: number }; remote?: RemoteCompletions['stats'] & { engine: string; url: string } } {
     const remote = this.remote && { ...this.remote.stats, engine: this.remote.options.engine, url: this.remote.options.url };
     // the backend running now (onnx after a lost GPU device, whatever was asked for), null before the model loads
     const backend = this.loaded ? { ...this.loaded.backend.info } : null;
+    const model = this.loaded ? { name: modelLabel(this.loaded.model.dir), dir: this.loaded.model.dir } : null;
     // this process's memory, for a client watching a long session (mgd bench soak)
     const { rss, heapUsed } = process.memoryUsage();
-    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, backend, memory: { rssBytes: rss, heapUsedBytes: heapUsed }, ...(remote ? { remote } : {}) };
+    return { ...this.stats, kvCache: this.loaded?.kvStats() ?? null, model, backend, memory: { rssBytes: rss, heapUsedBytes: heapUsed }, ...(remote ? { remote } : {}) };
   }
 
   /**

@@ -83,12 +83,14 @@ export const MAX_CONTEXT_TOKENS = 8192;
 
 /**
  * Settings from initializationOptions, workspace/configuration or didChangeConfiguration; a setting left out keeps its
- * value, an invalid one is ignored. `monitorKinds` is taken whole: kinds it does not name are on, unknown kinds are
+ * value, an invalid one is ignored. `model` (a path or a Hugging Face id) is read before the model loads (see
+ * CompletionRunner.useModel). `monitorKinds` is taken whole: kinds it does not name are on, unknown kinds are
  * ignored. `contextTokens`: 0..8192, or null for the engine's default.
  */
 export function applySettings(runner: CompletionRunner, raw: unknown): void {
   if (typeof raw !== 'object' || raw === null) return;
-  const s = raw as { maxTokens?: unknown; monitors?: unknown; monitorKinds?: unknown; contextTokens?: unknown };
+  const s = raw as { model?: unknown; maxTokens?: unknown; monitors?: unknown; monitorKinds?: unknown; contextTokens?: unknown };
+  if (typeof s.model === 'string' && s.model.trim() !== '') runner.useModel(s.model.trim());
   if (typeof s.maxTokens === 'number' && Number.isInteger(s.maxTokens) && s.maxTokens >= 1 && s.maxTokens <= 512) runner.settings.maxTokens = s.maxTokens;
   if (typeof s.monitors === 'boolean') runner.settings.monitors = s.monitors;
   if (typeof s.monitorKinds === 'object' && s.monitorKinds !== null && !Array.isArray(s.monitorKinds)) {
