@@ -55,6 +55,8 @@ describe.skipIf(!setup.ready)('the .vsix in VS Code (code-server + Chromium)', (
     await ed.open(USE_TS);
     const ready = await ed.waitStatus('sparkle', 180_000);
     expect(ready.tooltip).toContain('ready');
+    // then it names the model and the backend that run (from mgd/stats)
+    await until(async () => (await ed.status())?.text.includes('mgd-coder-30m · onnx'), 'the status bar to name the model and backend', 30_000, 100);
     await ed.screenshot('ready');
     expect(ed.serverPids()).toHaveLength(1);
   }, 240_000);
