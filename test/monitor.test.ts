@@ -185,6 +185,22 @@ describe('call-arity monitor', () => {
     expect(off.errors).toBeGreaterThan(0);
   });
 
+  it('no argument past the last one written by a token that closes an inner bracket first (`),`)', async () => {
+    // `withdraw(Math.max(1` + `),`: the text ends in Math.max's list (a rest parameter); the comma lands in withdraw's
+    const qwen = await Engine.load({ model: ensureFixtureModel('qwen-vocab'), threads: 2 });
+    try {
+      const prefix = HEADER + `export function f(acc: Account) {\n  acc.withdraw(Math.max(1`;
+      const closeComma = eagerFor(qwen, (b) => new TextDecoder().decode(b) === '),');
+      expect(closeComma.boosted).toBe(1);
+      const off = await qwen.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 2, stop: 'line', monitorKinds: { 'call-arity': false }, processors: [closeComma], verify: false });
+      expect(off.raw).toMatch(/^\),/);
+      const on = await qwen.complete({ prefix, suffix: '\n}\n', filePath: FILE, workspace, maxTokens: 2, stop: 'line', processors: [closeComma], verify: false });
+      expect(on.raw, on.raw).not.toMatch(/^\)\s*,/);
+    } finally {
+      qwen.dispose();
+    }
+  });
+
   it('no extra argument when no overload takes one', async () => {
     const prefix = HEADER + `export function f(acc: Account) {\n  acc.withdraw(1`;
     // A model that wants a second argument (`1, 2)`; `1,)` would be a legal trailing comma): after a digit it wants

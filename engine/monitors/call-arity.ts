@@ -30,12 +30,15 @@ export class BracketProfiles {
   readonly firstSolid: Uint8Array;
   /** Tokens that do not open a parenthesis and go on after it in the same token (`(`, `foo(` and `x` are in). */
   readonly noInnerCall: Uint32Array;
+  /** Tokens that write no comma after closing more than they opened (`],` and `), ` are out). */
+  readonly noCommaAfterClose: Uint32Array;
 
   constructor(tok: TextTokenizer) {
     this.minDepth = new Int8Array(tok.vocabSize);
     this.commaDepths = new Uint8Array(tok.vocabSize);
     this.firstSolid = new Uint8Array(tok.vocabSize);
     this.noInnerCall = new Uint32Array(Math.ceil(tok.vocabSize / 32));
+    this.noCommaAfterClose = new Uint32Array(Math.ceil(tok.vocabSize / 32));
     for (let id = 0; id < tok.vocabSize; id++) {
       const b = tok.tokenBytes(id);
       const paren = b.indexOf(0x28);
@@ -51,6 +54,7 @@ export class BracketProfiles {
       }
       this.minDepth[id] = Math.max(-128, min);
       this.commaDepths[id] = commas;
+      if ((commas & 0x0f) === 0) this.noCommaAfterClose[id >>> 5]! |= 1 << (id & 31);
     }
   }
 
@@ -86,8 +90,11 @@ export class CallArityMonitor implements Monitor {
   readonly kind = 'call-arity';
   readonly stats = emptyStats();
   private readonly shapes = new Answers<CallShape>(this.stats);
-  /** The step at which a token that opens a call and goes on in it was rejected (its strict pass: `(` alone). */
-  private rejectedAt = -1;
+  /**
+   * The step at which this monitor rejected a token, and the strict pass's mask: `(` alone after a token that opened
+   * a call and went on in it; no comma after a closer after one that closed a bracket and wrote too many arguments.
+   */
+  private rejected: { step: number; mask: Uint32Array } | null = null;
 
   constructor(
     private readonly prefix: string,
@@ -111,9 +118,9 @@ export class CallArityMonitor implements Monitor {
   }
 
   allowed(state: DecodeState): Uint32Array | null {
-    if (state.strict && this.rejectedAt === state.step) {
+    if (state.strict && this.rejected?.step === state.step) {
       this.stats.maskedSteps++;
-      return this.profiles.noInnerCall;
+      return this.rejected.mask;
     }
     const text = this.prefix + state.text;
     const site = openCall(text);
@@ -136,7 +143,7 @@ export class CallArityMonitor implements Monitor {
   reject(_token: number, bytes: Uint8Array, state: DecodeState): boolean | Promise<boolean> {
     const written = new TextDecoder().decode(bytes);
     const paren = written.indexOf('(');
-    if (paren < 0 || paren === written.length - 1) return false;
+    if (paren < 0 || paren === written.length - 1) return this.rejectOuterComma(written, state);
     const opened = this.prefix + state.text + written.slice(0, paren + 1);
     const site = openCall(opened);
     if (!site || site.open !== opened.length - 1) return false;
@@ -144,12 +151,33 @@ export class CallArityMonitor implements Monitor {
     if (!inside) return false;
     const judge = (shape: CallShape | null) => {
       if (!shape || !breaksArity(inside, shape)) return false;
-      this.rejectedAt = state.step;
+      this.rejected = { step: state.step, mask: this.profiles.noInnerCall };
       return true;
     };
     const known = this.shapes.get(site.open);
     if (known !== undefined) return judge(known);
     return this.shapes.ask(site.open, () => this.oracle(opened + this.suffix, site.open + 1)).then(judge);
+  }
+
+  /**
+   * A token that closes the bracket the text is in and writes a comma in the call around it (`], count)` inside
+   * `race([a`): the step-by-step mask saw no call at the text's end (the innermost open bracket was the `[`), so
+   * the outer call's argument count is judged here.
+   */
+  private rejectOuterComma(written: string, state: DecodeState): boolean | Promise<boolean> {
+    if (!written.includes(',')) return false;
+    const text = this.prefix + state.text;
+    const after = openCall(text + written);
+    if (!after || after.spread || after.open >= text.length || after.commas === 0) return false;
+    if (openCall(text)?.open === after.open) return false; // the same list: allowed() masked its commas already
+    const judge = (shape: CallShape | null) => {
+      if (!shape || after.commas + 1 <= shape.maxArgs) return false;
+      this.rejected = { step: state.step, mask: this.profiles.noCommaAfterClose };
+      return true;
+    };
+    const known = this.shapes.get(after.open);
+    if (known !== undefined) return judge(known);
+    return this.shapes.ask(after.open, () => this.oracle(text.slice(0, after.open + 1) + this.suffix, after.open + 1)).then(judge);
   }
 
   private takesNone(site: OpenCall): boolean {
