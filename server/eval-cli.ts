@@ -110,7 +110,7 @@ function summary(r: DotsReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const kinds = Object.entries(r.diagnosticKinds)
     .filter(([, v]) => v.tasks > 0)
-    .map(([k, v]) => `${k} ${v.tasks}`)
+    .map(([k, v]) => `${k} ${v.tasks} (${v.siteTasks} in the completion)`)
     .join(', ');
   return `${r.tasks} tasks, monitors ${r.monitors ? 'on' : 'off'}${r.verify ? ' + verification' : ''}: compile ${pct(r.compileRate)}, NIM ${pct(r.nim)}, ISM ${pct(r.ism)}, exact line ${pct(r.exactLine)}, invalid member ${pct(r.invalidMemberRate)}, score@${r.samples} ${pct(r.scoreAtK)}; tasks with new diagnostics by kind: ${kinds || 'none'} (${(r.timings.wallMs / 1000).toFixed(1)} s)`;
 }

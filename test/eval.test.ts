@@ -186,6 +186,14 @@ describe('zod: judge, picking sites, and the smoke run', () => {
     expect(j.compileRate).toBeCloseTo(mean((t) => +t.samples[0]!.compiles), 4);
     expect(j.nim).toBeCloseTo(mean((t) => +t.samples[0]!.nim), 4);
     for (const t of j.perTask) expect(t.samples[0]).toMatchObject(matchMetrics(t.completions[0], t.truth));
+    // diagnostics inside the completion are some of the task's new ones, and the report counts their tasks
+    for (const t of j.perTask as Array<{ diagnosticKinds: Record<string, number>; siteKinds: Record<string, number> }>) {
+      for (const [k, n] of Object.entries(t.siteKinds)) expect(n).toBeLessThanOrEqual(t.diagnosticKinds[k] ?? 0);
+    }
+    for (const [k, v] of Object.entries(j.diagnosticKinds as Record<string, { tasks: number; siteTasks: number }>)) {
+      expect(v.siteTasks, k).toBe(j.perTask.filter((t: { siteKinds: Record<string, number> }) => t.siteKinds[k]).length);
+      expect(v.siteTasks).toBeLessThanOrEqual(v.tasks);
+    }
     expect(fs.readFileSync(md, 'utf8')).toMatch(/\| all \| 20 \|/);
   });
 

@@ -61,11 +61,11 @@ export function writeEvalDoc(reports: DotsReport[], o: EvalDocOptions): void {
     '',
     `![compile rate and NIM](${svgRel})`,
     '',
-    'Tasks whose completion adds a diagnostic, by kind (a task counts once per kind; syntax = TS1xxx, arity = TS2554/2555/2556/2575, not callable = TS2349/2348/2351/2721-2723/2774, unknown name = TS2304/2552/2582/2583/2503/18004, member = TS2339/2551, argument type = TS2345/2769):',
+    'Tasks whose completion adds a diagnostic, by kind (a task counts once per kind; syntax = TS1xxx, arity = TS2554/2555/2556/2575, not callable = TS2349/2348/2351/2721-2723/2774, unknown name = TS2304/2552/2582/2583/2503/18004, member = TS2339/2551, argument type = TS2345/2769). In parentheses: tasks where one starts inside the completion itself, where the monitors watch (the others are in the lines after it: a renamed variable they use, a construct the completion left them unable to finish):',
     '',
     `| configuration | ${DIAGNOSTIC_KINDS.join(' | ')} | verifier (clean / repaired / alternative / prefix / dirty / unverified) |`,
     `|---|${DIAGNOSTIC_KINDS.map(() => '--:').join('|')}|---|`,
-    ...reports.map((r) => `| ${label(r)} | ${DIAGNOSTIC_KINDS.map((k) => r.diagnosticKinds?.[k]?.tasks ?? 0).join(' | ')} | ${r.verify ? ['clean', 'repaired', 'alternative', 'prefix', 'dirty', 'unverified'].map((s) => r.verifyStatuses?.[s] ?? 0).join(' / ') : '-'} |`),
+    ...reports.map((r) => `| ${label(r)} | ${DIAGNOSTIC_KINDS.map((k) => kindCell(r.diagnosticKinds?.[k])).join(' | ')} | ${r.verify ? ['clean', 'repaired', 'alternative', 'prefix', 'dirty', 'unverified'].map((s) => r.verifyStatuses?.[s] ?? 0).join(' / ') : '-'} |`),
     '',
     'Per tag, monitors off -> on (context off):',
     '',
@@ -136,4 +136,10 @@ export function svgChart(groups: Array<{ label: string; compileRate: number; nim
     '</svg>',
   );
   return parts.join('\n') + '\n';
+}
+
+/** A kind's cell: tasks with it, and (where the report has it) tasks with it inside the completion. */
+function kindCell(k: { tasks: number; siteTasks?: number } | undefined): string {
+  if (!k) return '0';
+  return k.siteTasks === undefined ? String(k.tasks) : `${k.tasks} (${k.siteTasks})`;
 }

@@ -49,6 +49,8 @@ export interface TaskResult {
   newDiagnostics: string[];
   /** The first sample's new diagnostics counted by kind (all of them, not only the first 3). */
   diagnosticKinds: Partial<Record<DiagnosticKind, number>>;
+  /** Of those, the ones that start inside the completion (at the site the monitors watch, not in the lines after it). */
+  siteKinds: Partial<Record<DiagnosticKind, number>>;
   /** What the verifier did for the first sample (engine/verify's status). */
   verify: string;
   monitor: { triggers: number; interventions: number; errors: number };
@@ -61,8 +63,11 @@ export interface DotsReport extends Rates {
   samples: number;
   monitors: boolean;
   verify: boolean;
-  /** Per kind of new diagnostic (first sample): tasks with at least one, and how many there were. */
-  diagnosticKinds: Record<DiagnosticKind, { tasks: number; diagnostics: number }>;
+  /**
+   * Per kind of new diagnostic (first sample): tasks with at least one, and how many there were; `siteTasks`: tasks
+   * with one that starts inside the completion itself.
+   */
+  diagnosticKinds: Record<DiagnosticKind, { tasks: number; diagnostics: number; siteTasks: number }>;
   /** The verifier's statuses over the tasks (first sample). */
   verifyStatuses: Record<string, number>;
   context: boolean;
@@ -145,13 +150,14 @@ export async function runDots(tasks: DotTask[], opts: DotsOptions): Promise<Dots
     const with_ = results.filter((r) => r.tags.includes(tag));
     if (with_.length) perTag[tag] = rates(with_.map((r) => r.samples));
   }
-  const diagnosticKinds = Object.fromEntries(DIAGNOSTIC_KINDS.map((k) => [k, { tasks: 0, diagnostics: 0 }])) as DotsReport['diagnosticKinds'];
+  const diagnosticKinds = Object.fromEntries(DIAGNOSTIC_KINDS.map((k) => [k, { tasks: 0, diagnostics: 0, siteTasks: 0 }])) as DotsReport['diagnosticKinds'];
   const verifyStatuses: Record<string, number> = {};
   for (const r of results) {
     for (const [k, n] of Object.entries(r.diagnosticKinds) as Array<[DiagnosticKind, number]>) {
       diagnosticKinds[k].tasks++;
       diagnosticKinds[k].diagnostics += n;
     }
+    for (const k of Object.keys(r.siteKinds) as DiagnosticKind[]) diagnosticKinds[k].siteTasks++;
     verifyStatuses[r.verify] = (verifyStatuses[r.verify] ?? 0) + 1;
   }
   return {
@@ -263,6 +269,7 @@ export class DotsRunner {
     const samples: SampleScore[] = [];
     const monitor = { triggers: 0, interventions: 0, errors: 0 };
     let firstAdded: ts.Diagnostic[] = [];
+    let firstAtSite: ts.Diagnostic[] = [];
     let verify = 'off';
     let context = { blocks: 0, tokens: 0 };
     for (let s = 0; s < k; s++) {
@@ -289,6 +296,7 @@ export class DotsRunner {
       const judged = judge.judge(task.file, text, prefix + completion + suffix, offset);
       if (s === 0) {
         firstAdded = judged.added;
+        firstAtSite = judged.added.filter((d) => d.start !== undefined && d.start >= offset && d.start <= offset + completion.length);
         verify = r.verify.status;
         context = { blocks: r.context.blocks, tokens: r.context.tokens };
       }
@@ -305,6 +313,7 @@ export class DotsRunner {
       samples,
       newDiagnostics: firstAdded.slice(0, 3).map(diagnosticKey),
       diagnosticKinds: countKinds(firstAdded),
+      siteKinds: countKinds(firstAtSite),
       verify,
       monitor,
       context,
