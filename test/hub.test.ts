@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,8 @@ import { openModelDir } from '../engine/model/directory.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
 import { Engine } from '../engine/engine.js';
 import { parsePullProgress } from '../client/src/contract.js';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import { pathToFileURL } from 'node:url';
 
 const COMMIT = 'c0ffee'.padEnd(40, '0');
 const source = ensureFixtureModel('tiny');
@@ -159,6 +162,74 @@ describe('mgd model pull against a local hub', () => {
     // every file the pull fetched is reported finished
     const finished = new Set(events.filter((e) => e!.done === e!.total).map((e) => e!.file));
     expect(finished.has('model.safetensors')).toBe(true);
+  });
+
+  it('the language server pulls an id it is given that is not cached, with $/progress, then serves with it', async () => {
+    const cache = path.join(tmp, 'lsp');
+    const child = spawn(process.execPath, [path.resolve(import.meta.dirname, '../bin/mgd.js'), 'serve', '--stdio', '--threads', '1'], { env: { ...process.env, ...env, HF_HUB_CACHE: cache, MGD_CACHE_DIR: path.join(tmp, 'lsp-kv') }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+    const progress: Array<{ kind: string; message?: string; percentage?: number }> = [];
+    conn.onRequest('window/workDoneProgress/create', () => null);
+    conn.onNotification('$/progress', (p: { value: { kind: string; message?: string; percentage?: number } }) => progress.push(p.value));
+    conn.listen();
+    try {
+      const ws = path.resolve(import.meta.dirname, '../fixtures/repos/monitor-cases');
+      const uri = pathToFileURL(path.join(ws, 'src/pulled.ts')).href;
+      await conn.sendRequest('initialize', { processId: process.pid, rootUri: pathToFileURL(ws).href, capabilities: { window: { workDoneProgress: true } }, initializationOptions: { model: 'org/tiny', maxTokens: 4 } });
+      await conn.sendNotification('initialized', {});
+      await conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'typescript', version: 1, text: 'export const x = 1;\n' } });
+      await conn.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 1, character: 0 }, context: { triggerKind: 1 } });
+      const stats = await conn.sendRequest<{ model: { name: string; dir: string } | null }>('mgd/stats', {});
+      expect(stats.model?.name).toBe('org/tiny');
+      expect(stats.model?.dir).toBe(cachedSnapshot({ repo: 'org/tiny', revision: 'main' }, cache));
+      expect(progress[0], JSON.stringify(progress)).toMatchObject({ kind: 'begin', message: 'pulling the model', percentage: 0 });
+      const reports = progress.filter((p) => p.kind === 'report');
+      expect(reports.some((p) => p.message?.includes('model.safetensors'))).toBe(true);
+      expect(reports.every((p) => p.percentage !== undefined && p.percentage >= 0 && p.percentage <= 100)).toBe(true);
+      await conn.sendRequest('shutdown');
+      await conn.sendNotification('exit');
+    } finally {
+      conn.dispose();
+      child.kill();
+    }
+  });
+
+  it('goes through the proxy the environment names (HTTP_PROXY), and not where NO_PROXY says', async () => {
+    // a forward proxy: CONNECT tunnels (undici's default) and absolute-form requests, each counted
+    let through = 0;
+    const proxy = http.createServer((req, res) => {
+      through++;
+      const up = http.request(req.url!, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode!, r.headers);
+        r.pipe(res);
+      });
+      req.pipe(up);
+    });
+    proxy.on('connect', (req, client: net.Socket, head: Buffer) => {
+      through++;
+      const [host, port] = req.url!.split(':');
+      const upstream = net.connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const r = await pullModel('org/tiny', { env: { ...env, HTTP_PROXY, HF_HUB_CACHE: path.join(tmp, 'proxied') } });
+      expect(r.commit).toBe(COMMIT);
+      expect(through).toBeGreaterThan(0);
+      const before = through;
+      await pullModel('org/tiny', { env: { ...env, HTTP_PROXY, NO_PROXY: '127.0.0.1', HF_HUB_CACHE: path.join(tmp, 'unproxied') } });
+      expect(through).toBe(before);
+    } finally {
+      proxy.closeAllConnections();
+      proxy.close();
+    }
   });
 
   it('says in one line what is wrong: unknown id, gated without a token, no network, offline', async () => {

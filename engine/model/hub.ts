@@ -11,13 +11,15 @@
  * A pull asks the hub's API for the revision's file list, takes what a model directory needs (config, tokenizer,
  * safetensors, sharded too), and downloads each file into blobs/<etag>.incomplete with HTTP range requests, so an
  * interrupted pull resumes where it stopped; LFS files are checked against their sha256 before they are renamed into
- * place, so nothing half-written or tampered ever looks complete. HF_ENDPOINT and HF_TOKEN are honoured;
- * HF_HUB_OFFLINE=1 makes an id that is not cached an error instead of a download.
+ * place, so nothing half-written or tampered ever looks complete. HF_ENDPOINT, HF_TOKEN and the proxy variables
+ * (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) are honoured; HF_HUB_OFFLINE=1 makes an id that is not cached an error instead
+ * of a download.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { BadInputError } from '../errors.js';
 
 export interface ModelId {
@@ -66,6 +68,16 @@ export function cachedSnapshot(id: ModelId, cache = hubCacheDir()): string | nul
   }
   const snap = path.join(dir, 'snapshots', commit);
   return fs.existsSync(path.join(snap, 'config.json')) ? snap : null;
+}
+
+/**
+ * Whether `arg` is a Hugging Face id (not also a path) that is not in the cache and may be pulled (not offline):
+ * what a server started on a new machine pulls before it loads (as Tabby and llama.vscode do on first start).
+ */
+export function needsPull(arg: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (fs.existsSync(arg) || isOffline(env)) return false;
+  const id = parseModelId(arg);
+  return id !== null && cachedSnapshot(id, hubCacheDir(env)) === null;
 }
 
 /**
@@ -160,6 +172,7 @@ export async function pullModel(arg: string, o: PullOptions = {}): Promise<PullR
   const endpoint = (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
   const headers: Record<string, string> = { 'user-agent': 'mgd' };
   if (env.HF_TOKEN) headers.authorization = `Bearer ${env.HF_TOKEN}`;
+  const net: Net = { headers, proxy: proxyFor(env) };
   const cache = hubCacheDir(env);
   const dir = repoDir(cache, id.repo);
   try {
@@ -168,7 +181,7 @@ export async function pullModel(arg: string, o: PullOptions = {}): Promise<PullR
     throw new BadInputError(`cannot write the Hugging Face cache at ${cache}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 
-  const info = await getJson(`${endpoint}/api/models/${id.repo}/revision/${encodeURIComponent(id.revision)}`, headers, id, endpoint, o.signal);
+  const info = await getJson(`${endpoint}/api/models/${id.repo}/revision/${encodeURIComponent(id.revision)}`, net, id, endpoint, o.signal);
   const commit = typeof info.sha === 'string' && /^[0-9a-f]{40}$/.test(info.sha) ? info.sha : null;
   const siblings = Array.isArray(info.siblings) ? info.siblings.map((s: { rfilename?: unknown }) => s?.rfilename).filter((n: unknown): n is string => typeof n === 'string') : null;
   if (!commit || !siblings) throw new BadInputError(`${endpoint} answered for ${id.repo} without a commit and file list`);
@@ -181,7 +194,7 @@ export async function pullModel(arg: string, o: PullOptions = {}): Promise<PullR
   const result: PullResult = { id: id.repo, commit, dir: snap, files: [] };
   for (const [k, name] of files.entries()) {
     const url = `${endpoint}/${id.repo}/resolve/${commit}/${name.split('/').map(encodeURIComponent).join('/')}`;
-    const meta = await head(url, headers, id, endpoint, o.signal);
+    const meta = await head(url, net, id, endpoint, o.signal);
     const blob = path.join(dir, 'blobs', meta.etag);
     const link = path.join(snap, name);
     const progress = (done: number) => o.onProgress?.({ file: name, done, total: meta.size, files: k, of: files.length });
@@ -189,7 +202,7 @@ export async function pullModel(arg: string, o: PullOptions = {}): Promise<PullR
       result.files.push({ name, bytes: meta.size, resumedFrom: meta.size, cached: true });
       progress(meta.size);
     } else {
-      const resumedFrom = await download(url, blob, meta, headers, progress, o.signal);
+      const resumedFrom = await download(url, blob, meta, net, progress, o.signal);
       result.files.push({ name, bytes: meta.size, resumedFrom, cached: false });
     }
     fs.rmSync(link, { force: true });
@@ -209,8 +222,27 @@ function hubError(status: number, id: ModelId, endpoint: string, what: string): 
   return new BadInputError(`${endpoint} answered ${status} for ${what} of ${id.repo}`);
 }
 
-async function request(url: string, init: RequestInit, endpoint: string): Promise<Response> {
+/** How requests go out: the hub's headers (user agent, token), and the proxy the environment names, if any. */
+interface Net {
+  headers: Record<string, string>;
+  proxy: Dispatcher | null;
+}
+
+/**
+ * The proxy from the environment (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, lower case too, as curl and huggingface_hub
+ * read them), or null for direct connections. Node's own fetch ignores these variables.
+ */
+export function proxyFor(env: NodeJS.ProcessEnv): Dispatcher | null {
+  const httpProxy = env.http_proxy ?? env.HTTP_PROXY;
+  const httpsProxy = env.https_proxy ?? env.HTTPS_PROXY;
+  if (!httpProxy && !httpsProxy) return null;
+  return new EnvHttpProxyAgent({ httpProxy, httpsProxy, noProxy: env.no_proxy ?? env.NO_PROXY });
+}
+
+async function request(url: string, init: RequestInit, endpoint: string, proxy: Dispatcher | null = null): Promise<Response> {
   try {
+    // through a proxy: undici's fetch, which takes the agent (its Response has the same shape)
+    if (proxy) return (await undiciFetch(url, { ...(init as object), dispatcher: proxy })) as unknown as Response;
     return await fetch(url, init);
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
@@ -219,8 +251,8 @@ async function request(url: string, init: RequestInit, endpoint: string): Promis
   }
 }
 
-async function getJson(url: string, headers: Record<string, string>, id: ModelId, endpoint: string, signal?: AbortSignal): Promise<Record<string, any>> {
-  const res = await request(url, { headers, signal }, endpoint);
+async function getJson(url: string, net: Net, id: ModelId, endpoint: string, signal?: AbortSignal): Promise<Record<string, any>> {
+  const res = await request(url, { headers: net.headers, signal }, endpoint, net.proxy);
   if (!res.ok) throw hubError(res.status, id, endpoint, 'model information');
   try {
     return (await res.json()) as Record<string, any>;
@@ -237,8 +269,8 @@ interface FileMeta {
 }
 
 /** The file's ETag and size (for LFS files the hub names them in X-Linked-* headers on its redirect to storage). */
-async function head(url: string, headers: Record<string, string>, id: ModelId, endpoint: string, signal?: AbortSignal): Promise<FileMeta> {
-  const res = await request(url, { method: 'HEAD', headers: { ...headers, 'accept-encoding': 'identity' }, redirect: 'manual', signal }, endpoint);
+async function head(url: string, net: Net, id: ModelId, endpoint: string, signal?: AbortSignal): Promise<FileMeta> {
+  const res = await request(url, { method: 'HEAD', headers: { ...net.headers, 'accept-encoding': 'identity' }, redirect: 'manual', signal }, endpoint, net.proxy);
   if (res.status >= 400) throw hubError(res.status, id, endpoint, url.slice(url.lastIndexOf('/') + 1));
   const etag = (res.headers.get('x-linked-etag') ?? res.headers.get('etag') ?? '').replace(/^W\//, '').replace(/"/g, '');
   const size = Number(res.headers.get('x-linked-size') ?? res.headers.get('content-length') ?? NaN);
@@ -247,7 +279,7 @@ async function head(url: string, headers: Record<string, string>, id: ModelId, e
 }
 
 /** Downloads into `<blob>.incomplete` (resuming what is there), checks it, renames it; returns the bytes resumed. */
-async function download(url: string, blob: string, meta: FileMeta, headers: Record<string, string>, progress: (done: number) => void, signal?: AbortSignal): Promise<number> {
+async function download(url: string, blob: string, meta: FileMeta, net: Net, progress: (done: number) => void, signal?: AbortSignal): Promise<number> {
   const part = `${blob}.incomplete`;
   let have = fs.existsSync(part) ? fs.statSync(part).size : 0;
   if (have > meta.size) {
@@ -256,7 +288,7 @@ async function download(url: string, blob: string, meta: FileMeta, headers: Reco
   }
   const resumedFrom = have;
   if (have < meta.size) {
-    const res = await request(url, { headers: { ...headers, 'accept-encoding': 'identity', ...(have ? { range: `bytes=${have}-` } : {}) }, signal }, url);
+    const res = await request(url, { headers: { ...net.headers, 'accept-encoding': 'identity', ...(have ? { range: `bytes=${have}-` } : {}) }, signal }, url, net.proxy);
     if (res.status !== 200 && res.status !== 206) throw new BadInputError(`download of ${url} failed: ${res.status}`);
     if (res.status === 200 && have) have = 0; // the server ignored the range: start over
     const out = fs.openSync(part, have ? 'a' : 'w');

@@ -74,8 +74,8 @@ export class NameStarts {
       const at = firstNameAt(b);
       if (at >= 0) this.nameAt[id] = at;
       else this.noName[id >>> 5]! |= 1 << (id & 31);
-      if (b.length > 0 && leadsToArrow(new TextDecoder().decode(b))) this.arrow[id >>> 5]! |= 1 << (id & 31);
       const s = new TextDecoder().decode(b);
+      if (b.length > 0 && leadsToArrow(s)) this.arrow[id >>> 5]! |= 1 << (id & 31);
       if (b[0] === 0x3e && beginsBody(s.slice(1))) this.arrowEnd[id >>> 5]! |= 1 << (id & 31);
       if (b.length > 0 && beginsBody(s)) this.body[id >>> 5]! |= 1 << (id & 31);
       if (/^[\w$]/.test(s)) this.nameGoesOn[id >>> 5]! |= 1 << (id & 31);
@@ -123,7 +123,8 @@ export class ScopeNamesMonitor implements Monitor {
   private readonly strictMasks = new Map<string, Uint32Array>();
   /**
    * The step at which a name was rejected, and the legal names there (for the strict pass); names null: what ended
-   * an arrow parameter kept no `=>` next (`arrowEnd`: after its `=`).
+   * an arrow parameter kept no `=>` next (`arrowEnd`: after its `=`; `more`: the parameter is a reserved word, so
+   * only more of the name may follow).
    */
   private rejected: { step: number; key: string; names: string[] | null; arrowEnd?: boolean; more?: boolean } | null = null;
 

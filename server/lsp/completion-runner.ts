@@ -10,7 +10,7 @@ import type { TextDocument } from 'vscode-languageserver-textdocument';
 import { Engine, MONITOR_KINDS, type CompletionRequest, type CompletionResult, type EngineOptions, type MonitorKind } from '../../engine/engine.js';
 import { CancelledError, oneLine } from '../../engine/errors.js';
 import type { BackendInfo } from '../../engine/backends/backend.js';
-import { modelLabel } from '../../engine/model/hub.js';
+import { hubCacheDir, modelLabel, needsPull, pullModel } from '../../engine/model/hub.js';
 import { inCommentOrString } from '../../engine/postprocess/in-comment-or-string.js';
 import type { Shown } from '../../engine/postprocess/postprocess.js';
 import { RemoteCompletions, type RemoteBackendOptions } from './remote-completions.js';
@@ -69,9 +69,15 @@ export class CompletionRunner {
     this.engineOptions = { ...this.engineOptions, model };
   }
 
-  /** Starts loading the model (idempotent); resolves to null if it cannot be loaded. */
+  /** Hears a pull's progress (see load), for `$/progress`; set whenever, read at each report. */
+  onPull: ((percent: number, message: string) => void) | null = null;
+
+  /**
+   * Starts loading the model (idempotent); resolves to null if it cannot be loaded. A Hugging Face id that is not in
+   * the cache is pulled first (resumable; `onPull` hears its progress).
+   */
   load(): Promise<Engine | null> {
-    this.engine ??= Engine.load(this.engineOptions).then((e) => {
+    this.engine ??= this.pullIfNeeded().then(() => Engine.load(this.engineOptions)).then((e) => {
       e.onWarning = this.log;
       this.loaded = e;
       return e;
@@ -80,6 +86,28 @@ export class CompletionRunner {
       this.log(`mgd: the model could not be loaded, completions are off: ${oneLine(e)}`);
       return null;
     });
+  }
+
+  /** Whether load() will pull the model first (an id not in the Hugging Face cache). */
+  pullPending(): boolean {
+    const model = this.engineOptions.model;
+    return !this.engine && !!model && needsPull(model);
+  }
+
+  private async pullIfNeeded(): Promise<void> {
+    const model = this.engineOptions.model;
+    if (!model || !needsPull(model)) return;
+    this.log(`mgd: ${model} is not in the Hugging Face cache (${hubCacheDir()}); pulling it`);
+    let last = 0;
+    const r = await pullModel(model, {
+      onProgress: (p) => {
+        const now = Date.now();
+        if (!p.file || !p.total || (p.done < p.total && now - last < 250)) return;
+        last = now;
+        this.onPull?.(Math.floor(((p.files + p.done / p.total) / Math.max(1, p.of)) * 100), `pulling ${model}: ${p.file} (${p.files + 1}/${p.of})`);
+      },
+    });
+    this.log(`mgd: pulled ${r.id}@${r.commit.slice(0, 12)} into ${r.dir}`);
   }
 
   /** The last completion shown per document, for typed-through reuse (valid while the cursor line's rest is the same). */

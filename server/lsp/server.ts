@@ -35,9 +35,13 @@ export function startLspServer(connection: Connection, engineOptions: EngineOpti
   });
   connection.onInitialized(async () => {
     // load the model in the background: the first request waits for it, nothing else does
+    // (asked before the first await: a didOpen's prefetch may start the load meanwhile)
+    const pulling = !runner.servingEngine && runner.pullPending();
     const progress = canShowProgress ? await connection.window.createWorkDoneProgress().catch(() => null) : null;
-    progress?.begin('mgd', undefined, runner.servingEngine ? 'connecting to the serving engine' : 'loading the model');
+    progress?.begin('mgd', pulling ? 0 : undefined, runner.servingEngine ? 'connecting to the serving engine' : pulling ? 'pulling the model' : 'loading the model');
     // with a serving engine the local model loads only if the engine fails
+    // (a model id not in the Hugging Face cache is pulled first, its progress reported here)
+    runner.onPull = (percent, message) => progress?.report(percent, message);
     void (runner.servingEngine ? runner.warmUpRemote() : runner.load()).then(() => progress?.done());
     if (canPullConfig) {
       const settings = await connection.workspace.getConfiguration('mgd').catch(() => null);
