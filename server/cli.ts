@@ -50,6 +50,7 @@ const USAGE = `usage:
   mgd bench cache [--model DIR] [--keystrokes N] [--context-tokens N] [--threads N] [--json]
   mgd bench oracle [--files N] [--queries N] [--language-server typescript=CMD] [--json]
   mgd bench latency [--model DIR] [--file F] [--keystrokes N] [--interval-ms N] [--json]
+  mgd bench index [--files N] [--max-files N] [--json]   (the repository index on a large, hostile generated workspace)
   mgd bench soak [--model DIR] [--completions N] [--documents D] [--seed S] [--json]   (memory, descriptors, children over a long session)
   mgd bench fuzz [--door lsp|http|both] [--inputs N] [--seed S] [--batch N] [--model DIR] [--json]   (hostile input; exit 1 if a door failed)
   mgd bench ui [--triggers N] [--pause MS]   (keystroke to visible ghost text in VS Code (code-server), JSON)
@@ -493,6 +494,14 @@ async function bench(args: string[], out: Out): Promise<number> {
     out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
     return 0;
   }
+  if (sub === 'index') {
+    const { values, positionals } = parse(rest, { files: { type: 'string' }, 'max-files': { type: 'string' } });
+    if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
+    const { benchIndex } = await import('../engine/bench/index.js');
+    const result = await benchIndex({ files: int(values.files, 'files', 1, 100_000), maxFiles: values['max-files'] === undefined ? undefined : int(values['max-files'], 'max-files', 1) });
+    out.stdout(JSON.stringify(result, null, values.json ? undefined : 2) + '\n');
+    return 0;
+  }
   if (sub === 'soak') {
     const { values, positionals } = parse(rest, { model: { type: 'string' }, completions: { type: 'string' }, documents: { type: 'string' }, threads: { type: 'string' }, seed: { type: 'string' } });
     if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
@@ -524,7 +533,7 @@ async function bench(args: string[], out: Out): Promise<number> {
     const failed = [result.lsp, result.http].some((d) => d && (d.failures.length || d.crashed || d.unhandled.length));
     return failed ? 1 : 0;
   }
-  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, cache, oracle, latency, soak, fuzz, ui)`);
+  if (sub !== 'decode') throw new BadInputError(`unknown bench "${sub ?? ''}" (available: decode, mask, cache, oracle, latency, index, soak, fuzz, ui)`);
   const { values, positionals } = parse(rest, {
     model: { type: 'string' },
     like: { type: 'string' },
