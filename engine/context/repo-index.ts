@@ -35,7 +35,11 @@ export interface RepoIndexOptions {
 
 const SKIP_DIRS = new Set(['node_modules', 'dist', 'build', 'out', 'coverage', 'target', 'vendor', '__pycache__', 'venv', 'bower_components']);
 const INDEX_VERSION = 1;
-const SLICE_FILES = 40;
+/**
+ * How long one slice of the walk may hold the event loop (the server's thread: a keystroke's request waits behind
+ * it). Counted, not estimated: files differ a lot in how long they take to parse.
+ */
+const SLICE_MS = 8;
 const RECENT_DOCUMENTS = 16;
 
 export class RepoIndex {
@@ -72,9 +76,10 @@ export class RepoIndex {
       const files: string[] = [];
       const step = () => {
         try {
-          // walk a few directories, then parse a few files, per slice
-          for (let n = 0; n < 20 && dirs.length; n++) this.walkDir(dirs.pop()!, dirs, files);
-          for (let n = 0; n < SLICE_FILES && files.length; n++) this.indexFile(files.pop()!);
+          // walk directories, then parse files, until the slice's time is spent (at least one of each)
+          const until = performance.now() + SLICE_MS;
+          for (let n = 0; dirs.length && (n === 0 || performance.now() < until); n++) this.walkDir(dirs.pop()!, dirs, files);
+          for (let n = 0; files.length && (n === 0 || performance.now() < until); n++) this.indexFile(files.pop()!);
         } catch (e) {
           this.log(`indexing ${this.workspace} stopped: ${(e as Error).message.split('\n')[0]}`);
           dirs.length = files.length = 0;
