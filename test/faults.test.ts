@@ -7,7 +7,7 @@
  * crash, hang or answer garbage: lsp-oracle.test.ts. The built ONNX graph is left alone: onnxruntime maps its weight
  * file, and a file truncated in place under a mapping faults the process; see the closing notes of issue 19.)
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -135,6 +135,40 @@ describe('faults while serving', () => {
       expect(await next.shutdown()).toBe(0);
     } finally {
       next.kill();
+    }
+  });
+});
+
+/** A 64 KB tmpfs at `dir`, where this process may mount one (root with the privilege); false otherwise. */
+function mountTinyDisk(dir: string): boolean {
+  fs.mkdirSync(dir, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('a full disk', () => {
+  const disk = path.join(tmp, 'full-disk');
+  const mounted = mountTinyDisk(disk);
+  afterAll(() => {
+    if (mounted) execFileSync('umount', ['-l', disk], { stdio: 'ignore' });
+  });
+
+  // a real full disk needs a mount; where none can be made, the unwritable directory above stands in for it
+  it.skipIf(!mounted)('the cache on a 64 KB tmpfs: the model still loads (its graph built for this run only), answers come, shutdown is clean', async () => {
+    const ws = path.join(tmp, 'ws-full');
+    fs.cpSync(path.join(root, 'fixtures/repos/monitor-cases'), ws, { recursive: true });
+    const s = await serve(ws, ensureFixtureModel('tiny'), disk);
+    try {
+      expect(await s.complete()).not.toBe('');
+      expect(await s.complete()).not.toBe('');
+      expect(await s.shutdown()).toBe(0);
+      expect(s.stderr()).not.toMatch(/unhandled|uncaught/i);
+    } finally {
+      s.kill();
     }
   });
 });

@@ -31,14 +31,14 @@ export async function selectBackend(model: ModelDir, o: SelectOptions, warn: (me
   const cpuWeights = o.weights === 'f16' ? 'f32' : o.weights;
   const onnx = () => {
     if (name === 'auto' && o.weights === 'f16') warn('f16 weights run on the webgpu backend only; running f32 on onnx');
-    return loadOnnxBackend(model, { weights: name === 'auto' ? cpuWeights : onnxWeights(o.weights), threads: o.threads });
+    return loadOnnxBackend(model, { weights: name === 'auto' ? cpuWeights : onnxWeights(o.weights), threads: o.threads, warn });
   };
   if (name === 'onnx') return onnx();
   if (name === 'auto' && (!mayHaveGpu() || model.layout !== 'safetensors')) return onnx();
   try {
     const { loadWebGpuBackend } = await import('./webgpu/webgpu-backend.js');
     const gpu = await loadWebGpuBackend(model, { weights: o.weights, allowSoftware: name === 'webgpu' });
-    const afterLoss = () => loadOnnxBackend(model, { weights: cpuWeights, threads: o.threads });
+    const afterLoss = () => loadOnnxBackend(model, { weights: cpuWeights, threads: o.threads, warn });
     return new FallbackBackend(gpu, afterLoss, warn);
   } catch (e) {
     if (name === 'webgpu') {

@@ -9,7 +9,9 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { BadInputError } from '../../errors.js';
 import type { ModelDir } from '../../model/directory.js';
 import { cacheRoot } from '../../paths.js';
 import type { WeightFormat } from '../backend.js';
@@ -26,7 +28,7 @@ export interface BuiltGraph extends GraphBuildResult {
 
 export { cacheRoot };
 
-export function ensureGraph(model: ModelDir, weights: WeightFormat, io: GraphIo = 'native'): BuiltGraph {
+export function ensureGraph(model: ModelDir, weights: WeightFormat, io: GraphIo = 'native', warn: (message: string) => void = () => {}): BuiltGraph {
   const key = crypto.createHash('sha256').update(JSON.stringify([BUILDER_VERSION, model.fingerprint(), weights, io])).digest('hex').slice(0, 24);
   const root = path.join(cacheRoot(), 'onnx');
   const dir = path.join(root, key);
@@ -39,15 +41,22 @@ export function ensureGraph(model: ModelDir, weights: WeightFormat, io: GraphIo 
       fs.rmSync(dir, { recursive: true, force: true }); // unreadable entry: rebuild it
     }
   }
-  fs.mkdirSync(root, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(root, `.${key}-`));
+  let tmp: string;
   try {
-    const weightsSource = model.weights();
+    fs.mkdirSync(root, { recursive: true });
+    tmp = fs.mkdtempSync(path.join(root, `.${key}-`));
+  } catch (e) {
+    if (!isDiskFault(e)) throw e;
+    return buildPrivately(model, weights, io, root, e, warn);
+  }
+  try {
     let result: GraphBuildResult;
     try {
-      result = buildLlamaGraph(model.config, weightsSource, path.join(tmp, 'model.onnx'), { weights, io });
-    } finally {
-      weightsSource.close();
+      result = build(model, weights, io, tmp);
+    } catch (e) {
+      if (!isDiskFault(e)) throw e;
+      fs.rmSync(tmp, { recursive: true, force: true });
+      return buildPrivately(model, weights, io, root, e, warn);
     }
     fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(result));
     try {
@@ -61,5 +70,41 @@ export function ensureGraph(model: ModelDir, weights: WeightFormat, io: GraphIo 
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
+  }
+}
+
+function build(model: ModelDir, weights: WeightFormat, io: GraphIo, dir: string): GraphBuildResult {
+  const weightsSource = model.weights();
+  try {
+    return buildLlamaGraph(model.config, weightsSource, path.join(dir, 'model.onnx'), { weights, io });
+  } finally {
+    weightsSource.close();
+  }
+}
+
+/** A write that failed for want of room or permission (a full or read-only cache disk), not a bug. */
+function isDiskFault(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM';
+}
+
+/**
+ * The cache cannot take the graph (a full or read-only disk): build it in a private temporary directory for this
+ * process instead, removed when it exits; the model still loads, only the next start builds again. Where that
+ * cannot be written either, one line says where and why.
+ */
+function buildPrivately(model: ModelDir, weights: WeightFormat, io: GraphIo, root: string, cause: unknown, warn: (message: string) => void): BuiltGraph {
+  const why = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  let dir: string | null = null;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-graph-'));
+    process.once('exit', () => fs.rmSync(dir!, { recursive: true, force: true }));
+    const result = build(model, weights, io, dir);
+    warn(`the ONNX graph cache ${root} cannot be written (${why(cause)}): built in ${dir} for this run only`);
+    return { ...result, modelPath: path.join(dir, 'model.onnx'), built: true };
+  } catch (e) {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (!isDiskFault(e)) throw e;
+    throw new BadInputError(`cannot write the ONNX graph for ${model.dir}: ${why(cause)} in ${root}, ${why(e)} in ${os.tmpdir()}; free some space or set MGD_CACHE_DIR`);
   }
 }

@@ -25,6 +25,8 @@ export interface OnnxBackendOptions {
   threads?: number;
   /** Tokens per prefill chunk. */
   chunkSize?: number;
+  /** Where a degraded load says so (the graph cache cannot be written). */
+  warn?: (message: string) => void;
 }
 
 const DEFAULT_CHUNK = 512;
@@ -50,7 +52,7 @@ export async function loadOnnxBackend(model: ModelDir, opts: OnnxBackendOptions 
   let io: 'native' | 'optimum';
   if (model.layout === 'safetensors') {
     weights = opts.weights ?? 'f32';
-    const built = ensureGraph(model, weights);
+    const built = ensureGraph(model, weights, 'native', opts.warn);
     modelPath = built.modelPath;
     weightBytesPerToken = built.weightBytesPerToken;
     maxPositions = built.maxPositions;
