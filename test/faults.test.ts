@@ -1,7 +1,7 @@
 /**
  * Faults while serving: `mgd serve --stdio` keeps answering when what it persisted (KV cache, index) is corrupted or
  * deleted under it, when its KV cache directory cannot be written (replaced by a file: every write fails, as on a full
- * disk), when the workspace folder is removed, and when its model directory is replaced under it; it answers again
+ * disk; and on a real full disk, a 64 KB tmpfs, where a mount can be made), when the workspace folder is removed, and when its model directory is replaced under it; it answers again
  * once the workspace is back (answers are checked for being there, not for their text, which the verifier's time budget
  * makes load-dependent), starts on a damaged cache, and never reports an unhandled error. (Language servers that
  * crash, hang or answer garbage: lsp-oracle.test.ts. The built ONNX graph is left alone: onnxruntime maps its weight
