@@ -241,7 +241,11 @@ export function parseModelIdInput(s: string): string | null {
   return /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(?:@[\w./-]+)?$/.test(t) ? t : null;
 }
 
-/** One progress event of `mgd model pull --json` (a line of its stderr), or null for any other line. */
+/**
+ * One progress event of `mgd model pull --json` (a line of its stderr): engine/model/hub.ts's PullProgress as the CLI
+ * writes it, restated here because the extension imports nothing from the engine (test/hub.test.ts reads the CLI's
+ * lines with parsePullProgress, so the two cannot drift apart unnoticed).
+ */
 export interface PullProgress {
   file: string;
   done: number;
