@@ -107,8 +107,21 @@ export class CallArityMonitor implements Monitor {
     const text = this.prefix + state.text;
     const site = openCall(text);
     if (!site || this.shapes.get(site.open) !== undefined) return undefined;
-    // ask just inside the parenthesis, with the rest of the document after it
-    return this.shapes.ask(site.open, () => this.oracle(text.slice(0, site.open + 1) + this.suffix, site.open + 1));
+    return this.shapeAt(text, site.open) as Promise<CallShape | null>;
+  }
+
+  /** The signatures of the call whose `(` is at `open` of `text`: known, or asked just inside the parenthesis. */
+  private shapeAt(text: string, open: number): CallShape | null | Promise<CallShape | null> {
+    const known = this.shapes.get(open);
+    if (known !== undefined) return known;
+    // the document up to the parenthesis, then the rest of the document after the cursor
+    return this.shapes.ask(open, () => this.oracle(text.slice(0, open + 1) + this.suffix, open + 1));
+  }
+
+  /** Applies `judge` to the signatures at `open`, now or once the oracle answers. */
+  private judgeAt(text: string, open: number, judge: (shape: CallShape | null) => boolean): boolean | Promise<boolean> {
+    const shape = this.shapeAt(text, open);
+    return shape instanceof Promise ? shape.then(judge) : judge(shape);
   }
 
   /** `)` when no overload takes an argument and none is written yet: the call's only continuation. */
@@ -149,14 +162,11 @@ export class CallArityMonitor implements Monitor {
     if (!site || site.open !== opened.length - 1) return false;
     const inside = argumentsIn(written.slice(paren + 1));
     if (!inside) return false;
-    const judge = (shape: CallShape | null) => {
+    return this.judgeAt(opened, site.open, (shape) => {
       if (!shape || !breaksArity(inside, shape)) return false;
       this.rejected = { step: state.step, mask: this.profiles.noInnerCall };
       return true;
-    };
-    const known = this.shapes.get(site.open);
-    if (known !== undefined) return judge(known);
-    return this.shapes.ask(site.open, () => this.oracle(opened + this.suffix, site.open + 1)).then(judge);
+    });
   }
 
   /**
@@ -170,14 +180,11 @@ export class CallArityMonitor implements Monitor {
     const after = openCall(text + written);
     if (!after || after.spread || after.open >= text.length || after.commas === 0) return false;
     if (openCall(text)?.open === after.open) return false; // the same list: allowed() masked its commas already
-    const judge = (shape: CallShape | null) => {
+    return this.judgeAt(text, after.open, (shape) => {
       if (!shape || after.commas + 1 <= shape.maxArgs) return false;
       this.rejected = { step: state.step, mask: this.profiles.noCommaAfterClose };
       return true;
-    };
-    const known = this.shapes.get(after.open);
-    if (known !== undefined) return judge(known);
-    return this.shapes.ask(after.open, () => this.oracle(text.slice(0, after.open + 1) + this.suffix, after.open + 1)).then(judge);
+    });
   }
 
   private takesNone(site: OpenCall): boolean {

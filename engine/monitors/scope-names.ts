@@ -122,11 +122,10 @@ export class ScopeNamesMonitor implements Monitor {
   /** Per site (siteKey): the strict mask (a legal name, with or without leading spaces, or no name at all). */
   private readonly strictMasks = new Map<string, Uint32Array>();
   /**
-   * The step at which a name was rejected, and the legal names there (for the strict pass); names null: what ended
-   * an arrow parameter kept no `=>` next (`arrowEnd`: after its `=`; `more`: the parameter is a reserved word, so
-   * only more of the name may follow).
+   * The step at which this monitor rejected a token, and its strict pass's mask: the legal names there (or no name);
+   * after an arrow parameter, what keeps `=>` next (after its `=`: a `>`; after a reserved word: more of the name).
    */
-  private rejected: { step: number; key: string; names: string[] | null; arrowEnd?: boolean; more?: boolean } | null = null;
+  private rejected: { step: number; mask: Uint32Array } | null = null;
 
   constructor(
     private readonly prefix: string,
@@ -140,8 +139,7 @@ export class ScopeNamesMonitor implements Monitor {
     const text = this.prefix + state.text;
     if (state.strict && this.rejected?.step === state.step) {
       this.stats.maskedSteps++;
-      const { key, names, arrowEnd, more } = this.rejected;
-      return names ? this.strictMask(key, names) : more ? this.starts.nameGoesOn : arrowEnd ? this.starts.arrowEnd : this.starts.arrow;
+      return this.rejected.mask;
     }
     if (this.provisional !== null) {
       // just after a let-through parameter's `=>`: the body must begin (`value =>)` is a syntax error)
@@ -173,11 +171,11 @@ export class ScopeNamesMonitor implements Monitor {
         const reserved = param.blank === '' && RESERVED.has(text.slice(param.start));
         if (!reserved && leadsToArrow(param.blank + written)) return false;
         if (reserved) {
-          this.rejected = { step: state.step, key: '', names: null, more: true };
+          this.rejected = { step: state.step, mask: this.starts.nameGoesOn };
           return true;
         }
       }
-      this.rejected = { step: state.step, key: '', names: null, arrowEnd: param.eq };
+      this.rejected = { step: state.step, mask: param.eq ? this.starts.arrowEnd : this.starts.arrow };
       return true;
     }
     const at = this.starts.nameAt[token]!;
@@ -199,7 +197,7 @@ export class ScopeNamesMonitor implements Monitor {
         this.provisional = start;
         return false;
       }
-      this.rejected = { step: state.step, key, names };
+      this.rejected = { step: state.step, mask: this.strictMask(key, names) };
       return true;
     };
     const known = this.names.get(key);
