@@ -133,8 +133,10 @@ describe.skipIf(!enabled)(`the packaged extension (.vsix for ${target})`, () => 
     const extension = editor.load(path.join(ext, 'dist/extension.js'));
     extension.activate({ subscriptions: [], extensionPath: ext });
     try {
-      // the status bar goes from starting through loading to ready (the server's load progress ends)
-      await vi.waitFor(() => expect(editor.statusTexts.at(-1)).toBe('$(sparkle) mgd'), { timeout: 60_000, interval: 50 });
+      // the status bar goes from starting through loading to ready (the server's load progress ends), then names the
+      // model and backend that run (from mgd/stats)
+      await vi.waitFor(() => expect(editor.statusTexts.at(-1)).toBe('$(sparkle) mgd: mgd-coder-30m · onnx f32'), { timeout: 60_000, interval: 50 });
+      expect(editor.statusTexts).toContain('$(sparkle) mgd');
       expect(editor.statusTexts[0]).toBe('$(loading~spin) mgd');
       expect(editor.logs.some((l) => l.includes(`${path.join(ext, 'server', 'bin', 'mgd.js')} serve --stdio`)), editor.logs.join('\n')).toBe(true);
       const provider = editor.providers.get('registerInlineCompletionItemProvider')?.[1] as {
