@@ -250,7 +250,7 @@ async function model(args: string[], out: Out): Promise<number> {
     if (positionals.length !== 1) throw new BadInputError('model info takes one model directory');
     const m = openModelDir(positionals[0]!);
     const info = { dir: m.dir, layout: m.layout, onnxFile: m.onnxFile, config: m.config, generation: m.generation };
-    if (m.layout === 'safetensors') {
+    if (m.layout !== 'onnx') {
       const w = m.weights();
       try {
         const params = w.names().reduce((a, n) => a + w.info(n).shape.reduce((x, y) => x * y, 1), 0);

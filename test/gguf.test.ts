@@ -22,19 +22,18 @@ import { loadOnnxBackend, type OnnxBackend } from '../engine/backends/onnx/onnx-
 import { BadInputError } from '../engine/errors.js';
 import { openModelDir, type ModelDir } from '../engine/model/directory.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
-import { exportGguf, GGML_F16, GGML_F32, GGML_Q8_0, ggufTokenizer, permuteRope, quantizeQ8_0, readGgufHeader, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, TOKEN_USER_DEFINED } from '../engine/model/gguf.js';
+import { exportGguf, permuteRope } from '../engine/model/gguf.js';
+import { GGML_TYPES, quantize } from '../engine/model/gguf-quants.js';
+import { readGgufHeader } from '../engine/model/gguf-read.js';
+import { ggufTokenizer, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, TOKEN_USER_DEFINED } from '../engine/model/gguf-tokenizer.js';
 import { getCpuLlama, loadNodeLlamaCpp, type Llama } from '../engine/peers/node-llama-cpp.js';
+import { argmax, cleanUpTokenizationSpaces, expectTopOneAgreement, GREEDY_TOKENS, llamaLogits, PROMPTS } from './helpers/llama-cpp.js';
 import { loadTokenizer, type TextTokenizer } from '../engine/tokenizer/tokenizer.js';
 import { main } from '../server/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-gguf-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const argmax = (a: ArrayLike<number>) => {
-  let b = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[b]!) b = i;
-  return b;
-};
 
 describe('gguf file', () => {
   it.each(['f32', 'f16', 'q8_0'] as const)('tiny as %s: header, tensor types, dims, aligned offsets, size', (type) => {
@@ -47,11 +46,11 @@ describe('gguf file', () => {
     expect(h.metadata.get('tokenizer.ggml.pre')).toBe('gpt-2');
     expect((h.metadata.get('tokenizer.ggml.tokens') as string[]).length).toBe(r.vocabSize);
     const byName = new Map(h.tensors.map((t) => [t.name, t]));
-    const big = type === 'f32' ? GGML_F32 : type === 'f16' ? GGML_F16 : GGML_Q8_0;
+    const big = type === 'f32' ? GGML_TYPES.F32 : type === 'f16' ? GGML_TYPES.F16 : GGML_TYPES.Q8_0;
     expect(byName.get('token_embd.weight')).toMatchObject({ ne: [64, r.vocabSize], type: big });
     expect(byName.get('blk.0.attn_k.weight')).toMatchObject({ ne: [64, 32], type: big });
-    expect(byName.get('blk.0.attn_q.bias')).toMatchObject({ ne: [64], type: GGML_F32 });
-    expect(byName.get('output_norm.weight')!.type).toBe(GGML_F32);
+    expect(byName.get('blk.0.attn_q.bias')).toMatchObject({ ne: [64], type: GGML_TYPES.F32 });
+    expect(byName.get('output_norm.weight')!.type).toBe(GGML_TYPES.F32);
     expect(byName.has('output.weight')).toBe(true); // tiny does not tie embeddings
     for (const t of h.tensors) expect(t.offset % 32).toBe(0);
     expect(h.dataStart % 32).toBe(0);
@@ -73,11 +72,11 @@ describe('gguf file', () => {
     x[2] = 2.5;
     x[3] = -2.5;
     x[4] = 0.4;
-    const q = quantizeQ8_0(x);
+    const q = quantize(GGML_TYPES.Q8_0, x);
     expect(q.length).toBe(34);
     expect(new DataView(q.buffer).getUint16(0, true)).toBe(0x3c00); // 1.0 in f16
     expect(Array.from(new Int8Array(q.buffer, 2, 5))).toEqual([127, -127, 3, -3, 0]);
-    expect(Array.from(quantizeQ8_0(new Float32Array(32)))).toEqual(new Array(34).fill(0));
+    expect(Array.from(quantize(GGML_TYPES.Q8_0, new Float32Array(32)))).toEqual(new Array(34).fill(0));
   });
 
   it('RoPE permutation: per head, halves become interleaved pairs (rows and biases)', () => {
@@ -108,8 +107,8 @@ describe('gguf file', () => {
     const file = path.join(tmp, 'cli.gguf');
     expect(await main(['model', 'export-gguf', ensureFixtureModel('tiny-llama'), '--out', file, '--type', 'q8_0', '--json'], io)).toBe(0);
     expect(JSON.parse(stdout)).toMatchObject({ file, architecture: 'llama', type: 'q8_0', bytes: fs.statSync(file).size });
-    expect(await main(['model', 'export-gguf', ensureFixtureModel('tiny'), '--out', file, '--type', 'q4_0'], io)).toBe(2);
-    expect(stderr).toMatch(/--type must be one of f32, f16, q8_0/);
+    expect(await main(['model', 'export-gguf', ensureFixtureModel('tiny'), '--out', file, '--type', 'q3'], io)).toBe(2);
+    expect(stderr).toMatch(/--type must be one of f32, f16, q8_0, q4_0/);
   });
 
   it('refuses what llama.cpp could not tokenize the same way', () => {
@@ -125,48 +124,6 @@ describe('gguf file', () => {
 
 const peer = await loadNodeLlamaCpp();
 if (!peer.ok) console.warn(`gguf.test: llama.cpp comparisons skipped: ${peer.reason}`);
-
-const PROMPTS = [
-  'export function sum(values: number[]): number {\n  let total = 0;\n  for (const value of values) {',
-  "import { readFile } from 'node:fs/promises';\nconst text = await readFile(path, 'utf8');",
-  'const items = new Map<string, number>(); // ünïcödé, émoji 🎉,\ttabs',
-];
-const GREEDY_TOKENS = 24;
-
-/** transformers' clean_up_tokenization, which llama.cpp's llama_detokenize applies for most BPE pre-tokenizers. */
-function cleanUpTokenizationSpaces(s: string): string {
-  return s
-    .replaceAll(' .', '.')
-    .replaceAll(' ?', '?')
-    .replaceAll(' !', '!')
-    .replaceAll(' ,', ',')
-    .replaceAll(" ' ", "'")
-    .replaceAll(" n't", "n't")
-    .replaceAll(" 'm", "'m")
-    .replaceAll(" 's", "'s")
-    .replaceAll(" 've", "'ve")
-    .replaceAll(" 're", "'re");
-}
-
-/** llama.cpp's logits for every position of `ids`, [n][V]. */
-async function llamaLogits(llama: Llama, file: string, ids: number[], V: number): Promise<Float32Array> {
-  const model = await llama.loadModel({ modelPath: file });
-  // flash attention off and an f32 KV cache: the f32 path end to end (see the header comment). One thread: the
-  // fixtures are tiny, and llama.cpp's spinning thread barrier crawls when the machine is oversubscribed.
-  const ctx = await model.createContext({ contextSize: 256, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as never);
-  try {
-    const seq = ctx.getSequence() as unknown as { controlledEvaluate(input: unknown[]): Promise<Array<{ next: { logits: Map<number, number> } }>> };
-    const out = await seq.controlledEvaluate(ids.map((id) => [id, { generateNext: { logits: true } }]));
-    const all = new Float32Array(ids.length * V);
-    out.forEach((o, p) => {
-      for (const [k, v] of o.next.logits) all[p * V + k] = v;
-    });
-    return all;
-  } finally {
-    await ctx.dispose();
-    await model.dispose();
-  }
-}
 
 describe.skipIf(!peer.ok).each(['tiny', 'tiny-llama', 'qwen-vocab'] as const)(`llama.cpp on the exported %s${peer.ok ? '' : ` (skipped: ${peer.reason})`}`, (name) => {
   let llama: Llama;
@@ -244,23 +201,7 @@ describe.skipIf(!peer.ok).each(['tiny', 'tiny-llama', 'qwen-vocab'] as const)(`l
     const V = md.config.vocabSize;
     const ids = await tok.encode(PROMPTS[0]!);
     const f32 = await ort.forward(ort.createCache(), ids, { logitsFor: ids.length });
-    const q8 = await llamaLogits(llama, files.q8_0!, ids, V);
-    let agree = 0;
-    for (let p = 0; p < ids.length; p++) {
-      const a = f32.subarray(p * V, (p + 1) * V);
-      const b = q8.subarray(p * V, (p + 1) * V);
-      let delta = 0;
-      let scale = 0;
-      for (let i = 0; i < V; i++) {
-        delta = Math.max(delta, Math.abs(a[i]! - b[i]!));
-        scale = Math.max(scale, Math.abs(a[i]!));
-      }
-      expect(delta).toBeLessThanOrEqual(0.1 * (1 + scale));
-      const [ta, tb] = [argmax(a), argmax(b)];
-      if (ta === tb) agree++;
-      else expect(a[ta]! - a[tb]!).toBeLessThanOrEqual(2 * delta);
-    }
-    expect(agree / ids.length).toBeGreaterThanOrEqual(0.8);
+    expectTopOneAgreement(f32, await llamaLogits(llama, files.q8_0!, ids, V), V);
   });
 });
 

@@ -34,7 +34,7 @@ export async function selectBackend(model: ModelDir, o: SelectOptions, warn: (me
     return loadOnnxBackend(model, { weights: name === 'auto' ? cpuWeights : onnxWeights(o.weights), threads: o.threads, warn });
   };
   if (name === 'onnx') return onnx();
-  if (name === 'auto' && (!mayHaveGpu() || model.layout !== 'safetensors')) return onnx();
+  if (name === 'auto' && (!mayHaveGpu() || model.layout === 'onnx')) return onnx();
   try {
     const { loadWebGpuBackend } = await import('./webgpu/webgpu-backend.js');
     const gpu = await loadWebGpuBackend(model, { weights: o.weights, allowSoftware: name === 'webgpu' });

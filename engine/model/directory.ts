@@ -13,13 +13,18 @@ import type { WeightSource } from './tensor-types.js';
 import type { FimOrder } from '../decode/fim.js';
 import { INDEX_FILE, openWeights, SINGLE_FILE, weightFiles } from './weights.js';
 import { resolveModelArg } from './hub.js';
+import { openGgufModel } from './gguf-model.js';
+import { isGgufFile } from './gguf-read.js';
 
 export interface ModelDir {
-  /** Absolute path. */
+  /** Absolute path: the model directory, or the GGUF file. */
   dir: string;
   config: ModelConfig;
-  /** 'safetensors' whenever safetensors weights exist, even beside an ONNX export: we build our own graph from them. */
-  layout: 'safetensors' | 'onnx';
+  /**
+   * 'safetensors' whenever safetensors weights exist, even beside an ONNX export; 'gguf' for a GGUF file. Both have
+   * weights() and we build our own graph from them; 'onnx' is a ready-made graph only.
+   */
+  layout: 'safetensors' | 'gguf' | 'onnx';
   /** The ONNX file (absolute) for the 'onnx' layout; null for 'safetensors'. */
   onnxFile: string | null;
   /** Absolute path of tokenizer.json. */
@@ -32,7 +37,7 @@ export interface ModelDir {
    * middle continuing the prefix: see decode/fim.ts).
    */
   generation: { eosTokenIds: number[]; bosTokenId: number | null; promptMode: 'fim' | 'prefix'; fimOrder: FimOrder };
-  /** Opens the safetensors weights (BadInputError for the onnx layout). The caller closes them. */
+  /** Opens the weights (BadInputError for the onnx layout). The caller closes them. */
   weights(): WeightSource;
   /** Stable hash of config.json and each weight file's name, size and mtime: a key for derived artefacts. */
   fingerprint(): string;
@@ -41,7 +46,7 @@ export interface ModelDir {
 /** Where transformers.js / Optimum exports put the decoder, in order of preference. */
 const ONNX_CANDIDATES = ['onnx/model.onnx', 'onnx/decoder_model_merged.onnx'];
 
-/** `dirArg`: a directory, or a Hugging Face id found in the Hugging Face cache (hub.ts). */
+/** `dirArg`: a directory, a Hugging Face id found in the Hugging Face cache (hub.ts), or a GGUF file (gguf-model.ts). */
 export function openModelDir(dirArg: string): ModelDir {
   const dir = path.resolve(resolveModelArg(dirArg));
   let stat: fs.Stats;
@@ -50,6 +55,10 @@ export function openModelDir(dirArg: string): ModelDir {
   } catch {
     throw new BadInputError(`model directory ${dirArg} does not exist`);
   }
+  if (stat.isFile()) {
+    if (isGgufFile(dir)) return openGgufModel(dir);
+    throw new BadInputError(`model ${dirArg} is a file but not a GGUF file (a model is a Hugging Face directory, an id, or a .gguf)`);
+  }
   if (!stat.isDirectory()) throw new BadInputError(`model directory ${dirArg} is not a directory`);
   try {
     fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
@@ -57,15 +66,7 @@ export function openModelDir(dirArg: string): ModelDir {
     throw new BadInputError(`model directory ${dirArg} is not readable`);
   }
 
-  const configText = readText(dir, dirArg, 'config.json', true)!;
-  const config = parseConfig(parseJson(configText, 'config.json'));
-  const tokenizerFile = path.join(dir, 'tokenizer.json');
-  if (!isFile(tokenizerFile)) throw new BadInputError(`${dirArg}: tokenizer.json is missing`);
-  const tokCfgText = readText(dir, dirArg, 'tokenizer_config.json', false);
-  const tokenizerConfig = tokCfgText === null ? null : parseObject(tokCfgText, 'tokenizer_config.json');
-  const genText = readText(dir, dirArg, 'generation_config.json', false);
-  const gen = genText === null ? {} : parseObject(genText, 'generation_config.json');
-
+  const { configText, ...described } = readModelFiles(dir, dirArg);
   // Validates the index and checks every shard exists, so a broken checkpoint fails here, not in a later build.
   const safetensors = weightFiles(dir);
   const onnxRel = ONNX_CANDIDATES.find((f) => isFile(path.join(dir, f))) ?? null;
@@ -73,20 +74,11 @@ export function openModelDir(dirArg: string): ModelDir {
   const layout = safetensors.length ? 'safetensors' : 'onnx';
   const fingerprinted = layout === 'safetensors' ? safetensors : [onnxRel!, ...externalData(dir, onnxRel!)];
 
-  const eos = ids(gen.eos_token_id);
   return {
     dir,
-    config,
+    ...described,
     layout,
     onnxFile: layout === 'onnx' ? path.join(dir, onnxRel!) : null,
-    tokenizerFile,
-    tokenizerConfig,
-    generation: {
-      eosTokenIds: eos.length ? eos : config.eosTokenIds,
-      bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
-      promptMode: gen.mgd_prompt === 'prefix' ? 'prefix' : 'fim',
-      fimOrder: gen.mgd_prompt === 'fim-spm' ? 'spm' : gen.mgd_prompt === 'fim-spm-joined' ? 'spm-joined' : 'psm',
-    },
     weights() {
       if (layout !== 'safetensors') throw new BadInputError(`${dirArg}: has ONNX weights only, no safetensors`);
       return openWeights(dir);
@@ -105,6 +97,31 @@ export function openModelDir(dirArg: string): ModelDir {
         h.update(`\0${f}\0${s.size}\0${s.mtimeMs}`);
       }
       return h.digest('hex');
+    },
+  };
+}
+
+/** What a model directory says besides its weights: config, tokenizer and generation settings, validated. */
+export function readModelFiles(dir: string, dirArg: string): Pick<ModelDir, 'config' | 'tokenizerFile' | 'tokenizerConfig' | 'generation'> & { configText: string } {
+  const configText = readText(dir, dirArg, 'config.json', true)!;
+  const config = parseConfig(parseJson(configText, 'config.json'));
+  const tokenizerFile = path.join(dir, 'tokenizer.json');
+  if (!isFile(tokenizerFile)) throw new BadInputError(`${dirArg}: tokenizer.json is missing`);
+  const tokCfgText = readText(dir, dirArg, 'tokenizer_config.json', false);
+  const tokenizerConfig = tokCfgText === null ? null : parseObject(tokCfgText, 'tokenizer_config.json');
+  const genText = readText(dir, dirArg, 'generation_config.json', false);
+  const gen = genText === null ? {} : parseObject(genText, 'generation_config.json');
+  const eos = ids(gen.eos_token_id);
+  return {
+    configText,
+    config,
+    tokenizerFile,
+    tokenizerConfig,
+    generation: {
+      eosTokenIds: eos.length ? eos : config.eosTokenIds,
+      bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
+      promptMode: gen.mgd_prompt === 'prefix' ? 'prefix' : 'fim',
+      fimOrder: gen.mgd_prompt === 'fim-spm' ? 'spm' : gen.mgd_prompt === 'fim-spm-joined' ? 'spm-joined' : 'psm',
     },
   };
 }

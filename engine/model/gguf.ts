@@ -11,56 +11,29 @@
  *  - llama.cpp's `llama` architecture applies RoPE to interleaved pairs (x0,x1),(x2,x3)...; Hugging Face Llama rotates
  *    halves (x_i, x_{i+hd/2}). So q/k rows are permuted per head, exactly as the converter does. `qwen2` uses the
  *    halves ("NEOX") form and needs no permutation.
- *  - 1-D tensors (norms, biases) stay f32 whatever the requested type; q8_0 applies to 2-D weights whose rows are a
- *    multiple of 32 (others fall back to f16), as the converter does.
+ *  - 1-D tensors (norms, biases) stay f32 whatever the requested type; the quantized types apply to 2-D weights
+ *    whose rows are whole blocks (K types fall back to 32-value types, those to f16), as llama.cpp does.
  *
- * Tokenizers: byte-level BPE (GPT-2, Qwen2, Llama 3 style) as llama.cpp's `gpt2` tokenizer model with its merges;
- * the pre-tokenizer is named by its regex (llama.cpp has a fixed list). SentencePiece/Unigram are refused.
+ * Tokenizers: byte-level BPE as llama.cpp's `gpt2` tokenizer model with its merges (gguf-tokenizer.ts).
+ * Reading GGUF back (any llama.cpp / Ollama file of these families) is gguf-read.ts, gguf-model.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { BadInputError } from '../errors.js';
-import { ropeInvFreq, type ModelConfig } from './config.js';
-import { openModelDir } from './directory.js';
+import { parseConfig, ropeInvFreq, type ModelConfig } from './config.js';
+import { openModelDir, type ModelDir } from './directory.js';
 import { f32ToF16 } from './fp16.js';
+import { ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, V } from './gguf-read.js';
+import { blockValues, GGML_TYPES, quantize, storedBytes } from './gguf-quants.js';
+import { ggufTokenizer, type GgufTokenizer } from './gguf-tokenizer.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerWeight } from './llama.js';
 import type { WeightSource } from './tensor-types.js';
 
-export const GGUF_TYPES = ['f32', 'f16', 'q8_0'] as const;
+export const GGUF_TYPES = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q5_k_m'] as const;
 export type GgufType = (typeof GGUF_TYPES)[number];
 
-// ---- format constants (ggml.h / gguf.h)
-const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
-const GGUF_VERSION = 3;
-const ALIGNMENT = 32;
-enum V {
-  U8 = 0,
-  I8 = 1,
-  U16 = 2,
-  I16 = 3,
-  U32 = 4,
-  I32 = 5,
-  F32 = 6,
-  BOOL = 7,
-  STRING = 8,
-  ARRAY = 9,
-  U64 = 10,
-  I64 = 11,
-  F64 = 12,
-}
-/** ggml tensor types we write (ggml_type values). */
-export const GGML_F32 = 0;
-export const GGML_F16 = 1;
-export const GGML_Q8_0 = 8;
-const QK8_0 = 32; // q8_0 block: f16 scale + 32 int8 codes = 34 bytes
 /** llama_ftype: what general.file_type says the bulk of the weights are. */
-const FILE_TYPE: Record<GgufType, number> = { f32: 0, f16: 1, q8_0: 7 };
-/** llama_token_type. */
-export const TOKEN_NORMAL = 1;
-export const TOKEN_CONTROL = 3;
-export const TOKEN_USER_DEFINED = 4;
-export const TOKEN_UNUSED = 5;
-
+const FILE_TYPE: Record<GgufType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q4_k_m: 15, q5_k_m: 17 };
 export type MetaValue =
   | { type: 'u32'; value: number }
   | { type: 'i32'; value: number }
@@ -74,68 +47,7 @@ const u32 = (value: number): MetaValue => ({ type: 'u32', value });
 const f32 = (value: number): MetaValue => ({ type: 'f32', value });
 const str = (value: string): MetaValue => ({ type: 'string', value });
 
-// ---- tokenizer
-
-/** llama.cpp's pre-tokenizer names for the split regexes we know (tokenizer.json's Split pattern). */
-const PRE_TOKENIZERS: Array<[name: string, regex: string]> = [
-  ['qwen2', "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
-  ['llama-bpe', "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
-];
-
-export interface GgufTokenizer {
-  /** 'gpt2': byte-level BPE. */
-  model: 'gpt2';
-  /** llama.cpp pre-tokenizer name. */
-  pre: string;
-  tokens: string[];
-  types: Int32Array;
-  merges: string[];
-}
-
 type Json = Record<string, unknown>;
-
-/** The tokenizer as llama.cpp's vocabulary: one entry per embedding row (ids the tokenizer lacks become [PADn]). */
-export function ggufTokenizer(tokenizerJson: Json, vocabSize: number): GgufTokenizer {
-  const model = tokenizerJson.model as Json | undefined;
-  if (!model || model.type !== 'BPE') throw new BadInputError(`tokenizer.json: only byte-level BPE tokenizers can be exported to GGUF (model type ${JSON.stringify(model?.type ?? null)})`);
-  const pre = preTokenizerName(tokenizerJson.pre_tokenizer as Json | null);
-  const vocab = model.vocab as Record<string, number>;
-  const tokens: Array<string | undefined> = new Array(vocabSize);
-  const types = new Int32Array(vocabSize).fill(TOKEN_NORMAL);
-  const put = (id: number, text: string, type: number) => {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new BadInputError(`tokenizer.json: token ${JSON.stringify(text)} has id ${id}, outside the model's vocabulary of ${vocabSize}`);
-    tokens[id] = text;
-    types[id] = type;
-  };
-  for (const [text, id] of Object.entries(vocab)) put(id, text, TOKEN_NORMAL);
-  // Added tokens are stored as their text (not byte-level spelled). Special ones, and ones that look like <|...|>,
-  // are control tokens (never produced from user text); the rest are user-defined (matched verbatim), as the
-  // converter decides.
-  for (const t of (tokenizerJson.added_tokens as Array<{ id: number; content: string; special?: boolean }> | undefined) ?? [])
-    put(t.id, t.content, t.special || /^<\|.*\|>$/s.test(t.content) ? TOKEN_CONTROL : TOKEN_USER_DEFINED);
-  for (let i = 0; i < vocabSize; i++)
-    if (tokens[i] === undefined) {
-      tokens[i] = `[PAD${i}]`;
-      types[i] = TOKEN_UNUSED;
-    }
-  const merges = ((model.merges as Array<string | [string, string]> | undefined) ?? []).map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
-  return { model: 'gpt2', pre, tokens: tokens as string[], types, merges };
-}
-
-function preTokenizerName(pt: Json | null): string {
-  const parts: Json[] = !pt ? [] : pt.type === 'Sequence' ? ((pt.pretokenizers as Json[]) ?? []) : [pt];
-  const byteLevel = parts.find((p) => p.type === 'ByteLevel');
-  if (!byteLevel) throw new BadInputError('tokenizer.json: no ByteLevel pre-tokenizer; only byte-level BPE tokenizers can be exported to GGUF');
-  const splits = parts.filter((p) => p.type === 'Split');
-  if (splits.length === 0 && byteLevel.use_regex !== false) return 'gpt-2'; // ByteLevel's own regex is GPT-2's
-  if (splits.length === 1 && byteLevel.use_regex === false) {
-    const regex = (splits[0]!.pattern as Json | undefined)?.Regex;
-    const known = PRE_TOKENIZERS.find(([, r]) => r === regex);
-    if (known) return known[0];
-    throw new BadInputError(`tokenizer.json: pre-tokenizer regex ${JSON.stringify(regex)} is not one llama.cpp knows by name`);
-  }
-  throw new BadInputError('tokenizer.json: unsupported pre-tokenizer sequence for GGUF export');
-}
 
 // ---- tensors
 
@@ -149,8 +61,20 @@ interface TensorPlan {
   values: () => Float32Array;
 }
 
-function tensorBytes(type: number, n: number): number {
-  return type === GGML_F32 ? 4 * n : type === GGML_F16 ? 2 * n : (n / QK8_0) * (2 + QK8_0);
+const { F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K } = GGML_TYPES;
+/** The ggml type each export type writes a 2-D weight as; the K mixes follow llama.cpp's _M recipes in spirit:
+ * embeddings, output, attn_v and ffn_down one notch up (Q6_K), the rest in the main type. */
+const MAIN_TYPE: Record<Exclude<GgufType, 'f32' | 'f16'>, number> = { q8_0: Q8_0, q4_0: Q4_0, q4_1: Q4_1, q5_0: Q5_0, q5_1: Q5_1, q4_k_m: Q4_K, q5_k_m: Q5_K };
+
+function ggmlTypeFor(type: GgufType, name: string, ne: number[]): number {
+  if (ne.length !== 2 || type === 'f32') return F32; // norms and biases stay f32, as the converter keeps them
+  if (type === 'f16') return F16;
+  let t = MAIN_TYPE[type];
+  if ((type === 'q4_k_m' || type === 'q5_k_m') && /^(token_embd|output|blk\.\d+\.(attn_v|ffn_down))\.weight$/.test(name)) t = Q6_K;
+  // rows that are not whole blocks: K types fall back to the 32-value type of the same width (as llama.cpp does),
+  // and anything still not whole to f16
+  if (ne[0]! % blockValues(t) !== 0) t = t === Q6_K ? Q8_0 : t === Q5_K ? Q5_1 : t === Q4_K ? Q5_0 : t;
+  return ne[0]! % blockValues(t) === 0 ? t : F16;
 }
 
 /**
@@ -158,6 +82,15 @@ function tensorBytes(type: number, n: number): number {
  * go to [h][i][j] from [h][j][i] (j the half, i the position in it). Works for a weight [rows, cols] or a bias [rows].
  */
 export function permuteRope(w: Float32Array, heads: number, rows: number): Float32Array {
+  return moveRopeRows(w, heads, rows, false);
+}
+
+/** The inverse of permuteRope: a llama GGUF's q/k rows back into Hugging Face order. */
+export function unpermuteRope(w: Float32Array, heads: number, rows: number): Float32Array {
+  return moveRopeRows(w, heads, rows, true);
+}
+
+function moveRopeRows(w: Float32Array, heads: number, rows: number, inverse: boolean): Float32Array {
   const cols = w.length / rows;
   const hd = rows / heads;
   const half = hd / 2;
@@ -165,8 +98,9 @@ export function permuteRope(w: Float32Array, heads: number, rows: number): Float
   for (let h = 0; h < heads; h++)
     for (let j = 0; j < 2; j++)
       for (let i = 0; i < half; i++) {
-        const from = (h * hd + j * half + i) * cols;
-        const to = (h * hd + i * 2 + j) * cols;
+        const hf = (h * hd + j * half + i) * cols;
+        const gg = (h * hd + i * 2 + j) * cols;
+        const [from, to] = inverse ? [gg, hf] : [hf, gg];
         out.set(w.subarray(from, from + cols), to);
       }
   return out;
@@ -178,9 +112,8 @@ function planTensors(cfg: ModelConfig, w: WeightSource, type: GgufType, arch: 'l
     const shape = w.info(hfName).shape;
     const ne = [...shape].reverse();
     const n = shape.reduce((a, b) => a * b, 1);
-    let t = GGML_F32;
-    if (shape.length === 2 && type !== 'f32') t = type === 'q8_0' && ne[0]! % QK8_0 === 0 ? GGML_Q8_0 : GGML_F16;
-    plans.push({ name, ne, type: t, bytes: tensorBytes(t, n), values: () => (transform ? transform(w.readF32(hfName)) : w.readF32(hfName)) });
+    const t = ggmlTypeFor(type, name, ne);
+    plans.push({ name, ne, type: t, bytes: storedBytes(t, n), values: () => (transform ? transform(w.readF32(hfName)) : w.readF32(hfName)) });
   };
   const { numHeads: nH, numKvHeads: kvH, headDim: hd } = cfg;
   // llama: q/k (and their biases, if any) into interleaved-pair RoPE order
@@ -213,41 +146,18 @@ function planTensors(cfg: ModelConfig, w: WeightSource, type: GgufType, arch: 'l
     const scaled = ropeInvFreq(cfg);
     const plain = ropeInvFreq({ ...cfg, ropeScaling: null });
     const factors = Float32Array.from(plain, (p, i) => p / scaled[i]!);
-    plans.push({ name: 'rope_freqs.weight', ne: [factors.length], type: GGML_F32, bytes: 4 * factors.length, values: () => factors });
+    plans.push({ name: 'rope_freqs.weight', ne: [factors.length], type: F32, bytes: 4 * factors.length, values: () => factors });
   }
   return plans;
 }
 
-/** ggml's quantize_row_q8_0_ref: per 32 values, d = absmax/127 (stored f16), codes roundf(x/d). */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  if (x.length % QK8_0 !== 0) throw new RangeError(`q8_0: ${x.length} values is not a multiple of ${QK8_0}`);
-  const blocks = x.length / QK8_0;
-  const out = new Uint8Array(blocks * (2 + QK8_0));
-  const view = new DataView(out.buffer);
-  const half = new Uint16Array(1);
-  for (let b = 0; b < blocks; b++) {
-    let amax = 0;
-    for (let j = 0; j < QK8_0; j++) amax = Math.max(amax, Math.abs(x[b * QK8_0 + j]!));
-    const d = Math.fround(amax / 127);
-    const id = d ? Math.fround(1 / d) : 0;
-    f32ToF16(Float32Array.of(d), half);
-    const at = b * (2 + QK8_0);
-    view.setUint16(at, half[0]!, true);
-    for (let j = 0; j < QK8_0; j++) {
-      const v = Math.fround(x[b * QK8_0 + j]! * id);
-      view.setInt8(at + 2 + j, Math.sign(v) * Math.round(Math.abs(v))); // roundf: halves away from zero
-    }
-  }
-  return out;
-}
-
 function encodeTensor(type: number, x: Float32Array): Uint8Array {
-  if (type === GGML_F32) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-  if (type === GGML_F16) {
+  if (type === F32) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+  if (type === F16) {
     const h = f32ToF16(x);
     return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
   }
-  return quantizeQ8_0(x);
+  return quantize(type, x);
 }
 
 // ---- byte-level writing
@@ -408,21 +318,48 @@ export interface ExportGgufResult {
 export function exportGguf(dirArg: string, out: string, type: GgufType = 'f32'): ExportGgufResult {
   if (!GGUF_TYPES.includes(type)) throw new BadInputError(`--type must be one of ${GGUF_TYPES.join(', ')}, got "${type}"`);
   const model = openModelDir(dirArg);
-  if (model.layout !== 'safetensors') throw new BadInputError(`${dirArg}: GGUF export needs safetensors weights (this directory has only an ONNX export)`);
+  if (model.layout === 'onnx') throw new BadInputError(`${dirArg}: GGUF export needs safetensors or GGUF weights (this directory has only an ONNX export)`);
   const cfg = model.config;
   const arch = cfg.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama';
   const tokenizerJson = JSON.parse(fs.readFileSync(model.tokenizerFile, 'utf8')) as Json;
   const tok = ggufTokenizer(tokenizerJson, cfg.vocabSize);
-  const idOf = new Map<string, number>();
-  tok.tokens.forEach((t, i) => idOf.set(t, i));
 
+  // how mgd prompts this model (generation_config's mgd_prompt), so the file loads back prompted the same way
+  const prompt = model.generation.promptMode === 'prefix' ? 'prefix' : { psm: null, spm: 'fim-spm', 'spm-joined': 'fim-spm-joined' }[model.generation.fimOrder];
+  const meta: Array<[string, MetaValue]> = [
+    ...hparamsMeta(arch, cfg, path.basename(model.dir).replace(/\.gguf$/i, ''), FILE_TYPE[type]),
+    ...tokenizerMeta(tok, model.tokenizerConfig ?? {}, endIds(model, tok), model.generation.bosTokenId ?? cfg.bosTokenId),
+    ...(prompt ? ([['mgd.prompt', str(prompt)]] as Array<[string, MetaValue]>) : []),
+  ];
+
+  const w = model.weights();
+  try {
+    const tensors = planTensors(cfg, w, type, arch);
+    const bytes = writeGguf(out, meta, tensors);
+    return { file: path.resolve(out), architecture: arch, type, tensors: tensors.length, bytes, vocabSize: cfg.vocabSize, preTokenizer: tok.pre };
+  } finally {
+    w.close();
+  }
+}
+
+/** Every id that ends generation: generation_config's, then tokenizer_config's eos_token (Qwen's <|im_end|>). */
+function endIds(model: ModelDir, tok: GgufTokenizer): number[] {
+  const ids = model.generation.eosTokenIds.length ? [...model.generation.eosTokenIds] : [...model.config.eosTokenIds];
+  const named = tokenText(model.tokenizerConfig?.eos_token);
+  const id = named === null ? -1 : tok.tokens.indexOf(named);
+  if (id >= 0) ids.push(id);
+  return [...new Set(ids)];
+}
+
+/** The `general.*` and `<arch>.*` keys: the shape llama.cpp builds the model with. */
+function hparamsMeta(arch: string, cfg: ModelConfig, name: string, fileType: number): Array<[string, MetaValue]> {
   const A = (k: string) => `${arch}.${k}`;
   // llama.cpp's llama architecture has no sliding window: within the window both compute the same thing
   const context = cfg.slidingWindow ? Math.min(cfg.slidingWindow, cfg.maxPositionEmbeddings) : cfg.maxPositionEmbeddings;
   const meta: Array<[string, MetaValue]> = [
     ['general.architecture', str(arch)],
-    ['general.name', str(path.basename(model.dir))],
-    ['general.file_type', u32(FILE_TYPE[type])],
+    ['general.name', str(name)],
+    ['general.file_type', u32(fileType)],
     ['general.quantization_version', u32(2)],
     [A('vocab_size'), u32(cfg.vocabSize)],
     [A('context_length'), u32(context)],
@@ -438,18 +375,25 @@ export function exportGguf(dirArg: string, out: string, type: GgufType = 'f32'):
     [A('rope.freq_base'), f32(cfg.ropeTheta)],
   ];
   if (cfg.ropeScaling?.type === 'linear') meta.push([A('rope.scaling.type'), str('linear')], [A('rope.scaling.factor'), f32(cfg.ropeScaling.factor)]);
+  return meta;
+}
 
-  meta.push(
+/** The `tokenizer.ggml.*` keys: vocabulary, merges, pre-tokenizer name and the special ids. */
+function tokenizerMeta(tok: GgufTokenizer, tc: Json, eos: number[], bos: number | null): Array<[string, MetaValue]> {
+  const idOf = new Map<string, number>();
+  tok.tokens.forEach((t, i) => idOf.set(t, i));
+  const meta: Array<[string, MetaValue]> = [
     ['tokenizer.ggml.model', str(tok.model)],
     ['tokenizer.ggml.pre', str(tok.pre)],
     ['tokenizer.ggml.tokens', { type: 'string[]', value: tok.tokens }],
     ['tokenizer.ggml.token_type', { type: 'i32[]', value: tok.types }],
     ['tokenizer.ggml.merges', { type: 'string[]', value: tok.merges }],
-  );
-  const tc = model.tokenizerConfig ?? {};
-  const eos = model.generation.eosTokenIds[0] ?? cfg.eosTokenIds[0];
-  if (eos !== undefined) meta.push(['tokenizer.ggml.eos_token_id', u32(eos)]);
-  const bos = model.generation.bosTokenId ?? cfg.bosTokenId;
+  ];
+  // a second end id (a FIM model's end of middle, say) as llama.cpp's end of turn: both end generation
+  if (eos[0] !== undefined) meta.push(['tokenizer.ggml.eos_token_id', u32(eos[0])]);
+  if (eos[1] !== undefined) meta.push(['tokenizer.ggml.eot_token_id', u32(eos[1])]);
+  // all of them, for mgd reading the file back (llama.cpp has keys for two)
+  if (eos.length > 2) meta.push(['mgd.eos_token_ids', { type: 'i32[]', value: eos }]);
   if (bos !== null) meta.push(['tokenizer.ggml.bos_token_id', u32(bos)]);
   const pad = tokenText(tc.pad_token);
   if (pad !== null && idOf.has(pad)) meta.push(['tokenizer.ggml.padding_token_id', u32(idOf.get(pad)!)]);
@@ -464,113 +408,28 @@ export function exportGguf(dirArg: string, out: string, type: GgufType = 'f32'):
     ['fim_sep', '<|file_sep|>'],
   ];
   for (const [key, text] of fim) if (idOf.has(text)) meta.push([`tokenizer.ggml.${key}_token_id`, u32(idOf.get(text)!)]);
+  return meta;
+}
 
-  const w = model.weights();
-  try {
-    const tensors = planTensors(cfg, w, type, arch);
-    const bytes = writeGguf(out, meta, tensors);
-    return { file: path.resolve(out), architecture: arch, type, tensors: tensors.length, bytes, vocabSize: cfg.vocabSize, preTokenizer: tok.pre };
-  } finally {
-    w.close();
-  }
+/**
+ * A vocabulary-only GGUF (no tensors), as llama.cpp ships for its tokenizer tests: a tokenizer.json's vocabulary
+ * under a small stand-in shape. `pre` names another pre-tokenizer than the one the tokenizer.json has (to compare
+ * split rules on one vocabulary); `architecture` another architecture name.
+ */
+export function writeVocabGguf(tokenizerJson: Json, out: string, o: { pre?: string; architecture?: string } = {}): string {
+  const model = tokenizerJson.model as { vocab?: Record<string, number> } | undefined;
+  let size = 0;
+  for (const id of Object.values(model?.vocab ?? {})) size = Math.max(size, id + 1);
+  for (const t of (tokenizerJson.added_tokens as Array<{ id: number }> | undefined) ?? []) size = Math.max(size, t.id + 1);
+  const tok = ggufTokenizer(tokenizerJson, size);
+  if (o.pre) tok.pre = o.pre;
+  const shape = parseConfig({ architectures: ['Qwen2ForCausalLM'], hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: size });
+  writeGguf(out, [...hparamsMeta(o.architecture ?? 'qwen2', shape, 'vocab', FILE_TYPE.f32), ...tokenizerMeta(tok, {}, [], null)], []);
+  return path.resolve(out);
 }
 
 function tokenText(v: unknown): string | null {
   if (typeof v === 'string') return v;
   if (v && typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
   return null;
-}
-
-// ---- reading (tests, `model info` on a .gguf): header, metadata and tensor infos, bounds-checked
-
-export interface GgufHeader {
-  version: number;
-  metadata: Map<string, unknown>;
-  tensors: Array<{ name: string; ne: number[]; type: number; offset: number }>;
-  /** Absolute file offset of the data region. */
-  dataStart: number;
-}
-
-export function readGgufHeader(file: string): GgufHeader {
-  // the header (vocabulary included) is a few MB even for real models: read a bounded prefix, not the weights
-  const fd = fs.openSync(file, 'r');
-  let buf: Buffer;
-  try {
-    buf = Buffer.alloc(Math.min(fs.fstatSync(fd).size, 256 << 20));
-    fs.readSync(fd, buf, 0, buf.length, 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-  let at = 0;
-  const need = (n: number) => {
-    if (at + n > buf.length) throw new BadInputError(`${path.basename(file)}: truncated GGUF header`);
-  };
-  const rU32 = () => (need(4), (at += 4), buf.readUInt32LE(at - 4));
-  const rU64 = () => {
-    need(8);
-    const v = buf.readBigUInt64LE(at);
-    at += 8;
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new BadInputError(`${path.basename(file)}: GGUF value out of range`);
-    return Number(v);
-  };
-  const rStr = () => {
-    const n = rU64();
-    need(n);
-    at += n;
-    return buf.toString('utf8', at - n, at);
-  };
-  const rScalar = (t: number): unknown => {
-    switch (t) {
-      case V.U8:
-        return need(1), buf.readUInt8(at++);
-      case V.I8:
-        return need(1), buf.readInt8(at++);
-      case V.U16:
-        return need(2), (at += 2), buf.readUInt16LE(at - 2);
-      case V.I16:
-        return need(2), (at += 2), buf.readInt16LE(at - 2);
-      case V.U32:
-        return rU32();
-      case V.I32:
-        return need(4), (at += 4), buf.readInt32LE(at - 4);
-      case V.F32:
-        return need(4), (at += 4), buf.readFloatLE(at - 4);
-      case V.BOOL:
-        return need(1), buf.readUInt8(at++) !== 0;
-      case V.STRING:
-        return rStr();
-      case V.U64:
-        return rU64();
-      case V.I64:
-        return need(8), (at += 8), Number(buf.readBigInt64LE(at - 8));
-      case V.F64:
-        return need(8), (at += 8), buf.readDoubleLE(at - 8);
-      case V.ARRAY: {
-        const et = rU32();
-        const n = rU64();
-        if (n > buf.length) throw new BadInputError(`${path.basename(file)}: GGUF array length ${n} exceeds the file`);
-        return Array.from({ length: n }, () => rScalar(et));
-      }
-      default:
-        throw new BadInputError(`${path.basename(file)}: unknown GGUF value type ${t}`);
-    }
-  };
-  if (rU32() !== GGUF_MAGIC) throw new BadInputError(`${path.basename(file)}: not a GGUF file`);
-  const version = rU32();
-  const nTensors = rU64();
-  const nMeta = rU64();
-  const metadata = new Map<string, unknown>();
-  for (let i = 0; i < nMeta; i++) {
-    const key = rStr();
-    metadata.set(key, rScalar(rU32()));
-  }
-  const tensors: GgufHeader['tensors'] = [];
-  for (let i = 0; i < nTensors; i++) {
-    const name = rStr();
-    const nd = rU32();
-    const ne = Array.from({ length: nd }, rU64);
-    tensors.push({ name, ne, type: rU32(), offset: rU64() });
-  }
-  const align = typeof metadata.get('general.alignment') === 'number' ? (metadata.get('general.alignment') as number) : ALIGNMENT;
-  return { version, metadata, tensors, dataStart: at + ((align - (at % align)) % align) };
 }

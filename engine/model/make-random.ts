@@ -14,7 +14,7 @@ import { writeSafetensors } from './safetensors.js';
 import type { DType } from './tensor-types.js';
 import { makeTinyTokenizerConfig, makeTinyTokenizerJson } from './tiny-tokenizer.js';
 
-export const RANDOM_MODEL_PRESETS = ['tiny', 'tiny-llama', 'tiny-long', 'qwen-vocab', 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b'] as const;
+export const RANDOM_MODEL_PRESETS = ['tiny', 'tiny-llama', 'tiny-long', 'tiny-256', 'qwen-vocab', 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b'] as const;
 export type RandomModelPreset = (typeof RANDOM_MODEL_PRESETS)[number];
 
 interface Preset {
@@ -76,6 +76,14 @@ function preset(like: RandomModelPreset, tinyVocab: number, tinyEos: number): Pr
         tokenizer: 'tiny',
         dtype: 'F32',
         std: 0.15,
+      };
+    case 'tiny-256':
+      // rows of 256: the K-quant GGUF types (Q4_K, Q5_K, Q6_K blocks of 256 values) apply to every weight
+      return {
+        config: { ...QWEN2_COMMON, ...TINY_SHAPE, hidden_size: 256, intermediate_size: 512, vocab_size: tinyVocab, rope_theta: 10000, tie_word_embeddings: false, bos_token_id: null, eos_token_id: tinyEos },
+        tokenizer: 'tiny',
+        dtype: 'F32',
+        std: 0.08,
       };
     case 'qwen-vocab':
       return { config: { ...QWEN2_COMMON, ...TINY_SHAPE, vocab_size: 151936, rope_theta: 1000000, tie_word_embeddings: true }, tokenizer: 'qwen2', dtype: 'F16', std: 0.15 };

@@ -5,7 +5,8 @@ export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
 /** A tensor's description in a checkpoint (data not read yet). */
 export interface TensorInfo {
   name: string;
-  dtype: DType;
+  /** The stored element type: a DType, or what a reader lists but cannot widen (safetensors' I8), or a GGUF type (Q4_K). */
+  dtype: DType | (string & {});
   shape: number[];
 }
 

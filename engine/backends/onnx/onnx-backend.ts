@@ -50,7 +50,7 @@ export async function loadOnnxBackend(model: ModelDir, opts: OnnxBackendOptions 
   let weightBytesPerToken: number;
   let maxPositions = model.config.maxPositionEmbeddings;
   let io: 'native' | 'optimum';
-  if (model.layout === 'safetensors') {
+  if (model.layout !== 'onnx') {
     weights = opts.weights ?? 'f32';
     const built = ensureGraph(model, weights, 'native', opts.warn);
     modelPath = built.modelPath;

@@ -33,7 +33,6 @@ import { ropeInvFreq, type ModelConfig } from '../../model/config.js';
 import type { ModelDir } from '../../model/directory.js';
 import { EMBED, FINAL_NORM, LM_HEAD, checkWeights, layerWeight } from '../../model/llama.js';
 import type { WeightSource } from '../../model/tensor-types.js';
-import { openWeights } from '../../model/weights.js';
 import { attention, partialFloats } from '../../../kernels/attention.js';
 import { embedding, uploadTable, type GpuTable } from '../../../kernels/embedding.js';
 import { StagingPool, UNIFORM, UniformPool, encode, openGpu, stepValues, storage, upload, type Dispatch, type GpuContext } from '../../../kernels/gpu.js';
@@ -101,13 +100,13 @@ export const WEBGPU_WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'
 
 /** Loads the model onto a WebGPU device. Throws (BadInputError or the device's error) when it cannot. */
 export async function loadWebGpuBackend(model: ModelDir, opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
-  if (model.layout !== 'safetensors') throw new BadInputError('the webgpu backend needs safetensors weights (not a ready-made ONNX file)');
+  if (model.layout === 'onnx') throw new BadInputError('the webgpu backend needs safetensors or GGUF weights (not a ready-made ONNX file)');
   const weights = opts.weights ?? 'f32';
   if (!WEBGPU_WEIGHTS.includes(weights)) throw new BadInputError(`the webgpu backend runs ${WEBGPU_WEIGHTS.join(', ')} weights, not ${weights}`);
   const ctx = await openGpu({ allowSoftware: opts.allowSoftware ?? true });
   if (!ctx) throw new Error(opts.allowSoftware === false ? 'no hardware WebGPU adapter' : 'no WebGPU adapter');
   try {
-    const w = openWeights(model.dir);
+    const w = model.weights();
     try {
       return new WebGpuBackend(ctx, model.config, w, weights, opts);
     } finally {
