@@ -23,12 +23,12 @@ import type { LanguageServerConfig } from '../engine/analysis/lsp-oracle.js';
 import type { RemoteBackendOptions } from './lsp/remote-completions.js';
 
 const USAGE = `usage:
-  mgd complete <file> --line L --character C [--workspace DIR] [--model DIR] [--backend onnx|webgpu|auto]
+  mgd complete <file> --line L --character C [--workspace DIR] [--model MODEL] [--backend onnx|webgpu|auto]
                [--weights f32|f16|q8|q4] [--threads N] [--max-tokens N] [--stop line|block|none]
                [--temperature T] [--seed S] [--no-monitors] [--no-context] [--no-verify] [--verify-ms N]
                [--language-server LANG=CMD ...] [--typescript native|in-process] [--json] [--verbose]
   mgd complete <file> ... --backend remote --engine vllm|sglang|llamacpp --url URL [--token T] [--model DIR (its tokenizer)]
-  mgd serve --stdio | --socket PORT | --pipe NAME [--model DIR] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
+  mgd serve --stdio | --socket PORT | --pipe NAME [--model MODEL] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
                [--language-server LANG=CMD ...] [--typescript native|in-process] [--no-persist-cache]
                (--socket/--pipe: connect to the LSP client listening there, as VS Code's client starts servers)
   mgd serve --stdio | --socket PORT | --pipe NAME --backend remote --engine vllm|sglang|llamacpp --url URL
@@ -37,12 +37,14 @@ const USAGE = `usage:
                [--allow-origin ORIGIN ...] [--no-persist-cache]
                (refuses requests whose Host is not the address served, and requests from web pages unless
                --allow-origin names the page's exact origin, e.g. https://app.example; repeatable)
-  mgd model info DIR|ORG/NAME [--json]
+  MODEL: a Hugging Face directory, ORG/NAME[@REV] (its Hugging Face cache snapshot), a .gguf file (llama.cpp,
+               LM Studio), or ollama:NAME[:TAG] (the GGUF Ollama keeps); default: the embedded model
+  mgd model info MODEL [--json]
   mgd model pull ORG/NAME [--revision R] [--json]   (into the Hugging Face cache, resumable, sha256-checked;
                --json: the result on stdout, progress as JSON lines on stderr)
-  mgd model list [--json]   (models in the Hugging Face cache and their size)
+  mgd model list [--json]   (models in the Hugging Face cache and Ollama's store, and their size)
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
-  mgd model export-gguf DIR --out FILE [--type f32|f16|q8_0]
+  mgd model export-gguf MODEL --out FILE [--type f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q5_k_m]
   mgd bench decode [--model DIR | --like PRESET] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]   (f16 weights: webgpu only; webgpu adds device GEMV figures)
   mgd bench decode --peer llamacpp [--model DIR | --like PRESET] [--weights f32|q8] [--rounds N] ...   (ours vs llama.cpp, same weights)
@@ -298,9 +300,17 @@ async function model(args: string[], out: Out): Promise<number> {
     const { values, positionals } = parse(rest, {});
     if (positionals.length) throw new BadInputError(`unexpected argument "${positionals[0]}"`);
     const { hubCacheDir, listCachedModels } = await import('../engine/model/hub.js');
+    const { listOllamaModels, ollamaModelsDir } = await import('../engine/model/ollama.js');
     const models = listCachedModels();
-    if (values.json) out.stdout(JSON.stringify({ cache: hubCacheDir(), models }) + '\n');
-    else out.stdout(models.length ? models.map((m) => `${m.id.padEnd(48)} ${mb(m.bytes).padStart(8)} MB  ${Object.keys(m.refs).join(', ') || m.snapshots.map((s) => s.slice(0, 12)).join(', ')}`).join('\n') + '\n' : `no models in ${hubCacheDir()}\n`);
+    const ollama = listOllamaModels();
+    if (values.json) out.stdout(JSON.stringify({ cache: hubCacheDir(), models, ollamaDir: ollamaModelsDir(), ollama }) + '\n');
+    else {
+      const lines = [
+        ...models.map((m) => `${m.id.padEnd(48)} ${mb(m.bytes).padStart(8)} MB  ${Object.keys(m.refs).join(', ') || m.snapshots.map((s) => s.slice(0, 12)).join(', ')}`),
+        ...ollama.map((m) => `${m.id.padEnd(48)} ${mb(m.bytes).padStart(8)} MB  gguf`),
+      ];
+      out.stdout(lines.length ? lines.join('\n') + '\n' : `no models in ${hubCacheDir()} or ${ollamaModelsDir()}\n`);
+    }
     return 0;
   }
   if (sub === 'make-random') {

@@ -9,6 +9,7 @@
  *    mgd knows, its logits against ours for each quantized type, the same greedy text;
  *  - bad files: one line naming what is wrong.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +24,7 @@ import { exportGguf, writeVocabGguf, type GgufType } from '../engine/model/gguf.
 import { dequantize, GGML_TYPES, quantize, type GgmlTypeName } from '../engine/model/gguf-quants.js';
 import { readGgufHeader } from '../engine/model/gguf-read.js';
 import { ggufTokenizer, tokenizerFromGguf } from '../engine/model/gguf-tokenizer.js';
+import { modelLabel } from '../engine/model/hub.js';
 import { makeRandomModel } from '../engine/model/make-random.js';
 import { getCpuLlama, loadNodeLlamaCpp, type Llama } from '../engine/peers/node-llama-cpp.js';
 import { loadTokenizer } from '../engine/tokenizer/tokenizer.js';
@@ -192,6 +194,29 @@ describe('gguf model: our export loads back', () => {
   });
 });
 
+describe('gguf model on the webgpu backend', () => {
+  it('a llama GGUF in q4_k_m (dequantized on read) gives the logits ONNX Runtime gives on the same file', async () => {
+    const { loadWebGpuBackend } = await import('../engine/backends/webgpu/webgpu-backend.js');
+    const file = exportGguf(ensureFixtureModel('tiny-llama'), path.join(tmp, 'tiny-llama-q4km.gguf'), 'q4_k_m').file;
+    const gm = openModelDir(file);
+    const [gpu, ort] = [await loadWebGpuBackend(gm, {}), await loadOnnxBackend(gm, { weights: 'f32' })];
+    try {
+      const ids = Array.from({ length: 11 }, (_, i) => (i * 37 + 5) % 200);
+      const [a, b] = [await gpu.forward(gpu.createCache(), ids, { logitsFor: ids.length }), await ort.forward(ort.createCache(), ids, { logitsFor: ids.length })];
+      let worst = 0;
+      let scale = 0;
+      for (let i = 0; i < a.length; i++) {
+        worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+        scale = Math.max(scale, Math.abs(b[i]!));
+      }
+      expect(worst).toBeLessThanOrEqual(1e-3 * (1 + scale));
+    } finally {
+      await gpu.dispose();
+      await ort.dispose();
+    }
+  });
+});
+
 describe('gguf model: bad files', () => {
   const good = () => exportGguf(ensureFixtureModel('tiny'), path.join(tmp, 'good.gguf'), 'q8_0').file;
   const errorOf = (f: () => unknown) => {
@@ -255,6 +280,51 @@ describe('gguf model: bad files', () => {
     let stderr = '';
     expect(await main(['model', 'info', notGguf], { stdout: () => {}, stderr: (s) => (stderr += s) })).toBe(2);
     expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('gguf model: Ollama\'s store', () => {
+  it('ollama:NAME:TAG opens the blob where it lies; model list shows it; the label is the name; unknown is one line', async () => {
+    const store = path.join(tmp, 'ollama');
+    const gguf = exportGguf(ensureFixtureModel('tiny'), path.join(tmp, 'for-ollama.gguf'), 'q8_0').file;
+    const digest = crypto.createHash('sha256').update(fs.readFileSync(gguf)).digest('hex');
+    fs.mkdirSync(path.join(store, 'blobs'), { recursive: true });
+    fs.copyFileSync(gguf, path.join(store, 'blobs', `sha256-${digest}`));
+    const manifest = path.join(store, 'manifests', 'registry.ollama.ai', 'library', 'tiny-coder', 'q8');
+    fs.mkdirSync(path.dirname(manifest), { recursive: true });
+    const layers = [
+      { mediaType: 'application/vnd.ollama.image.template', digest: `sha256:${'0'.repeat(64)}`, size: 10 },
+      { mediaType: 'application/vnd.ollama.image.model', digest: `sha256:${digest}`, size: fs.statSync(gguf).size },
+    ];
+    fs.writeFileSync(manifest, JSON.stringify({ schemaVersion: 2, layers }));
+    // a manifest whose blob is gone is not listed
+    fs.mkdirSync(path.join(store, 'manifests', 'registry.ollama.ai', 'library', 'gone'), { recursive: true });
+    fs.writeFileSync(path.join(store, 'manifests', 'registry.ollama.ai', 'library', 'gone', 'latest'), JSON.stringify({ layers: [{ ...layers[1], digest: `sha256:${'1'.repeat(64)}` }] }));
+
+    const saved = process.env.OLLAMA_MODELS;
+    process.env.OLLAMA_MODELS = store;
+    try {
+      const m = openModelDir('ollama:tiny-coder:q8');
+      expect(m.layout).toBe('gguf');
+      expect(m.dir).toBe(path.join(store, 'blobs', `sha256-${digest}`));
+      expect(modelLabel(m.dir)).toBe('ollama:tiny-coder:q8');
+      let stdout = '';
+      expect(await main(['model', 'list', '--json'], { stdout: (x) => (stdout += x), stderr: () => {} })).toBe(0);
+      expect((JSON.parse(stdout) as { ollama: Array<{ id: string }> }).ollama.map((x) => x.id)).toEqual(['ollama:tiny-coder:q8']);
+      for (const [arg, re] of [
+        ['ollama:nothing', /Ollama has no model nothing:latest in .*ollama pull nothing/],
+        ['ollama:gone', /its weights sha256:1{12}\.\.\. are missing from/],
+        ['ollama:bad name!', /is not an Ollama model name/],
+      ] as const) {
+        let stderr = '';
+        expect(await main(['model', 'info', arg], { stdout: () => {}, stderr: (x) => (stderr += x) })).toBe(2);
+        expect(stderr).toMatch(re);
+        expect(stderr.trim().split('\n')).toHaveLength(1);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.OLLAMA_MODELS;
+      else process.env.OLLAMA_MODELS = saved;
+    }
   });
 });
 

@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { BadInputError } from '../errors.js';
+import { listOllamaModels, OLLAMA_PREFIX, resolveOllamaModel } from './ollama.js';
 
 export interface ModelId {
   repo: string;
@@ -35,10 +36,14 @@ export function parseModelId(s: string): ModelId | null {
 }
 
 /**
- * A model directory's name for a person: `ORG/NAME` for a snapshot in the Hugging Face cache (`models--ORG--NAME/
- * snapshots/REV`), else the directory's own name.
+ * A model's name for a person: `ORG/NAME` for a snapshot in the Hugging Face cache (`models--ORG--NAME/
+ * snapshots/REV`), `ollama:NAME:TAG` for an Ollama blob, else the directory's (or GGUF file's) own name.
  */
 export function modelLabel(dir: string): string {
+  if (path.basename(path.dirname(dir)) === 'blobs' && /^sha256[-:]/.test(path.basename(dir))) {
+    const named = listOllamaModels().find((m) => path.resolve(m.file) === path.resolve(dir));
+    if (named) return named.id;
+  }
   const parts = path.resolve(dir).split(path.sep);
   const snap = parts.lastIndexOf('snapshots');
   const repo = snap > 0 ? /^models--(.+?)--(.+)$/.exec(parts[snap - 1]!) : null;
@@ -81,11 +86,13 @@ export function needsPull(arg: string, env: NodeJS.ProcessEnv = process.env): bo
 }
 
 /**
- * What `--model` names, as a directory: a path as it is; an id (that is not also a path) as its cached snapshot.
+ * What `--model` names, as a directory or file: a path as it is; an id (that is not also a path) as its cached
+ * snapshot; `ollama:NAME[:TAG]` as the GGUF blob Ollama keeps (ollama.ts).
  * An id not in the cache is a one-line error that says how to get it.
  */
 export function resolveModelArg(arg: string, env: NodeJS.ProcessEnv = process.env): string {
   if (fs.existsSync(arg)) return arg;
+  if (arg.startsWith(OLLAMA_PREFIX)) return resolveOllamaModel(arg, env);
   const id = parseModelId(arg);
   if (!id) return arg; // a path that does not exist: openModelDir says so
   const where = hubCacheDir(env);
