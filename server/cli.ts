@@ -44,7 +44,7 @@ const USAGE = `usage:
                --json: the result on stdout, progress as JSON lines on stderr)
   mgd model list [--json]   (models in the Hugging Face cache and Ollama's store, and their size)
   mgd model make-random --like ${RANDOM_MODEL_PRESETS.join('|')} --out DIR [--seed S] [--dtype f32|f16|bf16]
-  mgd model export-gguf MODEL --out FILE [--type f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q5_k_m]
+  mgd model export-gguf MODEL --out FILE [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q5_k_m]
   mgd bench decode [--model DIR | --like PRESET] [--backend onnx|webgpu|auto] [--weights f32|f16|q8|q4] [--threads N]
                [--prompt-tokens N] [--decode-tokens N] [--json]   (f16 weights: webgpu only; webgpu adds device GEMV figures)
   mgd bench decode --peer llamacpp [--model DIR | --like PRESET] [--weights f32|q8] [--rounds N] ...   (ours vs llama.cpp, same weights)

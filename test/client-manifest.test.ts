@@ -240,11 +240,20 @@ describe('client/src/contract.ts: the model picker and the status bar', () => {
 
   it('lists the embedded model, the cached ones sorted with their size, then pull and folder', () => {
     const picks = contract.modelPicks(models, '');
-    expect(picks.map((p) => p.kind)).toEqual(['model', 'model', 'model', 'pull', 'folder']);
+    expect(picks.map((p) => p.kind)).toEqual(['model', 'model', 'model', 'pull', 'folder', 'file']);
     expect(picks.filter((p) => p.kind === 'model').map((p) => (p as { value: string }).value)).toEqual(['', 'Qwen/Qwen2.5-Coder-0.5B', 'Qwen/Qwen2.5-Coder-1.5B']);
     expect(picks[1]!.description).toContain('990 MB');
     expect(picks[2]!.description).toContain('3.1 GB');
     expect(picks.filter((p) => p.kind === 'model' && p.current).map((p) => p.label)).toEqual(['Embedded model']);
+  });
+
+  it('lists Ollama\'s models after the cache\'s, by the name --model takes, the current one marked', () => {
+    const ollama = [{ id: 'ollama:qwen2.5-coder:1.5b', file: '/o/blobs/sha256-1', bytes: 986_000_000 }];
+    const picks = contract.modelPicks(models, 'ollama:qwen2.5-coder:1.5b', ollama);
+    const listed = picks.filter((p) => p.kind === 'model');
+    expect(listed.map((p) => (p as { value: string }).value)).toEqual(['', 'Qwen/Qwen2.5-Coder-0.5B', 'Qwen/Qwen2.5-Coder-1.5B', 'ollama:qwen2.5-coder:1.5b']);
+    expect(listed.at(-1)).toMatchObject({ current: true, description: expect.stringContaining('GGUF from Ollama') });
+    expect(listed.filter((p) => (p as { current: boolean }).current)).toHaveLength(1);
   });
 
   it('marks the current model (a revision too), and keeps a current path choosable', () => {

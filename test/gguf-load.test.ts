@@ -376,7 +376,7 @@ describe.skipIf(!peer.ok)(`llama.cpp and mgd on the same quantized GGUF${peer.ok
   // mgd dequantizes each block to f32; llama.cpp multiplies the blocks as they are with activations quantized to
   // 8 bits. Same weights, so the logits differ by llama.cpp's activation rounding only (the q8_0 test's bound),
   // and a misread block layout would move them by far more.
-  it.each(['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q5_k_m', 'f16'] as const)('%s: logits agree up to activation rounding; greedy text is the same', async (type: GgufType) => {
+  it.each(['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q5_k_m', 'f16', 'bf16'] as const)('%s: logits agree up to activation rounding; greedy text is the same', async (type: GgufType) => {
     const file = exportGguf(dir, path.join(tmp, `peer-${type}.gguf`), type).file;
     const gm = openModelDir(file);
     const tok = await loadTokenizer(gm.tokenizerFile, { tokenizerConfig: gm.tokenizerConfig, eosTokenIds: gm.generation.eosTokenIds, bosTokenId: gm.generation.bosTokenId });

@@ -108,7 +108,7 @@ describe('gguf file', () => {
     expect(await main(['model', 'export-gguf', ensureFixtureModel('tiny-llama'), '--out', file, '--type', 'q8_0', '--json'], io)).toBe(0);
     expect(JSON.parse(stdout)).toMatchObject({ file, architecture: 'llama', type: 'q8_0', bytes: fs.statSync(file).size });
     expect(await main(['model', 'export-gguf', ensureFixtureModel('tiny'), '--out', file, '--type', 'q3'], io)).toBe(2);
-    expect(stderr).toMatch(/--type must be one of f32, f16, q8_0, q4_0/);
+    expect(stderr).toMatch(/--type must be one of f32, f16, bf16, q8_0, q4_0/);
   });
 
   it('refuses what llama.cpp could not tokenize the same way', () => {

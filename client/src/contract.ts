@@ -213,25 +213,36 @@ export interface CachedModel {
   snapshots: string[];
 }
 
+/** A model in Ollama's store, as `mgd model list --json` lists it (engine/model/ollama.ts): `ollama:NAME:TAG`. */
+export interface OllamaModel {
+  id: string;
+  file: string;
+  bytes: number;
+}
+
 /** A choice of the Select Model command: a model (the value for `mgd.model`, '' for the embedded one) or an action. */
 export type ModelPick =
   | { kind: 'model'; label: string; description: string; value: string; current: boolean }
-  | { kind: 'pull' | 'folder'; label: string; description: string };
+  | { kind: 'pull' | 'folder' | 'file'; label: string; description: string };
 
 /**
- * The Select Model list: the embedded model, each cached model (with its size; the current one marked), then
- * pulling a model by id and choosing a folder. `current` is the `mgd.model` setting.
+ * The Select Model list: the embedded model, each cached model and each Ollama model (with its size; the current one
+ * marked), then pulling a model by id, choosing a folder and choosing a GGUF file. `current` is the `mgd.model`
+ * setting.
  */
-export function modelPicks(models: readonly CachedModel[], current: string): ModelPick[] {
+export function modelPicks(models: readonly CachedModel[], current: string, ollama: readonly OllamaModel[] = []): ModelPick[] {
   const base = current.replace(/@[^/]*$/, '');
   const picks: ModelPick[] = [{ kind: 'model', label: 'Embedded model', description: 'mgd-coder-30m, a small demo model', value: '', current: current === '' }];
   for (const m of [...models].sort((a, b) => a.id.localeCompare(b.id))) {
     picks.push({ kind: 'model', label: m.id, description: `${formatBytes(m.bytes)} in the Hugging Face cache`, value: m.id, current: base === m.id });
   }
+  for (const m of [...ollama].sort((a, b) => a.id.localeCompare(b.id)))
+    picks.push({ kind: 'model', label: m.id, description: `${formatBytes(m.bytes)} GGUF from Ollama`, value: m.id, current: current === m.id });
   // a path (or an id no longer cached) that is set now stays choosable
   if (current !== '' && !picks.some((p) => p.kind === 'model' && p.current)) picks.push({ kind: 'model', label: current, description: 'the current setting', value: current, current: true });
   picks.push({ kind: 'pull', label: 'Pull a model by Hugging Face id…', description: 'e.g. Qwen/Qwen2.5-Coder-0.5B' });
   picks.push({ kind: 'folder', label: 'Choose a model folder…', description: 'config.json, tokenizer.json, *.safetensors' });
+  picks.push({ kind: 'file', label: 'Choose a GGUF file…', description: 'llama.cpp / LM Studio, Llama or Qwen2 family' });
   return picks;
 }
 

@@ -1,12 +1,12 @@
 /**
- * The Select Model command: the models in the Hugging Face cache (as `mgd model list --json` finds them), the
- * embedded one, pulling a model by id with a progress notification (`mgd model pull --json`, cancellable), or a
- * folder. The choice goes into the `mgd.model` setting, a launch setting: the server restarts on it.
+ * The Select Model command: the models in the Hugging Face cache and Ollama's store (as `mgd model list --json`
+ * finds them), the embedded one, pulling a model by id with a progress notification (`mgd model pull --json`,
+ * cancellable), a folder, or a GGUF file. The choice goes into the `mgd.model` setting, a launch setting: the server restarts on it.
  * The CLI runs with the runtime the server runs with (contract.ts cliCommand), so both see the same cache.
  */
 import { spawn } from 'node:child_process';
 import * as vscode from 'vscode';
-import { cliCommand, findNodeOnPath, findServerDir, modelPicks, parseModelIdInput, parsePullProgress, type CachedModel, type ModelPick } from './contract.js';
+import { cliCommand, findNodeOnPath, findServerDir, modelPicks, parseModelIdInput, parsePullProgress, type CachedModel, type ModelPick, type OllamaModel } from './contract.js';
 import { settings } from './session.js';
 
 export async function selectModel(extensionDir: string, log: vscode.LogOutputChannel): Promise<void> {
@@ -17,13 +17,16 @@ export async function selectModel(extensionDir: string, log: vscode.LogOutputCha
   }
   const run = (args: string[], onStderrLine?: (line: string) => void, token?: vscode.CancellationToken) => runCli(serverDir, args, log, onStderrLine, token);
   let models: CachedModel[] = [];
+  let ollama: OllamaModel[] = [];
   try {
-    models = (JSON.parse((await run(['model', 'list', '--json'])).stdout) as { models: CachedModel[] }).models;
+    const listed = JSON.parse((await run(['model', 'list', '--json'])).stdout) as { models: CachedModel[]; ollama?: OllamaModel[] };
+    models = listed.models;
+    ollama = listed.ollama ?? [];
   } catch (e) {
     log.warn(`listing cached models: ${message(e)}`);
   }
   const current = settings().model;
-  const items = modelPicks(models, current).map((p) => ({ label: p.kind === 'model' && p.current ? `$(check) ${p.label}` : p.label, description: p.description, pick: p }));
+  const items = modelPicks(models, current, ollama).map((p) => ({ label: p.kind === 'model' && p.current ? `$(check) ${p.label}` : p.label, description: p.description, pick: p }));
   const chosen = await vscode.window.showQuickPick(items, { title: 'mgd: Select Model', placeHolder: 'The model that completes your code' });
   if (!chosen) return;
   const pick: ModelPick = chosen.pick;
@@ -32,6 +35,9 @@ export async function selectModel(extensionDir: string, log: vscode.LogOutputCha
   else if (pick.kind === 'folder') {
     const dirs = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, title: 'A model folder in Hugging Face layout' });
     value = dirs?.[0]?.fsPath ?? null;
+  } else if (pick.kind === 'file') {
+    const files = await vscode.window.showOpenDialog({ canSelectFolders: false, canSelectFiles: true, canSelectMany: false, filters: { GGUF: ['gguf'] }, title: 'A GGUF model file' });
+    value = files?.[0]?.fsPath ?? null;
   } else {
     const input = await vscode.window.showInputBox({
       title: 'mgd: Pull a Model',

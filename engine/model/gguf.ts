@@ -22,18 +22,18 @@ import path from 'node:path';
 import { BadInputError } from '../errors.js';
 import { parseConfig, ropeInvFreq, type ModelConfig } from './config.js';
 import { openModelDir, type ModelDir } from './directory.js';
-import { f32ToF16 } from './fp16.js';
+import { f32ToBf16, f32ToF16 } from './fp16.js';
 import { ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, V } from './gguf-read.js';
 import { blockValues, GGML_TYPES, quantize, storedBytes } from './gguf-quants.js';
 import { ggufTokenizer, type GgufTokenizer } from './gguf-tokenizer.js';
 import { EMBED, FINAL_NORM, LM_HEAD, layerWeight } from './llama.js';
 import type { WeightSource } from './tensor-types.js';
 
-export const GGUF_TYPES = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q5_k_m'] as const;
+export const GGUF_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k_m', 'q5_k_m'] as const;
 export type GgufType = (typeof GGUF_TYPES)[number];
 
 /** llama_ftype: what general.file_type says the bulk of the weights are. */
-const FILE_TYPE: Record<GgufType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q4_k_m: 15, q5_k_m: 17 };
+const FILE_TYPE: Record<GgufType, number> = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q4_k_m: 15, q5_k_m: 17 };
 export type MetaValue =
   | { type: 'u32'; value: number }
   | { type: 'i32'; value: number }
@@ -64,11 +64,12 @@ interface TensorPlan {
 const { F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K } = GGML_TYPES;
 /** The ggml type each export type writes a 2-D weight as; the K mixes follow llama.cpp's _M recipes in spirit:
  * embeddings, output, attn_v and ffn_down one notch up (Q6_K), the rest in the main type. */
-const MAIN_TYPE: Record<Exclude<GgufType, 'f32' | 'f16'>, number> = { q8_0: Q8_0, q4_0: Q4_0, q4_1: Q4_1, q5_0: Q5_0, q5_1: Q5_1, q4_k_m: Q4_K, q5_k_m: Q5_K };
+const MAIN_TYPE: Record<Exclude<GgufType, 'f32' | 'f16' | 'bf16'>, number> = { q8_0: Q8_0, q4_0: Q4_0, q4_1: Q4_1, q5_0: Q5_0, q5_1: Q5_1, q4_k_m: Q4_K, q5_k_m: Q5_K };
 
 function ggmlTypeFor(type: GgufType, name: string, ne: number[]): number {
   if (ne.length !== 2 || type === 'f32') return F32; // norms and biases stay f32, as the converter keeps them
   if (type === 'f16') return F16;
+  if (type === 'bf16') return GGML_TYPES.BF16;
   let t = MAIN_TYPE[type];
   if ((type === 'q4_k_m' || type === 'q5_k_m') && /^(token_embd|output|blk\.\d+\.(attn_v|ffn_down))\.weight$/.test(name)) t = Q6_K;
   // rows that are not whole blocks: K types fall back to the 32-value type of the same width (as llama.cpp does),
@@ -153,8 +154,8 @@ function planTensors(cfg: ModelConfig, w: WeightSource, type: GgufType, arch: 'l
 
 function encodeTensor(type: number, x: Float32Array): Uint8Array {
   if (type === F32) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-  if (type === F16) {
-    const h = f32ToF16(x);
+  if (type === F16 || type === GGML_TYPES.BF16) {
+    const h = type === F16 ? f32ToF16(x) : f32ToBf16(x);
     return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
   }
   return quantize(type, x);
