@@ -25,6 +25,7 @@ import {
   StreamMessageWriter,
 } from 'vscode-languageserver-protocol/node';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
+import { exportGguf } from '../engine/model/gguf.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-faults-'));
@@ -169,6 +170,32 @@ describe('a full disk', () => {
       expect(s.stderr()).not.toMatch(/unhandled|uncaught/i);
     } finally {
       s.kill();
+    }
+  });
+
+  it.skipIf(!mounted)('a GGUF model with the cache on that disk: its derived config and tokenizer go to a private directory, answers come', async () => {
+    const ws = path.join(tmp, 'ws-full-gguf');
+    fs.cpSync(path.join(root, 'fixtures/repos/monitor-cases'), ws, { recursive: true });
+    const gguf = exportGguf(ensureFixtureModel('tiny'), path.join(tmp, 'tiny-full-disk.gguf'), 'q8_0').file;
+    // fill what is left of the disk: even the few KB of derived files cannot be written
+    const filler = path.join(disk, 'filler');
+    try {
+      fs.writeFileSync(filler, Buffer.alloc(128 * 1024));
+    } catch (e) {
+      expect((e as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+    const s = await serve(ws, gguf, disk);
+    try {
+      expect(await s.complete()).not.toBe('');
+      // nothing half-written left in the cache as if complete
+      const derived = path.join(disk, 'gguf-models');
+      const entries = fs.existsSync(derived) ? fs.readdirSync(derived) : [];
+      expect(entries.filter((e) => fs.existsSync(path.join(derived, e, 'tokenizer.json')))).toEqual([]);
+      expect(await s.shutdown()).toBe(0);
+      expect(s.stderr()).not.toMatch(/unhandled|uncaught/i);
+    } finally {
+      s.kill();
+      fs.rmSync(filler, { force: true });
     }
   });
 });

@@ -18,7 +18,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BadInputError } from '../errors.js';
+import { BadInputError, isDiskFault } from '../errors.js';
 import { cacheRoot } from '../paths.js';
 import { readModelFiles, type ModelDir } from './directory.js';
 import { unpermuteRope } from './gguf.js';
@@ -175,8 +175,7 @@ function writeDerived(name: string, files: Record<string, Json>): string {
     return dir;
   } catch (e) {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM') throw e;
+    if (!isDiskFault(e)) throw e;
     const own = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-gguf-'));
     process.once('exit', () => fs.rmSync(own, { recursive: true, force: true }));
     write(own);

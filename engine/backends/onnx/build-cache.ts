@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BadInputError } from '../../errors.js';
+import { BadInputError, isDiskFault } from '../../errors.js';
 import type { ModelDir } from '../../model/directory.js';
 import { cacheRoot } from '../../paths.js';
 import type { WeightFormat } from '../backend.js';
@@ -82,11 +82,6 @@ function build(model: ModelDir, weights: WeightFormat, io: GraphIo, dir: string)
   }
 }
 
-/** A write that failed for want of room or permission (a full or read-only cache disk), not a bug. */
-function isDiskFault(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM';
-}
 
 /**
  * The cache cannot take the graph (a full or read-only disk): build it in a private temporary directory for this
