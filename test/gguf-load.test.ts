@@ -29,6 +29,7 @@ import { makeRandomModel } from '../engine/model/make-random.js';
 import { getCpuLlama, loadNodeLlamaCpp, type Llama } from '../engine/peers/node-llama-cpp.js';
 import { loadTokenizer } from '../engine/tokenizer/tokenizer.js';
 import { main } from '../server/cli.js';
+import { expectClose } from './numeric.js';
 import { argmax, expectTopOneAgreement, GREEDY_TOKENS, llamaLogits, PROMPTS } from './helpers/llama-cpp.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mgd-gguf-load-'));
@@ -157,10 +158,7 @@ describe('gguf model: our export loads back', () => {
     const [a, b] = await Promise.all([loadOnnxBackend(md, { weights: 'f32' }), loadOnnxBackend(gm, { weights: 'f32' })]);
     loaded.push(a, b);
     const ids = await ta.encode(PROMPTS[0]!);
-    const [la, lb] = [await a.forward(a.createCache(), ids, { logitsFor: ids.length }), await b.forward(b.createCache(), ids, { logitsFor: ids.length })];
-    let worst = 0;
-    for (let i = 0; i < la.length; i++) worst = Math.max(worst, Math.abs(la[i]! - lb[i]!));
-    expect(worst).toBeLessThanOrEqual(1e-5);
+    expectClose(await b.forward(b.createCache(), ids, { logitsFor: ids.length }), await a.forward(a.createCache(), ids, { logitsFor: ids.length }), 1e-6);
   });
 
   it('the embedded model as a GGUF: `mgd complete` gives the same text as from its directory', async () => {
@@ -202,14 +200,7 @@ describe('gguf model on the webgpu backend', () => {
     const [gpu, ort] = [await loadWebGpuBackend(gm, {}), await loadOnnxBackend(gm, { weights: 'f32' })];
     try {
       const ids = Array.from({ length: 11 }, (_, i) => (i * 37 + 5) % 200);
-      const [a, b] = [await gpu.forward(gpu.createCache(), ids, { logitsFor: ids.length }), await ort.forward(ort.createCache(), ids, { logitsFor: ids.length })];
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < a.length; i++) {
-        worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
-        scale = Math.max(scale, Math.abs(b[i]!));
-      }
-      expect(worst).toBeLessThanOrEqual(1e-3 * (1 + scale));
+      expectClose(await gpu.forward(gpu.createCache(), ids, { logitsFor: ids.length }), await ort.forward(ort.createCache(), ids, { logitsFor: ids.length }), 1e-3);
     } finally {
       await gpu.dispose();
       await ort.dispose();

@@ -27,6 +27,7 @@ import { GGML_TYPES, quantize } from '../engine/model/gguf-quants.js';
 import { readGgufHeader } from '../engine/model/gguf-read.js';
 import { ggufTokenizer, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, TOKEN_USER_DEFINED } from '../engine/model/gguf-tokenizer.js';
 import { getCpuLlama, loadNodeLlamaCpp, type Llama } from '../engine/peers/node-llama-cpp.js';
+import { expectClose } from './numeric.js';
 import { argmax, cleanUpTokenizationSpaces, expectTopOneAgreement, GREEDY_TOKENS, llamaLogits, PROMPTS } from './helpers/llama-cpp.js';
 import { loadTokenizer, type TextTokenizer } from '../engine/tokenizer/tokenizer.js';
 import { main } from '../server/cli.js';
@@ -158,14 +159,7 @@ describe.skipIf(!peer.ok).each(['tiny', 'tiny-llama', 'qwen-vocab'] as const)(`l
     for (const p of PROMPTS.slice(0, 2)) {
       const ids = await tok.encode(p);
       const ours = await ort.forward(ort.createCache(), ids, { logitsFor: ids.length });
-      const theirs = await llamaLogits(llama, files.f32!, ids, V);
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < ours.length; i++) {
-        worst = Math.max(worst, Math.abs(ours[i]! - theirs[i]!));
-        scale = Math.max(scale, Math.abs(ours[i]!));
-      }
-      expect(worst).toBeLessThanOrEqual(1e-4 * (1 + scale));
+      expectClose(await llamaLogits(llama, files.f32!, ids, V), ours, 1e-4);
     }
   });
 

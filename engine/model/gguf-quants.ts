@@ -85,6 +85,26 @@ function scaleMin(v: DataView, scales: number, j: number): [number, number] {
   return [(q(j + 4) & 0xf) | ((q(j - 4) >> 6) << 4), (q(j + 4) >> 4) | ((q(j) >> 6) << 4)];
 }
 
+/**
+ * Q4_K / Q5_K: four chunks of 64 values, each 32 bytes whose low nibbles are group 2c and high nibbles group 2c+1;
+ * Q5_K adds a fifth bit per value from qh[32] (bit 2c, 2c+1 of byte l).
+ */
+function decodeK(v: DataView, at: number, out: Float32Array, o: number, qh: number | null): void {
+  const d = half(v, at);
+  const dmin = half(v, at + 2);
+  const qs = qh === null ? at + 16 : at + 48;
+  for (let c = 0; c < 4; c++) {
+    const [s0, m0] = scaleMin(v, at + 4, 2 * c);
+    const [s1, m1] = scaleMin(v, at + 4, 2 * c + 1);
+    for (let l = 0; l < 32; l++) {
+      const q = v.getUint8(qs + 32 * c + l);
+      const h = qh === null ? 0 : v.getUint8(qh + l);
+      out[o + 64 * c + l] = d * s0 * ((q & 0xf) | (((h >> (2 * c)) & 1) << 4)) - dmin * m0;
+      out[o + 64 * c + 32 + l] = d * s1 * ((q >> 4) | (((h >> (2 * c + 1)) & 1) << 4)) - dmin * m1;
+    }
+  }
+}
+
 const FORMATS: Partial<Record<number, BlockFormat>> = {
   [GGML_TYPES.Q4_0]: {
     values: QK,
@@ -146,45 +166,8 @@ const FORMATS: Partial<Record<number, BlockFormat>> = {
       for (let j = 0; j < QK; j++) out[o + j] = v.getInt8(at + 2 + j) * d;
     },
   },
-  [GGML_TYPES.Q4_K]: {
-    values: QK_K,
-    bytes: 144,
-    decode(v, at, out, o) {
-      const d = half(v, at);
-      const dmin = half(v, at + 2);
-      const qs = at + 16;
-      // four chunks of 64 values: 32 bytes whose low nibbles are group 2c and high nibbles group 2c+1
-      for (let c = 0; c < 4; c++) {
-        const [s0, m0] = scaleMin(v, at + 4, 2 * c);
-        const [s1, m1] = scaleMin(v, at + 4, 2 * c + 1);
-        for (let l = 0; l < 32; l++) {
-          const q = v.getUint8(qs + 32 * c + l);
-          out[o + 64 * c + l] = d * s0 * (q & 0xf) - dmin * m0;
-          out[o + 64 * c + 32 + l] = d * s1 * (q >> 4) - dmin * m1;
-        }
-      }
-    },
-  },
-  [GGML_TYPES.Q5_K]: {
-    values: QK_K,
-    bytes: 176,
-    decode(v, at, out, o) {
-      const d = half(v, at);
-      const dmin = half(v, at + 2);
-      const qh = at + 16;
-      const qs = at + 48;
-      for (let c = 0; c < 4; c++) {
-        const [s0, m0] = scaleMin(v, at + 4, 2 * c);
-        const [s1, m1] = scaleMin(v, at + 4, 2 * c + 1);
-        for (let l = 0; l < 32; l++) {
-          const q = v.getUint8(qs + 32 * c + l);
-          const h = v.getUint8(qh + l);
-          out[o + 64 * c + l] = d * s0 * ((q & 0xf) | (((h >> (2 * c)) & 1) << 4)) - dmin * m0;
-          out[o + 64 * c + 32 + l] = d * s1 * ((q >> 4) | (((h >> (2 * c + 1)) & 1) << 4)) - dmin * m1;
-        }
-      }
-    },
-  },
+  [GGML_TYPES.Q4_K]: { values: QK_K, bytes: 144, decode: (v, at, out, o) => decodeK(v, at, out, o, null) },
+  [GGML_TYPES.Q5_K]: { values: QK_K, bytes: 176, decode: (v, at, out, o) => decodeK(v, at, out, o, at + 16) },
   [GGML_TYPES.Q6_K]: {
     values: QK_K,
     bytes: 210,
