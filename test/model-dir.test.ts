@@ -187,7 +187,7 @@ describe('openModelDir', () => {
   const withConfig = (text: string) => () => modelDir('single', { 'config.json': text });
   it.each([
     ['a missing directory', () => path.join(tmp, 'none'), /^model directory .*none does not exist$/],
-    ['a file instead of a directory', () => (fs.writeFileSync(path.join(tmp, 'file'), 'x'), path.join(tmp, 'file')), /is not a directory/],
+    ['a file instead of a directory', () => (fs.writeFileSync(path.join(tmp, 'file'), 'x'), path.join(tmp, 'file')), /is a file but not a GGUF file/],
     ['no config.json', () => { const d = modelDir('single'); fs.rmSync(path.join(d, 'config.json')); return d; }, /config\.json is missing/],
     ['invalid config JSON', withConfig('{'), /^config\.json: invalid JSON/],
     ['a config that is not an object', withConfig('[1]'), /^config\.json: not a JSON object/],
