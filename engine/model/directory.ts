@@ -25,7 +25,7 @@ export interface ModelDir {
    * weights() and we build our own graph from them; 'onnx' is a ready-made graph only.
    */
   layout: 'safetensors' | 'gguf' | 'onnx';
-  /** The ONNX file (absolute) for the 'onnx' layout; null for 'safetensors'. */
+  /** The ONNX file (absolute) for the 'onnx' layout; null for the others. */
   onnxFile: string | null;
   /** Absolute path of tokenizer.json. */
   tokenizerFile: string;

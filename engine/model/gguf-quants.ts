@@ -200,6 +200,13 @@ export function ggmlTypeName(type: number): string {
   return known ?? OTHER_TYPES[type] ?? `type ${type}`;
 }
 
+/** The types mgd reads, as error messages list them. */
+export const READABLE_TYPES = Object.keys(GGML_TYPES).join(', ');
+
+function unreadable(type: number): BadInputError {
+  return new BadInputError(`GGUF tensors of ${ggmlTypeName(type)} cannot be read (mgd reads ${READABLE_TYPES})`);
+}
+
 /** Whether mgd can read tensors of this type. */
 export function isReadableType(type: number): boolean {
   return type === GGML_TYPES.F32 || type === GGML_TYPES.F16 || type === GGML_TYPES.BF16 || FORMATS[type] !== undefined;
@@ -215,19 +222,25 @@ export function storedBytes(type: number, n: number): number {
   if (type === GGML_TYPES.F32) return 4 * n;
   if (type === GGML_TYPES.F16 || type === GGML_TYPES.BF16) return 2 * n;
   const f = FORMATS[type];
-  if (!f) throw new BadInputError(`GGUF tensors of ${ggmlTypeName(type)} cannot be read (mgd reads ${Object.keys(GGML_TYPES).join(', ')})`);
+  if (!f) throw unreadable(type);
   return (n / f.values) * f.bytes;
 }
 
 /** The stored bytes as f32 values. */
 export function dequantize(type: number, bytes: Uint8Array, n: number): Float32Array {
-  if (type === GGML_TYPES.F32) return new Float32Array(bytes.slice().buffer, 0, n);
+  // the float types are views of the bytes where they are aligned (a fresh read is), copied only where not
+  const aligned = (size: number) => (bytes.byteOffset % size === 0 ? bytes : bytes.slice());
+  if (type === GGML_TYPES.F32) {
+    const b = aligned(4);
+    return new Float32Array(b.buffer, b.byteOffset, n);
+  }
   if (type === GGML_TYPES.F16 || type === GGML_TYPES.BF16) {
-    const halves = new Uint16Array(bytes.slice().buffer, 0, n);
+    const b = aligned(2);
+    const halves = new Uint16Array(b.buffer, b.byteOffset, n);
     return type === GGML_TYPES.F16 ? f16ToF32(halves) : bf16ToF32(halves);
   }
   const f = FORMATS[type];
-  if (!f) throw new BadInputError(`GGUF tensors of ${ggmlTypeName(type)} cannot be read`);
+  if (!f) throw unreadable(type);
   const out = new Float32Array(n);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let b = 0, at = 0; b < n / f.values; b++, at += f.bytes) f.decode(view, at, out, b * f.values);

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BadInputError } from '../errors.js';
-import { blockValues, ggmlTypeName, isReadableType, storedBytes } from './gguf-quants.js';
+import { blockValues, ggmlTypeName, isReadableType, READABLE_TYPES, storedBytes } from './gguf-quants.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_VERSION = 3;
@@ -61,20 +61,37 @@ export function isGgufFile(file: string): boolean {
   }
 }
 
+/** The header never goes past this (a few MB for a 150k-token vocabulary; llama.cpp's own limit is similar). */
+const MAX_HEADER = 256 << 20;
+
+/** A header that runs past the bytes read so far: read more, or say it is truncated. */
+class ShortRead extends Error {}
+
 export function readGgufHeader(file: string): GgufHeader {
-  const label = path.basename(file);
-  // The header (vocabulary included) is a few MB even for real models: read a bounded prefix, not the weights.
+  // Read a prefix that grows until the header fits: a few MB for real models, never the weights behind it.
   const fd = fs.openSync(file, 'r');
-  let buf: Buffer;
   try {
-    buf = Buffer.alloc(Math.min(fs.fstatSync(fd).size, 256 << 20));
-    fs.readSync(fd, buf, 0, buf.length, 0);
+    const size = fs.fstatSync(fd).size;
+    for (let n = Math.min(size, 4 << 20); ; n = Math.min(size, MAX_HEADER, n * 4)) {
+      const buf = Buffer.alloc(n);
+      fs.readSync(fd, buf, 0, n, 0);
+      try {
+        return parseHeader(buf, size, path.basename(file));
+      } catch (e) {
+        if (!(e instanceof ShortRead)) throw e;
+        if (n === size || n === MAX_HEADER) throw new BadInputError(`${path.basename(file)}: truncated GGUF header`);
+      }
+    }
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The header from the file's first bytes `buf` (of a file of `size` bytes); ShortRead if it goes past them. */
+function parseHeader(buf: Buffer, size: number, label: string): GgufHeader {
   let at = 0;
   const need = (n: number) => {
-    if (at + n > buf.length) throw new BadInputError(`${label}: truncated GGUF header`);
+    if (at + n > buf.length) throw new ShortRead();
   };
   const rU32 = () => (need(4), (at += 4), buf.readUInt32LE(at - 4));
   const rU64 = () => {
@@ -119,19 +136,20 @@ export function readGgufHeader(file: string): GgufHeader {
       case V.ARRAY: {
         const et = rU32();
         const n = rU64();
-        if (n > buf.length) throw new BadInputError(`${label}: GGUF array length ${n} exceeds the file`);
+        if (n > size) throw new BadInputError(`${label}: GGUF array length ${n} exceeds the file`);
         return Array.from({ length: n }, () => rScalar(et));
       }
       default:
         throw new BadInputError(`${label}: unknown GGUF value type ${t}`);
     }
   };
-  if (buf.length < 4 || rU32() !== GGUF_MAGIC) throw new BadInputError(`${label}: not a GGUF file`);
+  if (size < 4 || buf.readUInt32LE(0) !== GGUF_MAGIC) throw new BadInputError(`${label}: not a GGUF file`);
+  at = 4;
   const version = rU32();
   if (version !== 2 && version !== 3) throw new BadInputError(`${label}: GGUF version ${version} (mgd reads versions 2 and 3)`);
   const nTensors = rU64();
   const nMeta = rU64();
-  if (nTensors > buf.length || nMeta > buf.length) throw new BadInputError(`${label}: GGUF counts exceed the file`);
+  if (nTensors > size || nMeta > size) throw new BadInputError(`${label}: GGUF counts exceed the file`);
   const metadata = new Map<string, unknown>();
   for (let i = 0; i < nMeta; i++) {
     const key = rStr();
@@ -185,7 +203,7 @@ export class GgufFile {
   /** The tensor's stored bytes (ggml blocks, ggml dimension order). */
   read(name: string): Uint8Array {
     const t = this.tensor(name);
-    if (!isReadableType(t.type)) throw new BadInputError(`${path.basename(this.file)}: tensor ${name} is ${ggmlTypeName(t.type)}, a type mgd cannot read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)`);
+    if (!isReadableType(t.type)) throw new BadInputError(`${path.basename(this.file)}: tensor ${name} is ${ggmlTypeName(t.type)}, a type mgd cannot read (${READABLE_TYPES})`);
     const bytes = new Uint8Array(storedBytes(t.type, elements(t)));
     this.fd ??= fs.openSync(this.file, 'r');
     let done = 0;

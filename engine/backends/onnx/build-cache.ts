@@ -82,7 +82,6 @@ function build(model: ModelDir, weights: WeightFormat, io: GraphIo, dir: string)
   }
 }
 
-
 /**
  * The cache cannot take the graph (a full or read-only disk): build it in a private temporary directory for this
  * process instead, removed when it exits; the model still loads, only the next start builds again. Where that
