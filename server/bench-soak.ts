@@ -55,6 +55,9 @@ export interface SoakSample {
   children: number | null; // descendant processes, Linux only
 }
 
+/** Characters a document may grow by before it is reset to the fixture's text (about 250 edits). */
+const GROWTH_LIMIT = 2_000;
+
 /** Snippets typed at random places: member accesses, calls and statements the monitors and the checker all see. */
 const EDITS = ['acc.', 'acc.balance', '\n  const x = acc.', '\n  return ', 'Math.', ' + ', '(', ')', '\n', '  ', 'new ', 'acc.deposit(', '.'];
 
@@ -100,13 +103,20 @@ export async function benchSoak(o: SoakOptions = {}) {
       const stats = await guard(conn.sendRequest<{ memory: { rssBytes: number; heapUsedBytes: number }; kvCache: { bytes: number; budgetBytes: number } | null }>('mgd/stats'));
       samples.push({ at, rssBytes: stats.memory.rssBytes, heapUsedBytes: stats.memory.heapUsedBytes, kvCacheBytes: stats.kvCache?.bytes ?? null, kvCacheBudgetBytes: stats.kvCache?.budgetBytes ?? null, openFds: openFds(child.pid!), children: descendants(child.pid!) });
     };
-    const marks = new Set([0, Math.round(completions * 0.1), Math.round(completions * 0.5)]);
+    // every tenth of the run, so the curve shows where memory settles (the 10% mark is the reference)
+    const marks = new Set(Array.from({ length: 10 }, (_, k) => Math.round((completions * k) / 10)));
     for (let i = 0; i < completions; i++) {
       if (marks.has(i)) await sample(i);
       const d = pick(docs);
       if (!d.open) await open(d);
-      // an edit at a random place (kept short: the text is the fixture plus what was typed, capped)
-      if (d.text.length > 40_000) d.text = seedText;
+      // an edit at a random place. The text goes back to the fixture once a few hundred edits have grown it, so the
+      // load stays the same all run: a document that only grows would make memory and latency grow with it and hide
+      // (or fake) a leak.
+      if (d.text.length > seedText.length + GROWTH_LIMIT) {
+        d.text = seedText;
+        d.version++;
+        await conn.sendNotification(DidChangeTextDocumentNotification.type, { textDocument: { uri: d.uri, version: d.version }, contentChanges: [{ text: d.text }] });
+      }
       const at = Math.floor(rand() * (d.text.length + 1));
       const insert = pick(EDITS);
       const start = positionAt(d.text, at);
