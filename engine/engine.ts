@@ -35,7 +35,7 @@ import { KvManager, type KvStats } from './cache/kv-manager.js';
 import { RepoIndex } from './context/repo-index.js';
 import { retrieveContext, type ContextBlock } from './context/retrieve.js';
 import { postProcess } from './postprocess/postprocess.js';
-import { lineClosers } from './postprocess/balance-brackets.js';
+import { cutsOpenForSuffix, lineClosers } from './postprocess/balance-brackets.js';
 import { BracketDisciplineMonitor, BracketTokens } from './monitors/bracket-discipline.js';
 import { knownSyntax } from './postprocess/bracket-lexer.js';
 import { sensibleCuts, verifySuggestion, type Candidate, type VerifyReport } from './verify/verify.js';
@@ -354,8 +354,12 @@ export class Engine {
           return closers ? { ...c, text: c.text + closers, replace: 0 } : null;
         },
         // cut back to where the suggestion reads as finished, its brackets closed as a finished answer's are
-        // (post-processed as finished; reported as cut by the verifier, not by the model)
-        prefixes: () => sensibleCuts(out.text).map((i) => ({ ...show(out.text.slice(0, i), 'eos'), stopReason: 'verify-cut' })),
+        // (post-processed as finished; reported as cut by the verifier, not by the model); also right after an opener
+        // where what is left open is what the lines below close (a call the file goes on with)
+        prefixes: () =>
+          [...new Set([...sensibleCuts(out.text), ...cutsOpenForSuffix(out.text, { prefix: req.prefix, suffix, filePath: req.filePath })])]
+            .sort((a, b) => b - a)
+            .map((i) => ({ ...show(out.text.slice(0, i), 'eos'), stopReason: 'verify-cut' })),
         signal: req.signal,
       });
       shown = v.shown;

@@ -4,7 +4,7 @@
  * document after accepting it (the answer's text inserted at the cursor, replacing `replace` characters after it).
  */
 import { describe, expect, it } from 'vitest';
-import { balanceBrackets, lineClosers } from '../engine/postprocess/balance-brackets.js';
+import { balanceBrackets, cutsOpenForSuffix, lineClosers } from '../engine/postprocess/balance-brackets.js';
 import { postProcess } from '../engine/postprocess/postprocess.js';
 
 function split(doc: string): { prefix: string; suffix: string } {
@@ -247,5 +247,36 @@ describe('lineClosers: what is still open on the cursor\'s line', () => {
 
   it('nothing inside a comment', () => {
     expect(at('x = 1; // █', 'see (note')).toBe('');
+  });
+});
+
+describe('cutsOpenForSuffix: where what the completion leaves open is what the lines below close', () => {
+  const cuts = (doc: string, completion: string) => {
+    const { prefix, suffix } = split(doc);
+    return cutsOpenForSuffix(completion, { prefix, suffix, filePath: 'src/a.ts' }).map((i) => completion.slice(0, i));
+  };
+
+  it('cuts after the call and object a closed-on-its-line call opened, when the suffix closes them', () => {
+    const doc = 'function f() {\n  store.█\n    next: (v) => log(v),\n  });\n}\n';
+    // not after `subscribe(` alone: the suffix's `}` would still close nothing
+    expect(cuts(doc, 'subscribe({ next: (v) => v });')).toEqual(['subscribe({']);
+  });
+
+  it('only the cuts the suffix fits best, and only better than today', () => {
+    // the suffix closes `]` then `)`: `(` alone would leave `]` closing nothing; `([` fits
+    expect(cuts('f█\n  1, 2,\n]);\n', '([1, 2]);')).toEqual(['([']);
+    // `(` alone leaves the `]` stray but fits the `)`: fewer strays than today, so it is offered; `({` is not
+    expect(cuts('f█\n  1, 2,\n]);\n', '({ a: 1 });')).toEqual(['(']);
+    // the innermost match is enough: what stays unclosed in the suffix closed nothing before either
+    expect(cuts('f█\n  x\n}\n}\n', '{ y }')).toEqual(['{']);
+  });
+
+  it('nothing when the suffix closes nothing, or inside strings and templates', () => {
+    expect(cuts('const a = █;\nfoo();\n', 'bar({ x: 1 })')).toEqual([]);
+    expect(cuts('x(█\n);\n', '"(" + `${y}`')).toEqual([]);
+  });
+
+  it('nothing past a closer that breaks the structure', () => {
+    expect(cuts('a.█\n});\n', 'b) + c({')).toEqual([]);
   });
 });

@@ -263,3 +263,44 @@ function closeAll(text: string, open: Open[], l: Lines): string {
   }
   return t;
 }
+
+/**
+ * Where a completion may be cut so that the brackets it leaves open are what the lines below close: right after an
+ * opener, where the suffix, read from there, has the fewest closers that close the wrong bracket or nothing, and
+ * fewer than read from the cursor. The case is a call whose arguments the file goes on with below (`subscribe(` with
+ * `next: ...\n});` under it): the model tends to close the call on the cursor's line, which leaves the suffix's
+ * `});` closing the wrong things; cut after its `({`, the lines below close it. Offsets into `text`, longest first.
+ */
+export function cutsOpenForSuffix(text: string, ctx: Pick<BalanceContext, 'prefix' | 'suffix' | 'filePath'>): number[] {
+  const syn = syntaxFor(ctx.filePath);
+  const { prefix, suffix } = cursorWindow(ctx.prefix, ctx.suffix);
+  const start = lexPrefix(prefix, syn);
+  const before = prefix.slice(-8);
+  const today = strayClosers(suffix, start, syn, before);
+  if (today === 0) return [];
+  const cuts: { at: number; stray: number }[] = [];
+  const st = copy(start);
+  for (const ev of lex(text, st, syn, before, 'completion')) {
+    if (ev.type === 'unterminated' || ev.type === 'comment' || (ev.type === 'close' && (ev.match < 0 || ev.match !== st.stack.length - 1))) break; // broken from here on
+    if (ev.type === 'close') st.stack.length = ev.match;
+    if (ev.type !== 'open' || ev.entry.quote || ev.entry.interp) continue;
+    const upTo = text.slice(0, ev.at + 1);
+    const stray = strayClosers(suffix, st, syn, (prefix + upTo).slice(-8));
+    if (stray < today) cuts.push({ at: ev.at + 1, stray });
+  }
+  // the cuts that fit the suffix best (a partial fit, `subscribe(` for `});`, is only tried where nothing fits better)
+  const best = Math.min(...cuts.map((c) => c.stray));
+  return cuts.filter((c) => c.stray === best).map((c) => c.at).reverse();
+}
+
+/** Closers in `suffix`, read from `start`, that close nothing or not the innermost open bracket. */
+function strayClosers(suffix: string, start: LexState, syn: Syntax, before: string): number {
+  const st = copy(start);
+  let stray = 0;
+  for (const ev of lex(suffix, st, syn, before, 'suffix')) {
+    if (ev.type !== 'close') continue;
+    if (ev.match < 0 || ev.match !== st.stack.length - 1) stray++;
+    if (ev.match >= 0) st.stack.length = ev.match;
+  }
+  return stray;
+}
