@@ -520,6 +520,23 @@ describe('scope-names monitor: a name that starts an expression is one the check
     expect(next?.arrowParams).toBe(true);
   });
 
+  it('where only an expression may begin, no keyword that begins a statement or a declaration', () => {
+    const head = `import { Account } from './model.js';\nexport function f(acc: Account, limit: number) {\n  `;
+    const at = (line: string) => {
+      const text = head + line;
+      return oracle.scopeNames(FILE, `${text}\n}\n`, text.length)?.names ?? [];
+    };
+    const statementOnly = ['continue', 'break', 'return', 'var', 'const', 'let', 'if', 'package', 'interface', 'enum', 'as'];
+    for (const site of ['acc.deposit(', 'return limit + ', 'if (', 'return !'])   {
+      expect(at(site), site).toContain('limit');
+      expect(at(site), site).toEqual(expect.arrayContaining(['new', 'typeof', 'this', 'function']));
+      for (const k of statementOnly) expect(at(site), `${site}${k}`).not.toContain(k);
+    }
+    // a statement may begin after `;` or `{`, and a declaration in `for (`
+    expect(at('limit++; ')).toEqual(expect.arrayContaining(['const', 'return', 'if']));
+    expect(at('for (')).toEqual(expect.arrayContaining(['const', 'let']));
+  });
+
   it('in a call\'s argument an unknown name is written only as an arrow function\'s parameter', async () => {
     const engine = await Engine.load({ model: ensureFixtureModel('tiny'), threads: 2 });
     try {

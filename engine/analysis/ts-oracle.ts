@@ -15,6 +15,16 @@ import ts from 'typescript';
 import { isLibraryFile, type CallShape, type CheckDiagnostic, type TypeLocation, type TypeOracle } from './oracle.js';
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * Where only an expression may begin (an argument, an operand, a condition, the right side of `=`, after `return`),
+ * not a statement or a declaration: TypeScript's list there still has every keyword (`continue`, `var`, `package`,
+ * `as`), and the model takes them (`pipe(continue = true)`). Not after `{`, `;` or `:` (a block, a case clause, a
+ * label may start a statement), nor in `for (` (`let`, `const`).
+ */
+const EXPRESSION_ONLY = /(?:[([,=+\-*/%!&|^~?>]|\s<|(?:^|[^\w$.])(?:return|await|typeof|throw|yield|void|delete|case|in|of|instanceof))\s*$/;
+/** The keywords that may begin an expression (the rest begin statements or declarations, or nothing). */
+const EXPRESSION_KEYWORDS = new Set(['async', 'await', 'class', 'delete', 'false', 'function', 'import', 'new', 'null', 'super', 'this', 'true', 'typeof', 'void', 'yield']);
 const DEFAULT_OPTIONS: ts.CompilerOptions = {
   target: ts.ScriptTarget.ES2022,
   module: ts.ModuleKind.NodeNext,
@@ -135,7 +145,10 @@ export class TypeScriptOracle implements TypeOracle {
     if (!result || result.isMemberCompletion) return null;
     const arrowParams = result.isNewIdentifierLocation;
     if (arrowParams && !this.atArgumentStart(abs, offset)) return null;
-    const names = result.entries.filter((e) => IDENTIFIER.test(e.name) && !e.insertText).map((e) => e.name);
+    const before = text.slice(Math.max(0, offset - 64), offset);
+    const expressionOnly = EXPRESSION_ONLY.test(before) && !/\bfor\s*\(\s*$/.test(before);
+    const keywordOk = (e: ts.CompletionEntry) => !expressionOnly || e.kind !== ts.ScriptElementKind.keyword || EXPRESSION_KEYWORDS.has(e.name);
+    const names = result.entries.filter((e) => IDENTIFIER.test(e.name) && !e.insertText && keywordOk(e)).map((e) => e.name);
     return names.length ? { names: [...new Set(names)].sort(), arrowParams } : null;
   }
 
