@@ -281,11 +281,10 @@ export function cutsOpenForSuffix(text: string, ctx: Pick<BalanceContext, 'prefi
   const cuts: { at: number; stray: number }[] = [];
   const st = copy(start);
   for (const ev of lex(text, st, syn, before, 'completion')) {
-    if (ev.type === 'unterminated' || ev.type === 'comment' || (ev.type === 'close' && (ev.match < 0 || ev.match !== st.stack.length - 1))) break; // broken from here on
+    if (ev.type === 'unterminated' || ev.type === 'comment' || (ev.type === 'close' && !closesInnermost(ev.match, st))) break; // broken from here on
     if (ev.type === 'close') st.stack.length = ev.match;
     if (ev.type !== 'open' || ev.entry.quote || ev.entry.interp) continue;
-    const upTo = text.slice(0, ev.at + 1);
-    const stray = strayClosers(suffix, st, syn, (prefix + upTo).slice(-8));
+    const stray = strayClosers(suffix, st, syn, (before + text.slice(0, ev.at + 1)).slice(-8));
     if (stray < today) cuts.push({ at: ev.at + 1, stray });
   }
   // the cuts that fit the suffix best (a partial fit, `subscribe(` for `});`, is only tried where nothing fits better)
@@ -299,8 +298,13 @@ function strayClosers(suffix: string, start: LexState, syn: Syntax, before: stri
   let stray = 0;
   for (const ev of lex(suffix, st, syn, before, 'suffix')) {
     if (ev.type !== 'close') continue;
-    if (ev.match < 0 || ev.match !== st.stack.length - 1) stray++;
+    if (!closesInnermost(ev.match, st)) stray++;
     if (ev.match >= 0) st.stack.length = ev.match;
   }
   return stray;
+}
+
+/** Whether a closer that matched stack index `match` (-1: nothing) closes the innermost open bracket. */
+function closesInnermost(match: number, st: LexState): boolean {
+  return match >= 0 && match === st.stack.length - 1;
 }
