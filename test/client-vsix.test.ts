@@ -163,4 +163,25 @@ describe.skipIf(!enabled)(`the packaged extension (.vsix for ${target})`, () => 
       await extension.deactivate();
     }
   });
+
+  it('a restart that cuts the start before it short shows no error, and ends with one ready server', async () => {
+    const ext = path.join(unpacked, 'extension');
+    const editor = scriptedEditor(file, 'typescript', ws, { enable: true, maxTokens: 16, monitors: true, model: '', weights: 'f32', threads: 2, nodePath: process.execPath, debounceMs: 0, trace: { server: 'off' } });
+    const extension = editor.load(path.join(ext, 'dist/extension.js'));
+    extension.activate({ subscriptions: [], extensionPath: ext });
+    const starts = () => editor.logs.filter((l) => l.includes('starting the server with')).length;
+    try {
+      await vi.waitFor(() => expect(editor.statusTexts.at(-1)).toMatch(/^\$\(sparkle\) mgd: /), { timeout: 60_000, interval: 50 });
+      const restart = editor.commands.get('mgd.restartServer')!;
+      // the first restart's new client is initializing (its process just spawned) when the second one disposes it
+      const first = restart();
+      await vi.waitFor(() => expect(starts()).toBe(2), { timeout: 30_000, interval: 2 });
+      await Promise.all([first, restart()]);
+      expect(starts()).toBe(3);
+      await vi.waitFor(() => expect(editor.statusTexts.at(-1)).toMatch(/^\$\(sparkle\) mgd: /), { timeout: 60_000, interval: 50 });
+      expect(editor.notifications.filter((n) => n.kind === 'error'), editor.logs.join('\n')).toEqual([]);
+    } finally {
+      await extension.deactivate();
+    }
+  });
 });

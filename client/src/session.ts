@@ -29,8 +29,21 @@ export function settings(): ExtensionSettings {
   return readSettings((key) => cfg.get(key));
 }
 
+/**
+ * A client that, once replaced by a restart, only logs. Disposing a client whose start is still in flight (the user
+ * restarts while the library is bringing a crashed server back) rejects its initialize, and the library reports that
+ * with a forced error notification ("couldn't create connection to server") although nothing failed: the new server
+ * is already on its way.
+ */
+class SessionClient extends LanguageClient {
+  retired = false;
+  override error(message: string, data?: unknown, showNotification: boolean | 'force' = true): void {
+    super.error(message, data, this.retired ? false : showNotification);
+  }
+}
+
 export class ServerSession implements vscode.Disposable {
-  private client: LanguageClient | null = null;
+  private client: SessionClient | null = null;
   private server: ServerState = { state: 'stopped' };
   private inFlight = 0;
   private crashes: number[] = [];
@@ -61,7 +74,7 @@ export class ServerSession implements vscode.Disposable {
     const serverOptions: ServerOptions = { command: cmd.command, args: cmd.args, options: { env: cmd.env, cwd: serverDir } };
     // A client replaced by a restart may still report (its process closing, a restart of its own in flight): only
     // the current client's events change the state.
-    let client: LanguageClient | null = null;
+    let client: SessionClient | null = null;
     const current = () => client !== null && client === this.client;
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
@@ -80,7 +93,7 @@ export class ServerSession implements vscode.Disposable {
         return false;
       },
     };
-    client = new LanguageClient('mgd', 'mgd', serverOptions, clientOptions);
+    client = new SessionClient('mgd', 'mgd', serverOptions, clientOptions);
     // v11 registers inline completion (LSP 3.18) as a built-in feature; proposed features are registered as the
     // library asks, so a newer proposed one is picked up without code here.
     client.registerProposedFeatures();
@@ -106,6 +119,7 @@ export class ServerSession implements vscode.Disposable {
     this.client = null;
     if (!client) return;
     this.stopping = true;
+    client.retired = true;
     try {
       await client.dispose(2000);
     } catch (e) {
