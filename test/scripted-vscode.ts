@@ -228,6 +228,8 @@ export function scriptedEditor(file: string, languageId: string, workspace: stri
       };
       const require = createRequire(main);
       require.cache['vscode'] = { id: 'vscode', filename: 'vscode', loaded: true, exports: api } as unknown as NodeJS.Module;
+      // a fresh copy for each editor: the bundle binds the `vscode` it was first loaded with
+      delete require.cache[require.resolve(main)];
       return require(main);
     },
     document,
