@@ -10,6 +10,7 @@ import { buildPrompt } from '../engine/decode/fim.js';
 import { generate } from '../engine/decode/generate.js';
 import type { LogitsProcessor } from '../engine/decode/logits-processor.js';
 import { argmax, createSampler } from '../engine/decode/sampler.js';
+import { repetitionCut } from '../engine/decode/repetition.js';
 import { StopRules } from '../engine/decode/stop.js';
 import { CancelledError, throwIfAborted } from '../engine/errors.js';
 import { ensureFixtureModel } from '../engine/model/fixtures.js';
@@ -202,6 +203,26 @@ describe('stop rules', () => {
     expect(r.check('abc EN')).toBeNull();
     expect(r.check('abc END x // y')).toEqual({ reason: 'stop-string', cut: 4 });
   });
+  it('a loop at the end stops line and block completions, cut to before the loop and one turn of it at most', () => {
+    const kept = (t: string) => t.slice(0, repetitionCut(t) ?? t.length);
+    // loops the model wrote on the dev set, as they ended at the token limit
+    expect(kept('clearImmediate || clearImmediate || clearImmediate || clearImmediate || clearImm')).toBe('clearImmediate');
+    expect(kept('error ?? errors ?? errors ?? errors ?? errors ?? errors ?? e')).toBe('error ?? errors');
+    expect(kept('repeat(x) || " ".repeat(x) || " ".repeat(x) || " ".repeat(x) ||')).toBe('repeat(x)');
+    expect(kept('internalActions, customElements, customElements, customElements, customEleme')).toBe('internalActions, customElements');
+    expect(kept('format}" ${received} ${received} ${received} ${received} ${rec')).toBe('format}" ${received}');
+    // the phase of the loop that leaves the fewest brackets open: after `]`, not inside `screen[sessionStorage`
+    expect(kept('innerType) : screen[s] ?? screen[sessionStorage] ?? screen[sessionStorage] ?? screen[sessionStorage] ??')).toBe('innerType) : screen[s] ?? screen[sessionStorage]');
+    expect(kept('settled, initial =>IAM 1234496777777777777777777777777777777777')).toBe('settled, initial =>IAM 1234496');
+    // code that repeats on purpose is no loop: numbers in a table, a comment rule, indentation, two alike calls
+    for (const t of ['[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]', '// ----------------------------------------', 'a;\n' + ' '.repeat(40), 'push(a);\n    push(a);\n    push(b);', 'x.y.z.w', 'ab ab ab']) {
+      expect(repetitionCut(t), t).toBeNull();
+    }
+    expect(new StopRules({ mode: 'line' }).check('a || b || b || b || b || b || b')).toEqual({ reason: 'repetition', cut: 6 });
+    expect(new StopRules({ mode: 'block', linePrefix: '  ' }).check('a || b || b || b || b || b || b')).toEqual({ reason: 'repetition', cut: 6 });
+    // 'none' ends only at the limit, EOS or a stop string (what the benchmarks ask for)
+    expect(new StopRules({ mode: 'none' }).check('a || b || b || b || b || b || b')).toBeNull();
+  });
 });
 
 describe('FIM prompts', () => {
@@ -285,6 +306,16 @@ describe('generate', () => {
     expect(r.text).toBe('abc');
     expect(r.stopReason).toBe('max-tokens');
     expect(b.forwarded.length).toBe(3); // prompt + 2 decode steps: the 3rd token ends the loop unforwarded
+  });
+
+  it('a loop ends the decode as soon as it has turned three times, cut back to one turn', async () => {
+    const prompt = await tok.encode('x = ');
+    const b = scripted(prompt, await ids('a || b' + ' || b'.repeat(40)));
+    const r = await generate(b, new FakeCache(), tok, prompt, { maxTokens: 200, stop: { mode: 'line' } });
+    expect(r.text).toBe('a || b');
+    expect(r.stopReason).toBe('repetition');
+    // stopped at the first 24 looping characters, not at the token limit
+    expect(r.steps).toBeLessThan(40);
   });
 
   it('reuses the cached prefix and re-runs the last token when the whole prompt is cached', async () => {

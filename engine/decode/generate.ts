@@ -27,7 +27,7 @@ import { argmax, createSampler, type Sampler, type SamplerOptions } from './samp
 import { StopRules, type StopOptions } from './stop.js';
 import { applyMask, intersect, isAllowed } from './mask/token-mask.js';
 
-export type StopReason = 'eos' | 'max-tokens' | 'stop-string' | 'line' | 'block' | 'cancelled' | 'masked-out';
+export type StopReason = 'eos' | 'max-tokens' | 'stop-string' | 'line' | 'block' | 'repetition' | 'cancelled' | 'masked-out';
 
 export interface GenerateOptions {
   maxTokens: number;

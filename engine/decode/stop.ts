@@ -8,7 +8,10 @@
  *    completion before its newline, except a closing-bracket line at exactly the base that closes a bracket the
  *    completion itself opened (`if (x) {` ... `}`), which is kept and ends the completion after it;
  *  - 'none': only max tokens, EOS and stop strings end it.
+ * In 'line' and 'block' mode a loop at the text's end (repetition.ts) also ends it, cut back to before the loop.
  */
+import { repetitionCut } from './repetition.js';
+
 export type StopMode = 'line' | 'block' | 'none';
 
 export interface StopOptions {
@@ -19,7 +22,7 @@ export interface StopOptions {
 }
 
 export interface StopDecision {
-  reason: 'stop-string' | 'line' | 'block';
+  reason: 'stop-string' | 'line' | 'block' | 'repetition';
   /** Length of the text to keep. */
   cut: number;
 }
@@ -40,7 +43,9 @@ export class StopRules {
     }
     const structural = this.o.mode === 'line' ? lineEnd(text) : this.o.mode === 'block' ? this.blockEnd(text) : null;
     if (structural !== null && (!best || structural < best.cut)) best = { reason: this.o.mode as 'line' | 'block', cut: structural };
-    return best;
+    if (best || this.o.mode === 'none') return best;
+    const loop = repetitionCut(text);
+    return loop === null ? null : { reason: 'repetition', cut: loop };
   }
 
   private blockEnd(text: string): number | null {

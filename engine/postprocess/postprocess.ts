@@ -15,7 +15,7 @@ export interface Shown {
 }
 
 /** Stop reasons of a completion that ended on its own (the others: the token limit, masked out, cancelled). */
-const FINISHED = new Set(['eos', 'line', 'block', 'stop-string']);
+const FINISHED = new Set(['eos', 'line', 'block', 'stop-string', 'repetition']);
 
 export interface PostProcessInput {
   prefix: string;
