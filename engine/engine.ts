@@ -35,7 +35,7 @@ import { KvManager, type KvStats } from './cache/kv-manager.js';
 import { RepoIndex } from './context/repo-index.js';
 import { retrieveContext, type ContextBlock } from './context/retrieve.js';
 import { postProcess } from './postprocess/postprocess.js';
-import { cutsOpenForSuffix, lineClosers } from './postprocess/balance-brackets.js';
+import { cutsOpenForSuffix, lineClosers, strayClosersAfter } from './postprocess/balance-brackets.js';
 import { BracketDisciplineMonitor, BracketTokens } from './monitors/bracket-discipline.js';
 import { knownSyntax } from './postprocess/bracket-lexer.js';
 import { sensibleCuts, verifySuggestion, type Candidate, type VerifyReport } from './verify/verify.js';
@@ -461,6 +461,10 @@ export class Engine {
         parseBaseline ??= commonDiagnostics(parseDiagnostics(file, docs[0]!), parseDiagnostics(file, docs[1]!));
         const added = newDiagnostics(parseBaseline, parsed);
         if (added.length) return added.map((d) => d.code);
+        // excused, unless the candidate leaves closers below the cursor closing nothing or the wrong bracket: the
+        // document without the line has the same errors because the line is what opens those brackets (its rest
+        // was `subscribe(` and the arguments follow below), so they are the candidate's to fix, not the file's
+        if (strayClosersAfter(c.text, { prefix: req.prefix, suffix: suffix.slice(c.replace), filePath: req.filePath }) > 0) return parsed.map((d) => d.code);
       }
       const after = await errors(doc);
       if (after.length === 0) return [];

@@ -4,7 +4,7 @@
  * document after accepting it (the answer's text inserted at the cursor, replacing `replace` characters after it).
  */
 import { describe, expect, it } from 'vitest';
-import { balanceBrackets, cutsOpenForSuffix, lineClosers } from '../engine/postprocess/balance-brackets.js';
+import { balanceBrackets, cutsOpenForSuffix, lineClosers, strayClosersAfter } from '../engine/postprocess/balance-brackets.js';
 import { postProcess } from '../engine/postprocess/postprocess.js';
 
 function split(doc: string): { prefix: string; suffix: string } {
@@ -278,5 +278,22 @@ describe('cutsOpenForSuffix: where what the completion leaves open is what the l
 
   it('nothing past a closer that breaks the structure', () => {
     expect(cuts('a.█\n});\n', 'b) + c({')).toEqual([]);
+  });
+});
+
+describe('strayClosersAfter: what the lines below still need the cursor line to open', () => {
+  const stray = (doc: string, completion: string) => strayClosersAfter(completion, { ...split(doc), filePath: 'src/a.ts' });
+  it('counts the closers below that close nothing or the wrong bracket once the completion is written', () => {
+    const doc = 'function f() {\n  store.█\n    next: (v) => log(v),\n  });\n}\n';
+    // `});` closes the function early, so its `)` and the last line's `}` close nothing
+    expect(stray(doc, '')).toBe(2);
+    expect(stray(doc, 'subscribe({ next: (v) => v });')).toBe(2);
+    // `}` then closes the wrong bracket (the call's `(` is innermost), and the rest as before
+    expect(stray(doc, 'subscribe(')).toBe(3);
+    expect(stray(doc, 'subscribe({')).toBe(0);
+    // well-formed code below: nothing to open, whatever the completion closes on its own line
+    expect(stray('const a = █;\nfoo();\n', 'bar({ x: 1 })')).toBe(0);
+    // brackets in strings and comments below are not closers
+    expect(stray('x(█\n  ")", // )\n);\n', '')).toBe(0);
   });
 });

@@ -204,6 +204,18 @@ describe('the engine checks before it shows (tiny random model, TypeScript check
     expect(oracle.diagnostics(FILE, doc).filter((d) => d.code === 1128)).toEqual([]);
   });
 
+  it('a suggestion that closes on its line the call the lines below go on with is not clean: cut after the opener', async () => {
+    // the line was `acc.deposit(` and its argument follows below; without the line, the file has the same errors
+    const head = `import { Account } from './model.js';\nexport function f(acc: Account) {\n  acc.`;
+    const rest = `\n    acc.balance,\n  );\n}\n`;
+    const r = await engine.complete({ prefix: head, suffix: rest, filePath: FILE, workspace, maxTokens: 6, stop: 'line', processors: [scripted('deposit(1);')], verifyMs: 10_000 });
+    expect(r.raw.startsWith('deposit(1);')).toBe(true);
+    expect(r.verify.added).toBeGreaterThan(0);
+    expect(r.verify.status).toBe('prefix');
+    expect(r.text).toBe('deposit(');
+    expect(oracle.diagnostics(FILE, head + r.text + rest)).toEqual([]);
+  });
+
   it('a suggestion that leaves its line open is repaired with the closers, no decode', async () => {
     const head = `import { Account } from './model.js';\nexport function f(acc: Account) {\n  return \`has \${acc.`;
     const r = await engine.complete({ prefix: head, suffix: `\n}\n`, filePath: FILE, workspace, maxTokens: 3, stop: 'line', processors: [scripted('balance')], verifyMs: 10_000 });

@@ -292,6 +292,19 @@ export function cutsOpenForSuffix(text: string, ctx: Pick<BalanceContext, 'prefi
   return cuts.filter((c) => c.stray === best).map((c) => c.at).reverse();
 }
 
+/**
+ * How many closers in the lines after the cursor close nothing or the wrong bracket once `text` is written at the
+ * cursor: what the document still needs the cursor's line to open (0 in well-formed code).
+ */
+export function strayClosersAfter(text: string, ctx: Pick<BalanceContext, 'prefix' | 'suffix' | 'filePath'>): number {
+  const syn = syntaxFor(ctx.filePath);
+  const { prefix, suffix } = cursorWindow(ctx.prefix, ctx.suffix);
+  const st = lexPrefix(prefix, syn);
+  const before = prefix.slice(-8);
+  for (const ev of lex(text, st, syn, before, 'completion')) if (ev.type === 'close' && ev.match >= 0) st.stack.length = ev.match;
+  return strayClosers(suffix, st, syn, (before + text).slice(-8));
+}
+
 /** Closers in `suffix`, read from `start`, that close nothing or not the innermost open bracket. */
 function strayClosers(suffix: string, start: LexState, syn: Syntax, before: string): number {
   const st = copy(start);
