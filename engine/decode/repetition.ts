@@ -25,10 +25,11 @@ export function repetitionCut(text: string): number | null {
     while (j >= 0 && text[j] === text[j + p]) j--;
     const start = j + 1;
     const loop = n - start;
+    // (this runs after every token: the unit is looked at only once the tail is long enough to be a loop)
+    if (loop < MIN_REPEATS * p || loop < MIN_LOOP_CHARS) continue;
     const unit = text.slice(n - p);
     if (!/[\w$]/.test(unit)) continue;
-    const repeats = /[A-Za-z_$]/.test(unit) ? MIN_REPEATS : MIN_REPEATS_NUMERIC;
-    if (loop < repeats * p || loop < MIN_LOOP_CHARS) continue;
+    if (!/[A-Za-z_$]/.test(unit) && loop < MIN_REPEATS_NUMERIC * p) continue;
     return cutIn(text, start, p);
   }
   return null;
