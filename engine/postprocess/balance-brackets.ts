@@ -272,10 +272,7 @@ function closeAll(text: string, open: Open[], l: Lines): string {
  * `});` closing the wrong things; cut after its `({`, the lines below close it. Offsets into `text`, longest first.
  */
 export function cutsOpenForSuffix(text: string, ctx: Pick<BalanceContext, 'prefix' | 'suffix' | 'filePath'>): number[] {
-  const syn = syntaxFor(ctx.filePath);
-  const { prefix, suffix } = cursorWindow(ctx.prefix, ctx.suffix);
-  const start = lexPrefix(prefix, syn);
-  const before = prefix.slice(-8);
+  const { syn, suffix, start, before } = atCursor(ctx);
   const today = strayClosers(suffix, start, syn, before);
   if (today === 0) return [];
   const cuts: { at: number; stray: number }[] = [];
@@ -297,12 +294,16 @@ export function cutsOpenForSuffix(text: string, ctx: Pick<BalanceContext, 'prefi
  * cursor: what the document still needs the cursor's line to open (0 in well-formed code).
  */
 export function strayClosersAfter(text: string, ctx: Pick<BalanceContext, 'prefix' | 'suffix' | 'filePath'>): number {
-  const syn = syntaxFor(ctx.filePath);
-  const { prefix, suffix } = cursorWindow(ctx.prefix, ctx.suffix);
-  const st = lexPrefix(prefix, syn);
-  const before = prefix.slice(-8);
+  const { syn, suffix, start: st, before } = atCursor(ctx);
   for (const ev of lex(text, st, syn, before, 'completion')) if (ev.type === 'close' && ev.match >= 0) st.stack.length = ev.match;
   return strayClosers(suffix, st, syn, (before + text).slice(-8));
+}
+
+/** The suffix window and the lexer's state at the cursor (the prefix's open brackets), with the look-behind there. */
+function atCursor(ctx: Pick<BalanceContext, 'prefix' | 'suffix' | 'filePath'>): { syn: Syntax; suffix: string; start: LexState; before: string } {
+  const syn = syntaxFor(ctx.filePath);
+  const { prefix, suffix } = cursorWindow(ctx.prefix, ctx.suffix);
+  return { syn, suffix, start: lexPrefix(prefix, syn), before: prefix.slice(-8) };
 }
 
 /** Closers in `suffix`, read from `start`, that close nothing or not the innermost open bracket. */
